@@ -1,0 +1,39 @@
+"""JSON only, size-limited, parsed with orjson (strict: no NaN, no trailing data)."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import orjson
+from django.conf import settings
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
+
+from api.errors import PayloadTooLarge
+
+
+class LimitedJSONParser(BaseParser):
+    media_type = "application/json"
+
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: dict[str, Any] | None = None,
+    ) -> Any:
+        limit: int = settings.NOTIFY_MAX_BODY_BYTES
+        raw = stream.read(limit + 1)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"Request body is over the {limit} byte limit.")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from exc
+
+
+def require_json(request: Request) -> None:
+    """415 for anything but application/json, including no Content-Type at all."""
+    media = (request.content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaType(media or "(none)")

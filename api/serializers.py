@@ -1,0 +1,149 @@
+"""Request and response shapes. Validation only; no business rule lives here."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from rest_framework import serializers
+
+MAX_RECIPIENTS = 10_000
+MAX_DATA_BYTES = 64 * 1024
+MAX_READ_IDS = 10_000
+_TYPE = re.compile(r"\A[A-Za-z0-9_.:-]{1,100}\Z")
+
+
+def check_text(value: str) -> str:
+    """Text that every database stores: no NUL, no lone surrogate."""
+    if "\x00" in value:
+        raise serializers.ValidationError("NUL characters are not allowed.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise serializers.ValidationError("Text must be valid Unicode.") from exc
+    return value
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only (no number coercion), kept exactly as sent (no trimming)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        return check_text(super().to_internal_value(data))
+
+
+class PublishRequest(serializers.Serializer[dict[str, Any]]):
+    recipients = serializers.ListField(
+        child=StrictCharField(min_length=1, max_length=128),
+        min_length=1,
+        max_length=MAX_RECIPIENTS,
+        help_text="User ids, 1..10000 strings of 1..128 characters; duplicates count once.",
+    )
+    type = StrictCharField(
+        max_length=100, help_text="1..100 characters of [A-Za-z0-9_.:-], e.g. order.shipped"
+    )
+    title = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    body = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
+    data = serializers.JSONField(
+        required=False, default=dict, help_text="A JSON object, at most 64 KiB as compact JSON."
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["The body must be a JSON object."]}
+            )
+        if "recipients" in data and not isinstance(data["recipients"], list):
+            raise serializers.ValidationError({"recipients": ["Must be a list of user ids."]})
+        result: dict[str, Any] = super().to_internal_value(data)
+        return result
+
+    def validate_type(self, value: str) -> str:
+        if not _TYPE.match(value):
+            raise serializers.ValidationError(
+                "Must be 1..100 characters of letters, digits, '_', '.', ':' or '-'."
+            )
+        return value
+
+    def validate_data(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        try:
+            encoded = orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise serializers.ValidationError("Must be JSON-serializable text.") from exc
+        if len(encoded) > MAX_DATA_BYTES:
+            raise serializers.ValidationError(
+                f"Must be at most {MAX_DATA_BYTES} bytes as compact JSON (is {len(encoded)})."
+            )
+        if b"\\u0000" in encoded:
+            raise serializers.ValidationError("NUL characters are not allowed.")
+        return value
+
+
+class PublishResponse(serializers.Serializer[dict[str, Any]]):
+    event_id = serializers.UUIDField()
+    recipients = serializers.IntegerField()
+
+
+class NotificationOut(serializers.Serializer[dict[str, Any]]):
+    id = serializers.CharField(help_text="Decimal digits; increasing per user.")
+    type = serializers.CharField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    data = serializers.DictField()
+    source = serializers.CharField()
+    created_at = serializers.CharField()
+    read_at = serializers.CharField(allow_null=True)
+
+
+class NotificationPage(serializers.Serializer[dict[str, Any]]):
+    results = NotificationOut(many=True)
+    next = serializers.CharField(allow_null=True)
+
+
+class UnreadCount(serializers.Serializer[dict[str, Any]]):
+    unread = serializers.IntegerField()
+
+
+class ListQuery(serializers.Serializer[dict[str, Any]]):
+    unread = serializers.BooleanField(required=False, default=False)
+    limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=200)
+    cursor = serializers.CharField(required=False, max_length=40)
+
+
+class NotificationId(serializers.CharField):
+    def to_internal_value(self, data: Any) -> int:  # type: ignore[override]
+        if not isinstance(data, str) or not data.isdigit() or len(data) > 18:
+            raise serializers.ValidationError("Must be a notification id string of digits.")
+        return int(data)
+
+
+class MarkReadRequest(serializers.Serializer[dict[str, Any]]):
+    ids = serializers.ListField(
+        child=NotificationId(), required=False, min_length=1, max_length=MAX_READ_IDS
+    )
+    all = serializers.BooleanField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        has_ids = "ids" in attrs
+        wants_all = attrs.get("all") is True
+        if has_ids == wants_all:
+            raise serializers.ValidationError('Send either "ids": [...] or "all": true.')
+        return attrs
+
+
+class MarkReadResponse(serializers.Serializer[dict[str, Any]]):
+    updated = serializers.IntegerField()
+
+
+class Presence(serializers.Serializer[dict[str, Any]]):
+    user_id = serializers.CharField()
+    online = serializers.BooleanField()
+    connections = serializers.IntegerField()

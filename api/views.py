@@ -1,0 +1,161 @@
+"""HTTP transport: authenticate, parse, call one service or selector, render."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from asgiref.sync import async_to_sync
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers as drf_serializers
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as s
+from api.authentication import PublisherKeyAuthentication, UserTokenAuthentication
+from api.parsers import LimitedJSONParser, require_json
+from notifications import metrics, presence, selectors, services
+from notifications.errors import NotificationNotFound
+from notifications.ratelimit import publisher_limiter
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class PublisherView(APIView):
+    authentication_classes = [PublisherKeyAuthentication]
+    parser_classes = [LimitedJSONParser]
+
+
+class UserView(APIView):
+    authentication_classes = [UserTokenAuthentication]
+    parser_classes = [LimitedJSONParser]
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255:
+        raise drf_serializers.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1..255 characters."]})
+    return key
+
+
+def _request_hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class PublishView(PublisherView):
+    @extend_schema(
+        request=s.PublishRequest,
+        responses={202: s.PublishResponse},
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER)],
+        summary="Publish a notification to one or many users",
+    )
+    def post(self, request: Request) -> Response:
+        started = time.perf_counter()
+        publisher_limiter.check(request.user.name)
+        require_json(request)
+        body = s.PublishRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = _idempotency_key(request)
+        data = body.validated_data
+        result = services.notifications_publish(
+            source=request.user.name,
+            recipients=data["recipients"],
+            type=data["type"],
+            title=data["title"],
+            body=data["body"],
+            data=data["data"],
+            idempotency_key=key,
+            request_hash=_request_hash(data) if key is not None else "",
+        )
+        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+        return Response(
+            {"event_id": str(result.event_id), "recipients": result.recipients},
+            status=status.HTTP_202_ACCEPTED,
+            headers=headers,
+        )
+
+
+class PresenceView(PublisherView):
+    @extend_schema(responses={200: s.Presence}, summary="Open sockets of a user, all processes")
+    def get(self, request: Request, user_id: str) -> Response:
+        count = async_to_sync(presence.backend().count)(user_id)
+        return Response({"user_id": user_id, "online": count > 0, "connections": count})
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = text.partition(":")
+        if prefix != "v1" or not value.isdigit():
+            raise ValueError(cursor)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise drf_serializers.ValidationError({"cursor": ["Invalid cursor."]}) from exc
+
+
+def _encode_cursor(before: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{before}".encode()).decode().rstrip("=")
+
+
+class MyNotificationsView(UserView):
+    @extend_schema(
+        parameters=[s.ListQuery], responses={200: s.NotificationPage}, summary="My notifications"
+    )
+    def get(self, request: Request) -> Response:
+        query = s.ListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        args = query.validated_data
+        before = _decode_cursor(args["cursor"]) if "cursor" in args else None
+        page = selectors.notifications_page(
+            user_id=request.user.user_id, unread=args["unread"], limit=args["limit"], before=before
+        )
+        next_url = None
+        if page.next_before is not None:
+            params = {"limit": args["limit"], "cursor": _encode_cursor(page.next_before)}
+            if args["unread"]:
+                params["unread"] = "true"
+            next_url = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
+        return Response({"results": page.results, "next": next_url})
+
+
+class MyNotificationView(UserView):
+    @extend_schema(responses={200: s.NotificationOut}, summary="One of my notifications")
+    def get(self, request: Request, notification_id: str) -> Response:
+        found = None
+        if notification_id.isdigit() and len(notification_id) <= 18:
+            found = selectors.notification_get(
+                user_id=request.user.user_id, seq=int(notification_id)
+            )
+        if found is None:
+            raise NotificationNotFound(int(notification_id) if notification_id.isdigit() else 0)
+        return Response(found)
+
+
+class UnreadCountView(UserView):
+    @extend_schema(responses={200: s.UnreadCount}, summary="How many are unread")
+    def get(self, request: Request) -> Response:
+        return Response({"unread": selectors.unread_count(user_id=request.user.user_id)})
+
+
+class MarkReadView(UserView):
+    @extend_schema(
+        request=s.MarkReadRequest, responses={200: s.MarkReadResponse}, summary="Mark read"
+    )
+    def post(self, request: Request) -> Response:
+        require_json(request)
+        body = s.MarkReadRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        changed = services.notifications_mark_read(
+            user_id=request.user.user_id, ids=body.validated_data.get("ids")
+        )
+        return Response({"updated": len(changed)})

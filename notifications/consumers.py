@@ -1,0 +1,273 @@
+"""The WebSocket consumer: thin. Frames in -> services; layer events -> frames.
+
+Ordering. ``self.last`` is the highest id sent on this socket. A live event
+with an id at or below it is a duplicate and is dropped; one above
+``last + 1`` means pushes were lost or overtaken, and the missing ids are read
+from the database first (every id below a committed one is committed: see
+notifications/models.py). Channels dispatches one message at a time per
+consumer, so ``last`` needs no lock.
+
+Sending. Frames go through a bounded outbox drained by one writer task: a
+client that reads too slowly fills it and is closed with 4008 (it resumes
+with ``since``) instead of holding memory or delaying anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from notifications import delivery, metrics, presence, selectors, services
+from notifications.ratelimit import TokenBucket
+from notifications.rendering import NotificationDict
+from service.lifecycle import state
+
+logger = logging.getLogger(__name__)
+
+REPLAY_PAGE = 500
+REPLAY_PUT_TIMEOUT = 30.0
+MAX_READ_IDS = 1000
+
+CLOSE_EXPIRED = 4401
+CLOSE_SLOW = 4008
+CLOSE_ABUSE = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_RESTART = 1012
+CLOSE_TRY_AGAIN = 1013
+
+
+def _db(func: Any) -> Any:
+    """ORM calls leave the event loop; reads run in parallel threads."""
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+def _frame(payload: dict[str, Any]) -> str:
+    return orjson.dumps(payload).decode()
+
+
+class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    user_id: str
+    last: int = 0
+    _outbox: asyncio.Queue[tuple[str, float | None]] | None = None
+    _writer: asyncio.Task[None] | None = None
+    _expiry: asyncio.TimerHandle | None = None
+    _joined = False
+    _closed = False
+
+    # -- connect ---------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.user_id = self.scope["user_id"]
+        self._bucket = TokenBucket(*settings.NOTIFY_WS_FRAME_RATE)
+        try:
+            await delivery.join(self.user_id, self.channel_name)
+        except Exception:
+            logger.warning("channel layer unavailable; refusing socket", exc_info=True)
+            await self.close()
+            return
+        self._joined = True
+        await self.accept(self.scope.get("notify_subprotocol"))
+        self._outbox = asyncio.Queue(maxsize=settings.NOTIFY_WS_SEND_QUEUE)
+        self._writer = asyncio.ensure_future(self._write_forever())
+        state.sockets.add(self)
+        metrics.SOCKETS_OPEN.inc()
+        await presence.backend().connected(self.user_id, self.channel_name)
+        self._schedule_expiry(float(self.scope["token_expires_at"]))
+        await self._start_stream()
+
+    async def _start_stream(self) -> None:
+        since_raw = self._query_param("since")
+        seq = await _db(selectors.sequence_state)(user_id=self.user_id)
+        complete = True
+        replayed = 0
+        if since_raw is None:
+            self.last = seq.last_id
+        elif not since_raw.isdigit() or len(since_raw) > 18:
+            await self._send_now({"type": "error", "code": "invalid_since",
+                                  "detail": "since must be a notification id (digits)."})
+            self.last = seq.last_id
+            complete = False
+        else:
+            since = int(since_raw)
+            # A since beyond what exists (e.g. a reset database) cannot be
+            # trusted: start from now and tell the client to refetch.
+            complete = seq.purged_through <= since <= seq.last_id
+            self.last = min(since, seq.last_id)
+            replayed = await self._send_stored(up_to=None, wait=True)
+        unread = await _db(selectors.unread_count)(user_id=self.user_id)
+        await self._send_now({"type": "ready", "user": self.user_id, "replayed": replayed,
+                              "complete": complete, "unread": unread, "last_id": str(self.last)})
+
+    def _query_param(self, name: str) -> str | None:
+        values = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get(name)
+        return values[0] if values else None
+
+    def _schedule_expiry(self, expires_at: float) -> None:
+        delay = max(0.0, expires_at - time.time())
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(
+            delay, lambda: state.spawn(self._close(CLOSE_EXPIRED))
+        )
+
+    # -- layer events -> frames -----------------------------------------
+
+    async def notification_created(self, event: dict[str, Any]) -> None:
+        if event["user"] != self.user_id or self._closed:
+            return
+        notification: NotificationDict = event["n"]
+        seq = int(notification["id"])
+        if seq <= self.last:
+            return
+        if seq > self.last + 1:
+            await self._send_stored(up_to=seq - 1, wait=False)
+            if self._closed:
+                return
+        self._enqueue(notification, committed_at=event.get("t"))
+
+    async def notification_read(self, event: dict[str, Any]) -> None:
+        if event["user"] != self.user_id or event.get("exclude") == self.channel_name:
+            return
+        self._put(_frame({"type": "read", "ids": event["ids"]}), None)
+
+    async def _send_stored(self, *, up_to: int | None, wait: bool) -> int:
+        """Send stored notifications after ``self.last`` (up to ``up_to``), oldest first."""
+        sent = 0
+        while not self._closed:
+            rows = await _db(selectors.notifications_after)(
+                user_id=self.user_id, after=self.last, up_to=up_to, limit=REPLAY_PAGE
+            )
+            for row in rows:
+                if wait:
+                    await self._enqueue_wait(row)
+                else:
+                    self._enqueue(row, committed_at=None)
+            sent += len(rows)
+            if len(rows) < REPLAY_PAGE:
+                break
+        metrics.REPLAYED.inc(sent)
+        return sent
+
+    def _enqueue(self, notification: NotificationDict, *, committed_at: float | None) -> None:
+        self.last = int(notification["id"])
+        self._put(_frame({"type": "notification", "notification": notification}), committed_at)
+
+    async def _enqueue_wait(self, notification: NotificationDict) -> None:
+        assert self._outbox is not None
+        self.last = int(notification["id"])
+        frame = _frame({"type": "notification", "notification": notification})
+        try:
+            await asyncio.wait_for(self._outbox.put((frame, None)), REPLAY_PUT_TIMEOUT)
+        except TimeoutError:
+            await self._close(CLOSE_SLOW)
+
+    def _put(self, frame: str, committed_at: float | None) -> None:
+        if self._closed or self._outbox is None:
+            return
+        try:
+            self._outbox.put_nowait((frame, committed_at))
+        except asyncio.QueueFull:
+            metrics.DROPPED.inc()
+            state.spawn(self._close(CLOSE_SLOW))
+
+    async def _send_now(self, payload: dict[str, Any]) -> None:
+        assert self._outbox is not None
+        await self._outbox.put((_frame(payload), None))
+
+    async def _write_forever(self) -> None:
+        assert self._outbox is not None
+        while True:
+            frame, committed_at = await self._outbox.get()
+            await self.base_send({"type": "websocket.send", "text": frame})
+            if committed_at is not None:
+                metrics.DELIVERED.inc()
+                metrics.DELIVERY_SECONDS.observe(max(0.0, time.time() - committed_at))
+
+    # -- client frames -> services ---------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self._closed:
+            return
+        if self._bucket.take() > 0:
+            metrics.RATE_LIMITED.labels(scope="socket").inc()
+            await self._close(CLOSE_ABUSE)
+            return
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > settings.NOTIFY_WS_MAX_FRAME_BYTES:
+            await self._close(CLOSE_TOO_BIG)
+            return
+        if text_data is None:
+            self._error("binary_not_supported", "Send JSON text frames.")
+            return
+        try:
+            frame = orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            self._error("invalid_json", "The frame is not valid JSON.")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            self._error("invalid_frame", 'A frame is a JSON object with a string "type".')
+            return
+        if frame["type"] == "ping":
+            self._put(_frame({"type": "pong"}), None)
+        elif frame["type"] == "read":
+            await self._client_read(frame.get("ids"))
+        else:
+            self._error("unknown_type", f"Unknown frame type {frame['type'][:50]!r}.")
+
+    async def _client_read(self, ids: Any) -> None:
+        if (
+            not isinstance(ids, list)
+            or not 1 <= len(ids) <= MAX_READ_IDS
+            or not all(isinstance(i, str) and i.isdigit() and len(i) <= 18 for i in ids)
+        ):
+            self._error("invalid_read", f"ids must be 1..{MAX_READ_IDS} notification id strings.")
+            return
+        await _db(services.notifications_mark_read)(
+            user_id=self.user_id,
+            ids=[int(i) for i in ids],
+            strict=False,
+            origin_channel=self.channel_name,
+        )
+
+    def _error(self, code: str, detail: str) -> None:
+        self._put(_frame({"type": "error", "code": code, "detail": detail}), None)
+
+    # -- closing ----------------------------------------------------------
+
+    async def shutdown_close(self) -> None:
+        await self._close(CLOSE_RESTART)
+
+    async def _close(self, code: int) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+        try:
+            await self.base_send({"type": "websocket.close", "code": code})
+        except Exception:  # already gone
+            logger.debug("close after disconnect", exc_info=True)
+
+    async def disconnect(self, code: int) -> None:
+        self._closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+        if not self._joined:
+            return
+        self._joined = False
+        state.sockets.discard(self)
+        metrics.SOCKETS_OPEN.dec()
+        try:
+            await delivery.leave(self.user_id, self.channel_name)
+        except Exception:
+            logger.warning("group_discard failed", exc_info=True)
+        await presence.backend().disconnected(self.user_id, self.channel_name)

@@ -1,0 +1,89 @@
+"""The only owner of the channel layer: group names and every group_send.
+
+The layer is a fast path, not a queue: a push can be lost (Redis blip,
+process restart). Losing one never loses a notification: it is in the
+database, the consumer fills gaps from there, and clients resume with
+``since``. Failures are counted in ``notify_notifications_dropped_total``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from notifications import metrics
+from notifications.rendering import NotificationDict
+
+logger = logging.getLogger(__name__)
+
+NOTIFICATION_EVENT = "notification.created"
+READ_EVENT = "notification.read"
+
+
+def group_name(user_id: str) -> str:
+    """A layer-safe group name per user (user ids may hold any character)."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=16).hexdigest()
+    return f"u.{digest}"
+
+
+def push_notifications(pushes: Sequence[tuple[str, NotificationDict]], *, committed_at: float) -> None:
+    """After commit: one message per recipient to that user's group."""
+    messages = [
+        (
+            group_name(user),
+            {"type": NOTIFICATION_EVENT, "user": user, "n": notification, "t": committed_at},
+        )
+        for user, notification in pushes
+    ]
+    metrics.ACCEPTED.inc(len(messages))
+    _send(messages)
+
+
+def push_read(user_id: str, ids: Sequence[int], *, exclude_channel: str | None) -> None:
+    message = {
+        "type": READ_EVENT,
+        "user": user_id,
+        "ids": [str(i) for i in ids],
+        "exclude": exclude_channel or "",
+    }
+    _send([(group_name(user_id), message)], counted=False)
+
+
+async def join(user_id: str, channel_name: str) -> None:
+    await get_channel_layer().group_add(group_name(user_id), channel_name)
+
+
+async def leave(user_id: str, channel_name: str) -> None:
+    await get_channel_layer().group_discard(group_name(user_id), channel_name)
+
+
+async def layer_health() -> str | None:
+    layer = get_channel_layer()
+    health = getattr(layer, "health", None)
+    return await health() if health is not None else None
+
+
+def _send(messages: list[tuple[str, dict[str, Any]]], *, counted: bool = True) -> None:
+    try:
+        async_to_sync(_send_many)(messages)
+    except Exception:
+        # The commit stands; the push is the fast path. Sockets recover the
+        # ids from the database on their next message or reconnect.
+        logger.warning("channel layer push failed for %d messages", len(messages), exc_info=True)
+        if counted:
+            metrics.DROPPED.inc(len(messages))
+
+
+async def _send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    layer = get_channel_layer()
+    many = getattr(layer, "group_send_many", None)
+    if many is not None:
+        await many(messages)
+        return
+    for group, message in messages:
+        await layer.group_send(group, message)

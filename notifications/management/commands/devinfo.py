@@ -1,0 +1,30 @@
+"""What a new user needs after `make run`: a publisher key and how to get a token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Print the dev publisher key and how to mint a user token."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", default="8000")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        port = options["port"]
+        keys = settings.NOTIFY_API_KEYS
+        name, secret = next(iter(keys.items())) if keys else ("-", "(none configured)")
+        mode = "dev mode (DEBUG on)" if settings.DEBUG else "production mode"
+        self.stdout.write(
+            f"""
+Notification service, {mode}, on http://127.0.0.1:{port}
+  publisher key ({name}):  {secret}
+  a user token:            .venv/bin/python manage.py issue_token alice
+  API docs:                http://127.0.0.1:{port}/api/docs
+  socket:                  ws://127.0.0.1:{port}/ws/notifications?token=<token>
+"""
+        )

@@ -1,0 +1,26 @@
+"""Mint a user token with the configured HMAC secret (development and tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from notifications.tokens import InvalidToken, MAX_USER_ID_LENGTH, mint_user_token
+
+
+class Command(BaseCommand):
+    help = "Print a JWT for USER, signed with JWT_SECRET (the host app does this in production)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("user", help="the user id (the token's sub)")
+        parser.add_argument("--ttl", type=int, default=3600, help="seconds until exp")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user: str = options["user"]
+        if not 1 <= len(user) <= MAX_USER_ID_LENGTH:
+            raise CommandError("user must be 1..128 characters")
+        try:
+            self.stdout.write(mint_user_token(user, ttl_seconds=options["ttl"]))
+        except InvalidToken as exc:
+            raise CommandError(str(exc)) from exc

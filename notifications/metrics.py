@@ -1,0 +1,37 @@
+"""Prometheus metrics (prometheus-client). Names are part of the contract."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+SOCKETS_OPEN = Gauge(
+    "notify_sockets_open", "WebSocket connections open", multiprocess_mode="livesum"
+)
+ACCEPTED = Counter(
+    "notify_notifications_accepted_total", "Notifications committed (one per recipient)"
+)
+DELIVERED = Counter(
+    "notify_notifications_delivered_total", "Notification frames written to sockets"
+)
+DROPPED = Counter(
+    "notify_notifications_dropped_total",
+    "Live pushes lost (layer error, send buffer overflow); recovered through since",
+)
+REPLAYED = Counter(
+    "notify_notifications_replayed_total", "Notification frames sent from the database"
+)
+RATE_LIMITED = Counter(
+    "notify_rate_limited_total", "Requests or sockets refused by a rate limit", ["scope"]
+)
+PUBLISH_SECONDS = Histogram(
+    "notify_publish_seconds", "Publish request time", buckets=_LATENCY_BUCKETS
+)
+DELIVERY_SECONDS = Histogram(
+    "notify_delivery_seconds",
+    "From commit to frame handed to the socket",
+    buckets=_LATENCY_BUCKETS,
+)

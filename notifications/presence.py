@@ -1,0 +1,123 @@
+"""Who is connected, counted across every process of the deployment.
+
+Without Redis, a counter in this process (there is only one). With Redis,
+each socket is a member of the sorted set ``presence:<user>`` scored by its
+expiry; this process refreshes its members every ``HEARTBEAT`` seconds, so
+the sockets of a process that died without cleanup drop out after ``TTL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+from redis import asyncio as aioredis
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = 10.0
+TTL = 30.0
+PROCESS_ID = uuid.uuid4().hex[:12]
+
+
+class MemoryPresence:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    async def connected(self, user_id: str, channel: str) -> None:
+        self.counts[user_id] += 1
+
+    async def disconnected(self, user_id: str, channel: str) -> None:
+        self.counts[user_id] -= 1
+        if self.counts[user_id] <= 0:
+            del self.counts[user_id]
+
+    async def count(self, user_id: str) -> int:
+        return self.counts.get(user_id, 0)
+
+    async def heartbeat_forever(self) -> None:
+        return None
+
+
+class RedisPresence:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.local: dict[str, str] = {}  # member -> user
+        self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+
+    def _redis(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=10
+            )
+            self._clients = {lp: c for lp, c in self._clients.items() if not lp.is_closed()}
+            self._clients[loop] = client
+        return client
+
+    def _key(self, user_id: str) -> str:
+        return f"{self.prefix}:presence:{user_id}"
+
+    async def connected(self, user_id: str, channel: str) -> None:
+        member = f"{PROCESS_ID}:{channel}"
+        self.local[member] = user_id
+        try:
+            await self._touch({member: user_id})
+        except Exception:
+            logger.warning("presence update failed (Redis unreachable?)", exc_info=True)
+
+    async def disconnected(self, user_id: str, channel: str) -> None:
+        member = f"{PROCESS_ID}:{channel}"
+        self.local.pop(member, None)
+        try:
+            await self._redis().zrem(self._key(user_id), member)
+        except Exception:
+            logger.warning("presence removal failed; it expires in %ss", TTL, exc_info=True)
+
+    async def count(self, user_id: str) -> int:
+        key = self._key(user_id)
+        now = time.time()
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zcard(key)
+        _removed, count = await pipe.execute()
+        return int(count)
+
+    async def _touch(self, members: dict[str, str]) -> None:
+        expires = time.time() + TTL
+        pipe = self._redis().pipeline(transaction=False)
+        for member, user_id in members.items():
+            key = self._key(user_id)
+            pipe.zadd(key, {member: expires})
+            pipe.expire(key, int(TTL) + 5)
+        await pipe.execute()
+
+    async def heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                if self.local:
+                    await self._touch(dict(self.local))
+            except Exception:
+                logger.warning("presence heartbeat failed", exc_info=True)
+
+
+_backend: Any = None
+
+
+def backend() -> MemoryPresence | RedisPresence:
+    global _backend  # noqa: PLW0603 - one per process, built on first use
+    if _backend is None:
+        url = settings.NOTIFY_REDIS_URL
+        if url:
+            _backend = RedisPresence(url.split(",")[0].strip(), "notify")
+        else:
+            _backend = MemoryPresence()
+    return _backend  # type: ignore[no-any-return]

@@ -1,0 +1,245 @@
+"""Writes. Every change to stored notifications goes through here.
+
+Each service is one transaction; pushes are scheduled with
+``transaction.on_commit`` so nothing is announced that could still roll back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from notifications import delivery
+from notifications.errors import IdempotencyConflict, NotificationNotFound
+from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.rendering import NotificationDict, timestamp
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+_SEQ_CHUNK = 500
+_INSERT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    event_id: uuid.UUID
+    recipients: int
+    replayed: bool = False
+
+
+@transaction.atomic
+def notifications_publish(
+    *,
+    source: str,
+    recipients: Sequence[str],
+    type: str,  # noqa: A002 - the contract's field name
+    title: str = "",
+    body: str = "",
+    data: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> PublishResult:
+    """Store one notification per recipient (deduplicated) and push them after commit."""
+    users = list(dict.fromkeys(recipients))
+    now = timezone.now()
+    event_id = uuid.uuid4()
+    if idempotency_key is not None:
+        earlier = _idempotency_claim(
+            source=source,
+            key=idempotency_key,
+            request_hash=request_hash,
+            event_id=event_id,
+            recipients=len(users),
+            now=now,
+        )
+        if earlier is not None:
+            return earlier
+
+    seqs = _allocate_ids(users)
+    payload = data if data is not None else {}
+    rows = [
+        Notification(
+            user_id=user,
+            seq=seqs[user],
+            event_id=event_id,
+            type=type,
+            title=title,
+            body=body,
+            data=payload,
+            source=source,
+            created_at=now,
+        )
+        for user in users
+    ]
+    Notification.objects.bulk_create(rows, batch_size=_INSERT_BATCH)
+
+    shared: NotificationDict = {
+        "type": type,
+        "title": title,
+        "body": body,
+        "data": payload,
+        "source": source,
+        "created_at": timestamp(now),
+        "read_at": None,
+    }
+    pushes = [(user, {"id": str(seqs[user]), **shared}) for user in users]
+    transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
+    return PublishResult(event_id=event_id, recipients=len(users))
+
+
+def _idempotency_claim(
+    *,
+    source: str,
+    key: str,
+    request_hash: str,
+    event_id: uuid.UUID,
+    recipients: int,
+    now: Any,
+) -> PublishResult | None:
+    """Claim the key for this request, or return the first request's answer.
+
+    The insert takes the unique index entry; a concurrent duplicate blocks on
+    it until the first commits (then sees its record) or rolls back (then wins).
+    """
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(
+                source=source,
+                key=key,
+                request_hash=request_hash,
+                event_id=event_id,
+                recipients=recipients,
+                created_at=now,
+            )
+        return None
+    except IntegrityError:
+        record = IdempotencyRecord.objects.select_for_update().get(source=source, key=key)
+    if record.created_at < now - IDEMPOTENCY_TTL:
+        # Expired: the key starts a new life with this request.
+        record.request_hash = request_hash
+        record.event_id = event_id
+        record.recipients = recipients
+        record.created_at = now
+        record.save()
+        return None
+    if record.request_hash != request_hash:
+        raise IdempotencyConflict()
+    return PublishResult(event_id=record.event_id, recipients=record.recipients, replayed=True)
+
+
+def _allocate_ids(users: list[str]) -> dict[str, int]:
+    """Increment each user's counter in this transaction; returns user -> new id.
+
+    Rows are locked in sorted order, so concurrent multi-recipient publishes
+    cannot deadlock on each other's counters.
+    """
+    ordered = sorted(users)
+    result: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(ordered), _SEQ_CHUNK):
+            chunk = ordered[start : start + _SEQ_CHUNK]
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "
+                    "SELECT u, 1, 0 FROM unnest(%s::text[]) AS u ORDER BY u "
+                    "ON CONFLICT (user_id) DO UPDATE "
+                    "SET last_id = notify_user_sequence.last_id + 1 "
+                    "RETURNING user_id, last_id",
+                    [chunk],
+                )
+            else:
+                values = ", ".join(["(%s, 1, 0)"] * len(chunk))
+                cursor.execute(
+                    "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "  # noqa: S608 - placeholders only
+                    f"VALUES {values} "
+                    "ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + 1 "
+                    "RETURNING user_id, last_id",
+                    chunk,
+                )
+            result.update(cursor.fetchall())
+    return result
+
+
+@transaction.atomic
+def notifications_mark_read(
+    *,
+    user_id: str,
+    ids: Sequence[int] | None = None,
+    strict: bool = True,
+    origin_channel: str | None = None,
+) -> list[int]:
+    """Mark the given ids (or, with ``ids=None``, every unread one) read.
+
+    Returns the ids that changed from unread to read; the user's sockets other
+    than ``origin_channel`` get a ``read`` frame with exactly those. With
+    ``strict``, an id the user does not have raises NotificationNotFound and
+    nothing changes.
+    """
+    unread = Notification.objects.filter(user_id=user_id, read_at__isnull=True)
+    if ids is not None:
+        wanted = sorted(set(ids))
+        if strict and wanted:
+            found = set(
+                Notification.objects.filter(user_id=user_id, seq__in=wanted).values_list(
+                    "seq", flat=True
+                )
+            )
+            missing = [i for i in wanted if i not in found]
+            if missing:
+                raise NotificationNotFound(missing[0])
+        unread = unread.filter(seq__in=wanted)
+    changed = sorted(unread.select_for_update().values_list("seq", flat=True))
+    if not changed:
+        return []
+    now = timezone.now()
+    for start in range(0, len(changed), _INSERT_BATCH):
+        Notification.objects.filter(
+            user_id=user_id, seq__in=changed[start : start + _INSERT_BATCH]
+        ).update(read_at=now)
+    transaction.on_commit(
+        lambda: delivery.push_read(user_id, changed, exclude_channel=origin_channel)
+    )
+    return changed
+
+
+def notifications_purge(*, older_than_days: int, batch_size: int = 5000) -> int:
+    """Delete notifications older than the retention, in small transactions.
+
+    Each batch records, per user, the highest id it removed, so a client
+    resuming from below it is told its replay is incomplete.
+    """
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    total = 0
+    while True:
+        deleted = _purge_batch(cutoff=cutoff, batch_size=batch_size)
+        total += deleted
+        if deleted < batch_size:
+            break
+    IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - IDEMPOTENCY_TTL).delete()
+    return total
+
+
+@transaction.atomic
+def _purge_batch(*, cutoff: Any, batch_size: int) -> int:
+    victims = list(
+        Notification.objects.filter(created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("pk", "user_id", "seq")[:batch_size]
+    )
+    if not victims:
+        return 0
+    highest: dict[str, int] = {}
+    for _pk, user, seq in victims:
+        highest[user] = max(seq, highest.get(user, 0))
+    for user, seq in highest.items():
+        UserSequence.objects.filter(user_id=user, purged_through__lt=seq).update(
+            purged_through=seq
+        )
+    Notification.objects.filter(pk__in=[pk for pk, _u, _s in victims]).delete()
+    return len(victims)

@@ -1,0 +1,78 @@
+"""ASGI entry point: HTTP (Django) and WebSocket (Channels), plus lifespan."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_http = get_asgi_application()  # sets Django up before the imports below
+
+from channels.layers import get_channel_layer  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
+
+from notifications import presence  # noqa: E402
+from notifications.consumers import NotificationConsumer  # noqa: E402
+from notifications.ws_auth import deny, websocket_auth_stack  # noqa: E402
+from service import lifecycle  # noqa: E402
+from service.asgi_limits import BodyLimit  # noqa: E402
+from service.logs import install_uvicorn_scrubbing  # noqa: E402
+
+
+def check_channel_layer() -> None:
+    layer = get_channel_layer()
+    if layer is None or "groups" not in getattr(layer, "extensions", []):
+        raise ImproperlyConfigured(
+            "The channel layer does not support groups (channels' InvalidChannelLayerError): "
+            "unset CHANNEL_LAYERS overrides and use REDIS_URL (channels-redis) or the default "
+            "in-memory layer."
+        )
+
+
+async def not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await deny(receive, send)
+
+
+check_channel_layer()
+install_uvicorn_scrubbing()
+
+websocket_app = websocket_auth_stack(
+    URLRouter(
+        [
+            path("ws/notifications", NotificationConsumer.as_asgi()),
+            re_path(r"", not_found),
+        ]
+    )
+)
+
+router = ProtocolTypeRouter(
+    {
+        "http": BodyLimit(ASGIStaticFilesHandler(django_http)),
+        "websocket": websocket_app,
+    }
+)
+
+
+async def _startup() -> None:
+    install_uvicorn_scrubbing()
+    lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
+    lifecycle.state.spawn(presence.backend().heartbeat_forever())
+
+
+async def _shutdown() -> None:
+    for task in list(lifecycle.state.background):
+        task.cancel()
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await lifecycle.lifespan(receive, send, on_startup=_startup, on_shutdown=_shutdown)
+        return
+    await router(scope, receive, send)

@@ -1,0 +1,57 @@
+"""Refuse oversized HTTP bodies before Django reads them (Django's ASGI
+handler spools the whole body to memory/disk before any view runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _reply_413(send: Any, limit: int) -> None:
+    body = orjson.dumps({"detail": f"Request body is over the {limit} byte limit."})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        limit: int = settings.NOTIFY_MAX_BODY_BYTES
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > limit:
+                    await _reply_413(send, limit)
+                    return
+        received = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except BodyTooLarge:
+            await _reply_413(send, limit)

@@ -1,0 +1,115 @@
+"""Process lifecycle: ASGI lifespan, SIGTERM drain, the registry of sockets.
+
+On SIGTERM the process turns ``/readyz`` to 503 at once, refuses new
+sockets, closes open ones with 1012 in batches spread over
+``NOTIFY_DRAIN_SECONDS`` (so their reconnects do not stampede the other
+pods), and only then hands the signal to uvicorn, which finishes requests in
+flight and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import weakref
+from collections.abc import Awaitable, Callable
+from types import FrameType
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+DRAIN_BATCHES = 10
+
+
+class Closable(Protocol):
+    async def shutdown_close(self) -> None: ...
+
+
+class ProcessState:
+    def __init__(self) -> None:
+        self.shutting_down = False
+        self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.background: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+state = ProcessState()
+
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+async def drain(window: float) -> None:
+    """Close every open socket with 1012, in batches over ``window`` seconds."""
+    sockets: list[Closable] = list(state.sockets)
+    if not sockets:
+        return
+    batches = min(DRAIN_BATCHES, len(sockets))
+    size = -(-len(sockets) // batches)
+    pause = window / batches
+    for start in range(0, len(sockets), size):
+        await asyncio.gather(
+            *(s.shutdown_close() for s in sockets[start : start + size]), return_exceptions=True
+        )
+        if start + size < len(sockets):
+            await asyncio.sleep(pause)
+
+
+def install_sigterm_drain(window: float) -> None:
+    loop = asyncio.get_running_loop()
+    previous: Handler = signal.getsignal(signal.SIGTERM)
+
+    def hand_over(signum: int, frame: FrameType | None) -> None:
+        if callable(previous):
+            previous(signum, frame)
+
+    async def drain_then_exit(signum: int, frame: FrameType | None) -> None:
+        try:
+            await drain(window)
+        except Exception:
+            logger.exception("drain failed")
+        hand_over(signum, frame)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if state.shutting_down:  # a second SIGTERM: stop waiting
+            hand_over(signum, frame)
+            return
+        state.shutting_down = True
+        logger.info("SIGTERM: draining %d sockets over %.1fs", len(state.sockets), window)
+        loop.call_soon_threadsafe(lambda: state.spawn(drain_then_exit(signum, frame)))
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def lifespan(
+    receive: Receive,
+    send: Send,
+    *,
+    on_startup: Callable[[], Awaitable[None]],
+    on_shutdown: Callable[[], Awaitable[None]],
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await on_startup()
+            except Exception as exc:
+                logger.exception("startup failed")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            state.shutting_down = True
+            try:
+                await on_shutdown()
+            finally:
+                await send({"type": "lifespan.shutdown.complete"})
+            return

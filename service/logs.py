@@ -1,0 +1,81 @@
+"""JSON log lines, a request id on each, and no secret in any line.
+
+uvicorn configures its own loggers before Django starts, so
+``install_uvicorn_scrubbing`` also puts the scrubbing filter on them: its
+access and WebSocket lines carry the raw path with the query string, where a
+``?token=`` would otherwise land in the log.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+from typing import Any
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+_SECRET_PATTERNS = [
+    # ?token=... / &access_token=... in paths and URLs
+    (re.compile(r"(?i)([?&](?:access_)?token=)[^&\s\"']+"), r"\1[scrubbed]"),
+    # Authorization: Bearer xxx
+    (re.compile(r"(?i)(bearer[ .])[A-Za-z0-9._~+/=-]+"), r"\1[scrubbed]"),
+    # a JWT anywhere (three base64url segments, the first a JSON header)
+    (re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "[scrubbed-jwt]"),
+]
+
+
+def scrub(text: str) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class ScrubSecretsFilter(logging.Filter):
+    """Scrubs the message and each string argument in place; never drops a record.
+
+    Arguments stay arguments: uvicorn's access formatter unpacks them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = scrub(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: scrub(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": scrub(record.getMessage()),
+        }
+        rid = request_id.get()
+        if rid:
+            entry["request_id"] = rid
+        if record.exc_info:
+            entry["exc"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def install_uvicorn_scrubbing() -> None:
+    scrubber = ScrubSecretsFilter()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ScrubSecretsFilter) for f in logger.filters):
+            logger.addFilter(scrubber)
+        for handler in logger.handlers:
+            if not any(isinstance(f, ScrubSecretsFilter) for f in handler.filters):
+                handler.addFilter(scrubber)

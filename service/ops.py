@@ -1,0 +1,52 @@
+"""Operations endpoints: liveness, readiness, metrics. Async: no thread hop."""
+
+from __future__ import annotations
+
+import os
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import multiprocess
+
+from notifications.delivery import layer_health
+from service.lifecycle import state
+
+
+async def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _database_ok() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        connection.close()
+
+
+async def readyz(request: HttpRequest) -> HttpResponse:
+    database = await sync_to_async(_database_ok, thread_sensitive=False)()
+    try:
+        problem = await layer_health()
+    except Exception as exc:
+        problem = f"{type(exc).__name__}: {exc}"[:300]
+    layer = "ok" if problem is None else f"error: {problem}"
+    body = {"database": database, "channel_layer": layer, "shutting_down": state.shutting_down}
+    ready = database == "ok" and layer == "ok" and not state.shutting_down
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+async def metrics(request: HttpRequest) -> HttpResponse:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        output = generate_latest(registry)
+    else:
+        output = generate_latest(REGISTRY)
+    return HttpResponse(output, content_type=CONTENT_TYPE_LATEST)

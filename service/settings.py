@@ -1,0 +1,118 @@
+"""Settings, read once from the environment and validated at start-up.
+
+Every knob is an environment variable (12-factor); see docs/configuration.md.
+A misconfiguration raises ``ImproperlyConfigured`` while Django loads this
+module, so ``uvicorn`` refuses to start with a message that says what to change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+from service import config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# Dev mode is the default so that a laptop needs no setup; production sets
+# DEBUG=false and then every dev default below is refused.
+DEBUG: bool = env.bool("DEBUG", default=True)
+
+SECRET_KEY: str = config.secret_key(env, debug=DEBUG)
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=config.DEV_HOSTS)
+NOTIFY_ALLOWED_ORIGINS: list[str] | None = config.allowed_origins(env)
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "notifications.apps.NotificationsConfig",
+    "api.apps.ApiConfig",
+]
+
+# Only middleware that is async-capable: a sync one would push every request
+# through a thread hop (measured: ~40 % fewer publishes/s).
+MIDDLEWARE = [
+    "service.middleware.request_id_middleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+ROOT_URLCONF = "service.urls"
+ASGI_APPLICATION = "service.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": []},
+    }
+]
+
+DATABASES = {"default": config.database(env, base_dir=BASE_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CHANNEL_LAYERS = {"default": config.channel_layer(env)}
+NOTIFY_REDIS_URL: str | None = env.str("REDIS_URL", default=None) or None
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+USE_I18N = False
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# The request body limit is enforced by the publish parser (413), not by
+# Django's generic 400.
+NOTIFY_MAX_BODY_BYTES: int = env.int("NOTIFY_MAX_BODY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFY_MAX_BODY_BYTES
+
+NOTIFY_API_KEYS: dict[str, str] = config.api_keys(env, debug=DEBUG)
+NOTIFY_JWT = config.jwt_settings(env, debug=DEBUG)
+NOTIFY_PUBLISH_RATE: tuple[float, float] = config.rate(
+    env.str("NOTIFY_PUBLISH_RATE", default="1000/s"), "NOTIFY_PUBLISH_RATE"
+)
+NOTIFY_RETENTION_DAYS: int = env.int("NOTIFY_RETENTION_DAYS", default=30)
+NOTIFY_WS_MAX_FRAME_BYTES: int = env.int("NOTIFY_WS_MAX_FRAME_BYTES", default=64 * 1024)
+NOTIFY_WS_FRAME_RATE: tuple[float, float] = config.rate(
+    env.str("NOTIFY_WS_FRAME_RATE", default="20/s"), "NOTIFY_WS_FRAME_RATE"
+)
+NOTIFY_WS_SEND_QUEUE: int = env.int("NOTIFY_WS_SEND_QUEUE", default=1000)
+NOTIFY_DRAIN_SECONDS: float = env.float("NOTIFY_DRAIN_SECONDS", default=5.0)
+
+config.check_single_process_layer(CHANNEL_LAYERS["default"])
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Notification push service",
+    "DESCRIPTION": "Publish notifications over REST; receive them over WebSocket "
+    "at /ws/notifications (see docs/).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LOGGING = config.logging_config(env)
