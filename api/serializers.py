@@ -50,7 +50,7 @@ class PublishRequest(serializers.Serializer[dict[str, Any]]):
     )
     title = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     body = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
-    data = serializers.JSONField(
+    data = serializers.JSONField(  # type: ignore[assignment]
         required=False, default=dict, help_text="A JSON object, at most 64 KiB as compact JSON."
     )
 
@@ -97,8 +97,8 @@ class NotificationOut(serializers.Serializer[dict[str, Any]]):
     type = serializers.CharField()
     title = serializers.CharField()
     body = serializers.CharField()
-    data = serializers.DictField()
-    source = serializers.CharField()
+    data = serializers.DictField()  # type: ignore[assignment]
+    source = serializers.CharField()  # type: ignore[assignment]
     created_at = serializers.CharField()
     read_at = serializers.CharField(allow_null=True)
 

@@ -4,7 +4,9 @@ from api import views
 
 urlpatterns = [
     path("notifications", views.PublishView.as_view(), name="publish"),
-    re_path(r"^users/(?P<user_id>.{1,128})/presence$", views.PresenceView.as_view(), name="presence"),
+    re_path(
+        r"^users/(?P<user_id>.{1,128})/presence$", views.PresenceView.as_view(), name="presence"
+    ),
     path("me/notifications", views.MyNotificationsView.as_view(), name="my-notifications"),
     path("me/notifications/unread-count", views.UnreadCountView.as_view(), name="unread-count"),
     path("me/notifications/read", views.MarkReadView.as_view(), name="mark-read"),

@@ -19,13 +19,30 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
-from api.authentication import PublisherKeyAuthentication, UserTokenAuthentication
+from api.authentication import (
+    Publisher,
+    PublisherKeyAuthentication,
+    User,
+    UserTokenAuthentication,
+)
 from api.parsers import LimitedJSONParser, require_json
 from notifications import metrics, presence, selectors, services
 from notifications.errors import NotificationNotFound
 from notifications.ratelimit import publisher_limiter
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _publisher(request: Request) -> str:
+    user = request.user
+    assert isinstance(user, Publisher)  # guaranteed by PublisherKeyAuthentication
+    return user.name
+
+
+def _user(request: Request) -> str:
+    user = request.user
+    assert isinstance(user, User)  # guaranteed by UserTokenAuthentication
+    return user.user_id
 
 
 class PublisherView(APIView):
@@ -60,14 +77,14 @@ class PublishView(PublisherView):
     )
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
-        publisher_limiter.check(request.user.name)
+        publisher_limiter.check(_publisher(request))
         require_json(request)
         body = s.PublishRequest(data=request.data)
         body.is_valid(raise_exception=True)
         key = _idempotency_key(request)
         data = body.validated_data
         result = services.notifications_publish(
-            source=request.user.name,
+            source=_publisher(request),
             recipients=data["recipients"],
             type=data["type"],
             title=data["title"],
@@ -117,7 +134,7 @@ class MyNotificationsView(UserView):
         args = query.validated_data
         before = _decode_cursor(args["cursor"]) if "cursor" in args else None
         page = selectors.notifications_page(
-            user_id=request.user.user_id, unread=args["unread"], limit=args["limit"], before=before
+            user_id=_user(request), unread=args["unread"], limit=args["limit"], before=before
         )
         next_url = None
         if page.next_before is not None:
@@ -133,9 +150,7 @@ class MyNotificationView(UserView):
     def get(self, request: Request, notification_id: str) -> Response:
         found = None
         if notification_id.isdigit() and len(notification_id) <= 18:
-            found = selectors.notification_get(
-                user_id=request.user.user_id, seq=int(notification_id)
-            )
+            found = selectors.notification_get(user_id=_user(request), seq=int(notification_id))
         if found is None:
             raise NotificationNotFound(int(notification_id) if notification_id.isdigit() else 0)
         return Response(found)
@@ -144,7 +159,7 @@ class MyNotificationView(UserView):
 class UnreadCountView(UserView):
     @extend_schema(responses={200: s.UnreadCount}, summary="How many are unread")
     def get(self, request: Request) -> Response:
-        return Response({"unread": selectors.unread_count(user_id=request.user.user_id)})
+        return Response({"unread": selectors.unread_count(user_id=_user(request))})
 
 
 class MarkReadView(UserView):
@@ -156,6 +171,6 @@ class MarkReadView(UserView):
         body = s.MarkReadRequest(data=request.data)
         body.is_valid(raise_exception=True)
         changed = services.notifications_mark_read(
-            user_id=request.user.user_id, ids=body.validated_data.get("ids")
+            user_id=_user(request), ids=body.validated_data.get("ids")
         )
         return Response({"updated": len(changed)})

@@ -33,6 +33,10 @@ class InMemoryNotifyLayer(InMemoryChannelLayer):  # type: ignore[misc]
 
 
 class RedisNotifyLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
+    # Declared here: the base class only answers through a per-loop proxy,
+    # which needs a running loop, and start-up checks read this without one.
+    extensions = ("groups", "flush")
+
     async def group_send_many(self, messages: Sequence[GroupMessage]) -> None:
         layer = self._get_layer()
         by_shard: dict[Any, list[tuple[str, bytes]]] = defaultdict(list)

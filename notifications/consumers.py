@@ -91,8 +91,13 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if since_raw is None:
             self.last = seq.last_id
         elif not since_raw.isdigit() or len(since_raw) > 18:
-            await self._send_now({"type": "error", "code": "invalid_since",
-                                  "detail": "since must be a notification id (digits)."})
+            await self._send_now(
+                {
+                    "type": "error",
+                    "code": "invalid_since",
+                    "detail": "since must be a notification id (digits).",
+                }
+            )
             self.last = seq.last_id
             complete = False
         else:
@@ -103,8 +108,16 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.last = min(since, seq.last_id)
             replayed = await self._send_stored(up_to=None, wait=True)
         unread = await _db(selectors.unread_count)(user_id=self.user_id)
-        await self._send_now({"type": "ready", "user": self.user_id, "replayed": replayed,
-                              "complete": complete, "unread": unread, "last_id": str(self.last)})
+        await self._send_now(
+            {
+                "type": "ready",
+                "user": self.user_id,
+                "replayed": replayed,
+                "complete": complete,
+                "unread": unread,
+                "last_id": str(self.last),
+            }
+        )
 
     def _query_param(self, name: str) -> str | None:
         values = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get(name)
@@ -113,9 +126,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _schedule_expiry(self, expires_at: float) -> None:
         delay = max(0.0, expires_at - time.time())
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(
-            delay, lambda: state.spawn(self._close(CLOSE_EXPIRED))
-        )
+        self._expiry = loop.call_later(delay, lambda: state.spawn(self._close(CLOSE_EXPIRED)))
 
     # -- layer events -> frames -----------------------------------------
 

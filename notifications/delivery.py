@@ -31,7 +31,9 @@ def group_name(user_id: str) -> str:
     return f"u.{digest}"
 
 
-def push_notifications(pushes: Sequence[tuple[str, NotificationDict]], *, committed_at: float) -> None:
+def push_notifications(
+    pushes: Sequence[tuple[str, NotificationDict]], *, committed_at: float
+) -> None:
     """After commit: one message per recipient to that user's group."""
     messages = [
         (

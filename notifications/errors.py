@@ -22,9 +22,7 @@ class NotificationNotFound(NotifyError):
 
 class IdempotencyConflict(NotifyError):
     def __init__(self) -> None:
-        super().__init__(
-            "Idempotency-Key was already used with a different request body."
-        )
+        super().__init__("Idempotency-Key was already used with a different request body.")
 
 
 class IdempotencyInFlight(NotifyError):

@@ -113,11 +113,8 @@ _backend: Any = None
 
 
 def backend() -> MemoryPresence | RedisPresence:
-    global _backend  # noqa: PLW0603 - one per process, built on first use
+    global _backend
     if _backend is None:
         url = settings.NOTIFY_REDIS_URL
-        if url:
-            _backend = RedisPresence(url.split(",")[0].strip(), "notify")
-        else:
-            _backend = MemoryPresence()
+        _backend = RedisPresence(url.split(",")[0].strip(), "notify") if url else MemoryPresence()
     return _backend  # type: ignore[no-any-return]

@@ -38,7 +38,7 @@ def notifications_publish(
     *,
     source: str,
     recipients: Sequence[str],
-    type: str,  # noqa: A002 - the contract's field name
+    type: str,
     title: str = "",
     body: str = "",
     data: dict[str, Any] | None = None,
@@ -238,8 +238,6 @@ def _purge_batch(*, cutoff: Any, batch_size: int) -> int:
     for _pk, user, seq in victims:
         highest[user] = max(seq, highest.get(user, 0))
     for user, seq in highest.items():
-        UserSequence.objects.filter(user_id=user, purged_through__lt=seq).update(
-            purged_through=seq
-        )
+        UserSequence.objects.filter(user_id=user, purged_through__lt=seq).update(purged_through=seq)
     Notification.objects.filter(pk__in=[pk for pk, _u, _s in victims]).delete()
     return len(victims)

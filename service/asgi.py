@@ -7,7 +7,7 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 django_http = get_asgi_application()  # sets Django up before the imports below
 
@@ -47,7 +47,7 @@ websocket_app = websocket_auth_stack(
     URLRouter(
         [
             path("ws/notifications", NotificationConsumer.as_asgi()),
-            re_path(r"", not_found),
+            re_path(r"", not_found),  # type: ignore[arg-type]
         ]
     )
 )

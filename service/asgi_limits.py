@@ -36,10 +36,9 @@ class BodyLimit:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         limit: int = settings.NOTIFY_MAX_BODY_BYTES
         for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > limit:
-                    await _reply_413(send, limit)
-                    return
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await _reply_413(send, limit)
+                return
         received = 0
 
         async def limited_receive() -> dict[str, Any]:

@@ -18,8 +18,9 @@ import dj_database_url
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production-0123456789"
-DEV_JWT_SECRET = "dev-jwt-secret-do-not-use-in-production-0123456789abcdef"
+# Dev-only values, refused at start when DEBUG is off.
+DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production-0123456789"  # noqa: S105
+DEV_JWT_SECRET = "dev-jwt-secret-do-not-use-in-production-0123456789abcdef"  # noqa: S105
 DEV_API_KEYS = {"dev": "dev-publisher-key"}
 DEV_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 DEV_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "[::1]")

@@ -15,9 +15,7 @@ import re
 import time
 from typing import Any
 
-request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _SECRET_PATTERNS = [
     # ?token=... / &access_token=... in paths and URLs
@@ -47,9 +45,7 @@ class ScrubSecretsFilter(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {
-                k: scrub(v) if isinstance(v, str) else v for k, v in record.args.items()
-            }
+            record.args = {k: scrub(v) if isinstance(v, str) else v for k, v in record.args.items()}
         return True
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from notifications.tokens import InvalidToken, MAX_USER_ID_LENGTH, mint_user_token
+from notifications.tokens import MAX_USER_ID_LENGTH, InvalidToken, mint_user_token
 
 
 class Command(BaseCommand):

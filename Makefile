@@ -1,0 +1,55 @@
+# Developer entry points. `make test` is what CI runs (via .ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8000
+DEBUG ?= 1
+PYTEST_ARGS ?=
+export DEBUG
+
+BIN := $(VENV)/bin
+LOCK := requirements.lock
+# Reinstall only when the dependency spec (or the lock) changes.
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test lint lock
+
+help:
+	@echo "make install  - create $(VENV) and install the project with dev extras"
+	@echo "make run      - migrate, print dev credentials, serve on 127.0.0.1:\$$PORT ($(PORT))"
+	@echo "make test     - ensure redis/postgres binaries, run pytest (PYTEST_ARGS=...)"
+	@echo "make lint     - ruff check, ruff format --check, mypy"
+	@echo "make lock     - write $(LOCK) from the current venv"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(wildcard $(LOCK))
+	@if [ ! -x "$(BIN)/python" ]; then $(PYTHON) -m venv "$(VENV)"; fi
+	if [ -f "$(LOCK)" ]; then \
+		$(BIN)/pip install --quiet -c "$(LOCK)" -e '.[dev]'; \
+	else \
+		$(BIN)/pip install --quiet -e '.[dev]'; \
+	fi
+	@touch "$(STAMP)"
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py devinfo
+	exec $(BIN)/uvicorn service.asgi:application --host 127.0.0.1 --port $(PORT) --ws-max-size 65536
+
+test: install
+	bash scripts/ensure-system-deps.sh
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy service notifications api
+
+lock: install
+	$(BIN)/pip freeze --exclude-editable | LC_ALL=C sort > "$(LOCK).tmp"
+	mv "$(LOCK).tmp" "$(LOCK)"
+	@touch "$(STAMP)"
