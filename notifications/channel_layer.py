@@ -11,14 +11,82 @@ instead of one per recipient. It uses channels-redis internals
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
-from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+)
+from channels_redis.utils import _close_redis, _wrap_close
+
+logger = logging.getLogger(__name__)
 
 GroupMessage = tuple[str, dict[str, Any]]
+
+# Called when a shard's subscriber connection breaks. Subscriptions made
+# before the break may be gone, so the sockets that rely on them must
+# reconnect (and resume with since) rather than stay open and deaf.
+subscriber_lost_listeners: list[Callable[[], Awaitable[None]]] = []
+
+
+class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc]
+    """A shard whose subscriber, on a broken connection, starts afresh.
+
+    channels-redis logs the error and keeps polling the broken PubSub; here
+    the connection is dropped, its subscriptions forgotten, and listeners
+    told, so that every socket relying on it is closed for its client to
+    reconnect once Redis is back.
+    """
+
+    _redis: Any
+    _pubsub: Any
+    _subscribed_to: set[str]
+
+    async def _do_receiving(self) -> None:
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=0.1
+                    )
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as exc:
+                logger.warning("Redis subscriber connection lost: %r", exc)
+                await self._forget_connection()
+                for listener in list(subscriber_lost_listeners):
+                    try:
+                        await listener()
+                    except Exception:
+                        logger.exception("subscriber-lost listener failed")
+                await asyncio.sleep(0.5)
+
+    async def _forget_connection(self) -> None:
+        async with self._lock:
+            redis, self._redis, self._pubsub = self._redis, None, None
+            self._subscribed_to = set()
+        if redis is not None:
+            try:
+                await _close_redis(redis)
+            except Exception:
+                logger.debug("closing the broken Redis connection failed", exc_info=True)
+
+
+class ResettingLoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
+    _shards: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shards: list[Any] = self._shards
+        self._shards = [ResettingShardConnection(shard.host, self) for shard in shards]
 
 
 class InMemoryNotifyLayer(InMemoryChannelLayer):  # type: ignore[misc]
@@ -36,6 +104,15 @@ class RedisNotifyLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
     # Declared here: the base class only answers through a per-loop proxy,
     # which needs a running loop, and start-up checks read this without one.
     extensions = ("groups", "flush")
+
+    def _get_layer(self) -> Any:
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = ResettingLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer
 
     async def group_send_many(self, messages: Sequence[GroupMessage]) -> None:
         layer = self._get_layer()

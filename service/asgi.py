@@ -18,7 +18,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
-from notifications import presence  # noqa: E402
+from notifications import channel_layer, presence  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.ws_auth import deny, websocket_auth_stack  # noqa: E402
 from service import lifecycle  # noqa: E402
@@ -41,7 +41,7 @@ async def not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 check_channel_layer()
-install_uvicorn_scrubbing()
+install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
 
 websocket_app = websocket_auth_stack(
     URLRouter(
@@ -60,8 +60,15 @@ router = ProtocolTypeRouter(
 )
 
 
+async def _close_sockets_for_reconnect() -> None:
+    # The subscriber connection broke: these sockets may no longer receive
+    # pushes. Close them (1012) so clients reconnect and resume with since.
+    lifecycle.state.spawn(lifecycle.drain(window=1.0))
+
+
 async def _startup() -> None:
-    install_uvicorn_scrubbing()
+    install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
+    channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
     lifecycle.state.spawn(presence.backend().heartbeat_forever())
 

@@ -98,10 +98,17 @@ def database(env: environ.Env, *, base_dir: Path) -> dict[str, Any]:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     elif db["ENGINE"] == "django.db.backends.postgresql":
-        # Connections are opened per request/consumer call and closed after;
-        # a pool is configured for the PostgreSQL backend (psycopg 3).
+        # Django closes its connection after every request and every
+        # database_sync_to_async call (CONN_MAX_AGE=0); psycopg's pool makes
+        # that a return to the pool instead of a new TCP + auth handshake,
+        # and bounds connections per process whatever the socket count.
         db.setdefault("OPTIONS", {})
         db["OPTIONS"].setdefault("connect_timeout", 5)
+        db["OPTIONS"]["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN", default=2),
+            "max_size": env.int("DATABASE_POOL_MAX", default=16),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
     return db
 
 
@@ -251,13 +258,18 @@ def rate(value: str, name: str) -> tuple[float, float]:
     return per_second, max(1.0, 2 * float(match.group(1)))
 
 
-def logging_config(env: environ.Env) -> dict[str, Any]:
+def logging_config(env: environ.Env, *, json_lines: bool) -> dict[str, Any]:
     level: str = env.str("LOG_LEVEL", default="INFO").upper()
+    formatter = (
+        {"()": "service.logs.JsonFormatter"}
+        if json_lines
+        else {"format": "%(levelname)s %(name)s: %(message)s"}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"scrub": {"()": "service.logs.ScrubSecretsFilter"}},
-        "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
+        "formatters": {"json": formatter},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",

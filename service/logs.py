@@ -66,7 +66,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def install_uvicorn_scrubbing() -> None:
+def install_uvicorn_scrubbing(*, json_lines: bool = True) -> None:
+    """Scrub uvicorn's lines and, unless asked not to, render them as JSON too."""
     scrubber = ScrubSecretsFilter()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
@@ -75,3 +76,5 @@ def install_uvicorn_scrubbing() -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, ScrubSecretsFilter) for f in handler.filters):
                 handler.addFilter(scrubber)
+            if json_lines:
+                handler.setFormatter(JsonFormatter())

@@ -115,4 +115,5 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-LOGGING = config.logging_config(env)
+NOTIFY_JSON_LOGS: bool = env.bool("NOTIFY_JSON_LOGS", default=True)
+LOGGING = config.logging_config(env, json_lines=NOTIFY_JSON_LOGS)
