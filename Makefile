@@ -40,9 +40,12 @@ run: install
 	$(BIN)/python manage.py devinfo
 	exec $(BIN)/uvicorn service.asgi:application --host 127.0.0.1 --port $(PORT) --ws-max-size 65536
 
+# The suite runs on SQLite (the embedded default, with the live multi-process
+# tests), then the database tests again on a real PostgreSQL.
 test: install
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+	NOTIFY_TEST_DATABASE=postgres $(BIN)/pytest -m "not live" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: install
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ App-domain fixtures belong in the per-area conftest files (e.g.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -90,3 +91,46 @@ def live_server_factory() -> Iterator[LiveServerFactory]:
         server.close()
     if errors:
         raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, request: pytest.FixtureRequest
+) -> None:
+    """With NOTIFY_TEST_DATABASE=postgres, the database tests run on a real PostgreSQL.
+
+    Settings are loaded (for SQLite) before any fixture runs, so the default
+    connection's settings are rewritten in place, from the same code that
+    reads DATABASE_URL in production (``service.config.database``).
+    """
+    if os.environ.get("NOTIFY_TEST_DATABASE", "sqlite") != "postgres":
+        return
+    import environ
+    from django.conf import settings
+    from django.db import connections
+
+    from service import config
+
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    env = environ.Env()
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = server.url
+    try:
+        wanted = config.database(env, base_dir=Path.cwd())
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+    current = settings.DATABASES["default"]
+    for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS"):
+        current[key] = wanted.get(key, "")
+    current["TEST"] = {
+        "NAME": None,
+        "MIRROR": None,
+        "CHARSET": None,
+        "COLLATION": None,
+        "MIGRATE": True,
+    }
+    connections["default"].close()
+    del connections["default"]
