@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import (
     RedisPubSubChannelLayer,
     RedisPubSubLoopLayer,
@@ -146,3 +147,20 @@ async def _publish_all(shard: Any, items: list[tuple[str, bytes]]) -> None:
         for channel, data in items:
             pipe.publish(channel, data)
         await pipe.execute()
+
+
+class RedisCoreNotifyLayer(RedisChannelLayer):  # type: ignore[misc]
+    """channels-redis's list-based layer, kept selectable for comparison
+    (NOTIFY_REDIS_LAYER=core); see docs/operations.md for why pub/sub is the default."""
+
+    async def group_send_many(self, messages: Sequence[GroupMessage]) -> None:
+        for group, message in messages:
+            await self.group_send(group, message)
+
+    async def health(self) -> str | None:
+        for index in range(self.ring_size):
+            try:
+                await asyncio.wait_for(self.connection(index).ping(), timeout=2)
+            except Exception as exc:
+                return f"redis shard {index}: {exc!r}"[:300]
+        return None

@@ -127,20 +127,38 @@ def channel_layer(env: environ.Env) -> dict[str, Any]:
             raise ImproperlyConfigured(
                 f"REDIS_URL entry {host!r} must start with redis://, rediss:// or unix://"
             )
+    # One connection kwargs dict per shard; several comma-separated URLs
+    # shard groups by consistent hash, as channels-redis does.
+    shard_hosts = [
+        {
+            "address": h,
+            "socket_connect_timeout": 3,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        }
+        for h in hosts
+    ]
+    kind: str = env.str("NOTIFY_REDIS_LAYER", default="pubsub")
+    if kind == "core":
+        return {
+            "BACKEND": "notifications.channel_layer.RedisCoreNotifyLayer",
+            "CONFIG": {
+                "hosts": shard_hosts,
+                "prefix": env.str("NOTIFY_REDIS_PREFIX", default="notify"),
+                # A socket's inbox: pushes beyond this are dropped (and
+                # recovered from the database); expiry bounds a stale inbox.
+                "capacity": env.int("NOTIFY_LAYER_CAPACITY", default=1000),
+                "expiry": 30,
+                # Groups outlive no socket by more than the longest token.
+                "group_expiry": 86400,
+            },
+        }
+    if kind != "pubsub":
+        raise ImproperlyConfigured(f"NOTIFY_REDIS_LAYER must be pubsub or core, got {kind!r}.")
     return {
         "BACKEND": "notifications.channel_layer.RedisNotifyLayer",
         "CONFIG": {
-            # One connection kwargs dict per shard; several comma-separated
-            # URLs shard groups by consistent hash, as channels-redis does.
-            "hosts": [
-                {
-                    "address": h,
-                    "socket_connect_timeout": 3,
-                    "socket_keepalive": True,
-                    "health_check_interval": 10,
-                }
-                for h in hosts
-            ],
+            "hosts": shard_hosts,
             "prefix": env.str("NOTIFY_REDIS_PREFIX", default="notify"),
         },
     }
