@@ -25,6 +25,22 @@ def check_text(value: str) -> str:
     return value
 
 
+def _has_nul(value: Any) -> bool:
+    """A NUL in any key or string of a JSON value (PostgreSQL's jsonb refuses them)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class StrictCharField(serializers.CharField):
     """A JSON string only (no number coercion), kept exactly as sent (no trimming)."""
 
@@ -82,7 +98,7 @@ class PublishRequest(serializers.Serializer[dict[str, Any]]):
             raise serializers.ValidationError(
                 f"Must be at most {MAX_DATA_BYTES} bytes as compact JSON (is {len(encoded)})."
             )
-        if b"\\u0000" in encoded:
+        if _has_nul(value):
             raise serializers.ValidationError("NUL characters are not allowed.")
         return value
 

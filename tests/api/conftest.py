@@ -1,0 +1,148 @@
+"""Fixtures for the HTTP API tests: known publisher keys, a known JWT secret, clients.
+
+Settings are overridden per test through pytest-django's ``settings`` fixture, so
+nothing leaks between tests. Tokens are minted with PyJWT directly (not with the
+service's own helper), so the tests check the service against the JWT standard.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jwt
+import pytest
+from rest_framework.test import APIClient
+
+from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.ratelimit import publisher_limiter
+
+SHOP_SECRET = "shop-test-publisher-secret-4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a"
+BILLING_SECRET = "billing-test-publisher-secret-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+API_KEYS = {"shop": SHOP_SECRET, "billing": BILLING_SECRET}
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs512-too-0123456789abcdef"
+OTHER_JWT_SECRET = "another-jwt-secret-nobody-configured-long-enough-0123456789abcdef"
+
+PUBLISH_URL = "/api/v1/notifications"
+ME_URL = "/api/v1/me/notifications"
+UNREAD_URL = "/api/v1/me/notifications/unread-count"
+READ_URL = "/api/v1/me/notifications/read"
+
+
+def presence_url(user_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"/api/v1/users/{quote(user_id, safe='')}/presence"
+
+
+def make_token(
+    sub: Any = "alice",
+    *,
+    exp_in: float | None = 3600,
+    secret: str = JWT_SECRET,
+    algorithm: str = "HS256",
+    **claims: Any,
+) -> str:
+    """A user JWT signed with PyJWT; ``exp_in=None`` leaves ``exp`` out."""
+    now = int(time.time())
+    payload: dict[str, Any] = {"iat": now}
+    if sub is not None:
+        payload["sub"] = sub
+    if exp_in is not None:
+        payload["exp"] = now + int(exp_in)
+    payload.update(claims)
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def unsigned_token(sub: str = "alice", exp_in: int = 3600) -> str:
+    """An ``alg: none`` token, built by hand: header.payload. with no signature."""
+    header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps({"sub": sub, "exp": int(time.time()) + exp_in}).encode())
+    return f"{header}.{payload}."
+
+
+def counts() -> tuple[int, int, int]:
+    """(notifications, user sequences, idempotency records) stored right now."""
+    return (
+        Notification.objects.count(),
+        UserSequence.objects.count(),
+        IdempotencyRecord.objects.count(),
+    )
+
+
+def sequences() -> dict[str, int]:
+    return dict(UserSequence.objects.values_list("user_id", "last_id"))
+
+
+@pytest.fixture(autouse=True)
+def api_settings(settings: Any) -> Any:
+    settings.NOTIFY_API_KEYS = dict(API_KEYS)
+    settings.NOTIFY_JWT = dataclasses.replace(
+        settings.NOTIFY_JWT,
+        algorithms=("HS256",),
+        secret=JWT_SECRET,
+        public_key=None,
+        audience=None,
+        issuer=None,
+        leeway=0.0,
+    )
+    settings.NOTIFY_PUBLISH_RATE = (1000.0, 2000.0)
+    settings.NOTIFY_MAX_BODY_BYTES = 1024 * 1024
+    return settings
+
+
+@pytest.fixture(autouse=True)
+def reset_rate_limiter() -> Iterator[None]:
+    """The limiter keeps per-publisher buckets at module level; start each test empty."""
+    publisher_limiter._local.clear()
+    yield
+    publisher_limiter._local.clear()
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def publisher_client() -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {SHOP_SECRET}")
+    return client
+
+
+@pytest.fixture
+def billing_client() -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {BILLING_SECRET}")
+    return client
+
+
+@pytest.fixture
+def user_client() -> Callable[[str], APIClient]:
+    """``user_client("alice")``: an APIClient holding a fresh valid token for that user."""
+
+    def make(user_id: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(user_id)}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def publish(publisher_client: APIClient) -> Callable[..., Any]:
+    """POST a JSON body as the ``shop`` publisher; returns the response."""
+
+    def do(body: Any, **headers: str) -> Any:
+        return publisher_client.post(PUBLISH_URL, body, format="json", headers=headers or None)
+
+    return do

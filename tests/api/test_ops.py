@@ -1,0 +1,188 @@
+"""Operations endpoints: /healthz, /readyz, /metrics, /api/schema, /api/docs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from django.test import Client
+from prometheus_client import REGISTRY
+
+from notifications import services
+from service.lifecycle import state
+
+CONTRACT_METRICS = {
+    "notify_sockets_open": "gauge",
+    "notify_notifications_accepted_total": "counter",
+    "notify_notifications_delivered_total": "counter",
+    "notify_notifications_dropped_total": "counter",
+    "notify_publish_seconds": "histogram",
+    "notify_delivery_seconds": "histogram",
+}
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+@pytest.fixture
+def shutting_down() -> Iterator[None]:
+    previous = state.shutting_down
+    state.shutting_down = True
+    try:
+        yield
+    finally:
+        state.shutting_down = previous
+
+
+def test_healthz(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+
+
+def test_healthz_while_shutting_down_still_live(client: Client, shutting_down: None) -> None:
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_readyz_ok(client: Client) -> None:
+    assert state.shutting_down is False
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert {"database", "channel_layer", "shutting_down"} <= set(body)
+    assert body["database"] == "ok"
+    assert body["channel_layer"] == "ok"
+    assert body["shutting_down"] is False
+
+
+@pytest.mark.django_db
+def test_readyz_503_when_shutting_down(client: Client, shutting_down: None) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 503, response.content
+    body = response.json()
+    assert body["shutting_down"] is True
+    assert body["database"] == "ok"
+
+
+@pytest.mark.django_db
+def test_readyz_back_to_200_after_restore(client: Client) -> None:
+    state.shutting_down = True
+    try:
+        assert client.get("/readyz").status_code == 503
+    finally:
+        state.shutting_down = False
+    assert client.get("/readyz").status_code == 200
+
+
+def _families(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE))
+
+
+def test_metrics_is_prometheus_text_with_contract_names(client: Client) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    families = _families(text)
+    for name, kind in CONTRACT_METRICS.items():
+        # prometheus-client names a counter family with or without "_total".
+        found = families.get(name) or families.get(name.removesuffix("_total"))
+        assert found == kind, (name, found)
+    assert re.search(r"^notify_sockets_open(\{[^}]*\})? ", text, re.MULTILINE)
+    for name in (
+        "notify_notifications_accepted_total",
+        "notify_notifications_delivered_total",
+        "notify_notifications_dropped_total",
+    ):
+        assert re.search(rf"^{name} ", text, re.MULTILINE), name
+    for name in ("notify_publish_seconds", "notify_delivery_seconds"):
+        assert re.search(rf'^{name}_bucket\{{le="\+Inf"\}} ', text, re.MULTILINE), name
+        assert re.search(rf"^{name}_count ", text, re.MULTILINE), name
+        assert re.search(rf"^{name}_sum ", text, re.MULTILINE), name
+
+
+def _sample(name: str) -> float:
+    value = REGISTRY.get_sample_value(name)
+    return 0.0 if value is None else value
+
+
+def _scraped(client: Client, name: str) -> float:
+    text = client.get("/metrics").content.decode()
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert match, name
+    return float(match.group(1))
+
+
+@pytest.mark.django_db
+def test_metrics_count_accepted_notifications_and_publish_time(
+    client: Client, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.NOTIFY_API_KEYS = {"shop": "shop-metrics-test-secret-0123456789abcdef"}
+    accepted = _scraped(client, "notify_notifications_accepted_total")
+    publishes = _scraped(client, "notify_publish_seconds_count")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/v1/notifications",
+            json.dumps({"recipients": ["m1", "m2", "m3"], "type": "metrics.test"}),
+            content_type="application/json",
+            headers={"Authorization": "Bearer shop-metrics-test-secret-0123456789abcdef"},
+        )
+    assert response.status_code == 202, response.content
+    assert _scraped(client, "notify_notifications_accepted_total") == accepted + 3
+    assert _scraped(client, "notify_publish_seconds_count") == publishes + 1
+
+
+@pytest.mark.django_db
+def test_accepted_counts_only_after_commit(django_capture_on_commit_callbacks: Any) -> None:
+    before = _sample("notify_notifications_accepted_total")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.notifications_publish(source="shop", recipients=["a", "b"], type="x")
+    assert _sample("notify_notifications_accepted_total") == before
+    for callback in callbacks:
+        callback()
+    assert _sample("notify_notifications_accepted_total") == before + 2
+
+
+def _check_schema(doc: dict[str, Any]) -> None:
+    assert str(doc["openapi"]).startswith("3.")
+    paths = doc["paths"]
+    assert "post" in paths["/api/v1/notifications"]
+    assert "get" in paths["/api/v1/me/notifications"]
+    assert "get" in paths["/api/v1/me/notifications/unread-count"]
+    assert "post" in paths["/api/v1/me/notifications/read"]
+    assert any(p.startswith("/api/v1/users/") and p.endswith("/presence") for p in paths)
+    responses = paths["/api/v1/notifications"]["post"]["responses"]
+    assert "202" in responses
+
+
+def test_schema_as_json(client: Client) -> None:
+    response = client.get("/api/schema", {"format": "json"})
+    assert response.status_code == 200, response.content
+    _check_schema(json.loads(response.content))
+
+
+def test_schema_default_is_yaml_openapi(client: Client) -> None:
+    response = client.get("/api/schema")
+    assert response.status_code == 200
+    _check_schema(yaml.safe_load(response.content))
+
+
+def test_schema_needs_no_auth(client: Client) -> None:
+    response = client.get("/api/schema", {"format": "json"}, headers={"Authorization": "Bearer x"})
+    assert response.status_code == 200
+
+
+def test_docs_is_html(client: Client) -> None:
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    assert "<html" in html.lower()
+    assert "/api/schema" in html

@@ -1,0 +1,117 @@
+"""notifications.selectors: reads, against a real database."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from notifications import selectors, services
+from notifications.models import Notification, UserSequence
+from notifications.rendering import notification_dict, timestamp
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(user: str, count: int) -> None:
+    for _ in range(count):
+        services.notifications_publish(source="shop", recipients=[user], type="t")
+
+
+def ids(items: list[dict[str, object]]) -> list[int]:
+    return [int(str(item["id"])) for item in items]
+
+
+def test_sequence_state_of_unknown_user() -> None:
+    assert selectors.sequence_state(user_id="ghost") == selectors.SequenceState(0, 0)
+
+
+def test_sequence_state_follows_publishes_and_purges() -> None:
+    seed("a", 3)
+    assert selectors.sequence_state(user_id="a") == selectors.SequenceState(3, 0)
+    UserSequence.objects.filter(user_id="a").update(purged_through=2)
+    assert selectors.sequence_state(user_id="a") == selectors.SequenceState(3, 2)
+
+
+def test_notifications_after_oldest_first() -> None:
+    seed("a", 6)
+    seed("b", 2)
+    assert ids(selectors.notifications_after(user_id="a", after=0)) == [1, 2, 3, 4, 5, 6]
+    assert ids(selectors.notifications_after(user_id="a", after=4)) == [5, 6]
+    assert ids(selectors.notifications_after(user_id="a", after=6)) == []
+    assert ids(selectors.notifications_after(user_id="a", after=1, up_to=3)) == [2, 3]
+    assert ids(selectors.notifications_after(user_id="a", after=0, limit=2)) == [1, 2]
+    assert ids(selectors.notifications_after(user_id="b", after=0)) == [1, 2]
+
+
+def test_notifications_page_newest_first_with_cursor() -> None:
+    seed("a", 5)
+    first = selectors.notifications_page(user_id="a", limit=2)
+    assert ids(first.results) == [5, 4]
+    assert first.next_before == 4
+    second = selectors.notifications_page(user_id="a", limit=2, before=first.next_before)
+    assert ids(second.results) == [3, 2]
+    third = selectors.notifications_page(user_id="a", limit=2, before=second.next_before)
+    assert ids(third.results) == [1]
+    assert third.next_before is None
+
+
+def test_notifications_page_exact_fit_has_no_next() -> None:
+    seed("a", 4)
+    page = selectors.notifications_page(user_id="a", limit=4)
+    assert ids(page.results) == [4, 3, 2, 1]
+    assert page.next_before is None
+
+
+def test_notifications_page_unread_only() -> None:
+    seed("a", 5)
+    services.notifications_mark_read(user_id="a", ids=[5, 3])
+    page = selectors.notifications_page(user_id="a", unread=True, limit=2)
+    assert ids(page.results) == [4, 2]
+    rest = selectors.notifications_page(user_id="a", unread=True, limit=2, before=page.next_before)
+    assert ids(rest.results) == [1]
+    assert rest.next_before is None
+
+
+def test_notification_get_is_per_user() -> None:
+    seed("a", 1)
+    seed("b", 2)
+    assert selectors.notification_get(user_id="a", seq=1) is not None
+    assert selectors.notification_get(user_id="a", seq=2) is None
+    found = selectors.notification_get(user_id="b", seq=2)
+    assert found is not None and found["id"] == "2"
+
+
+def test_unread_count() -> None:
+    assert selectors.unread_count(user_id="a") == 0
+    seed("a", 3)
+    seed("b", 1)
+    services.notifications_mark_read(user_id="a", ids=[2])
+    assert selectors.unread_count(user_id="a") == 2
+    assert selectors.unread_count(user_id="b") == 1
+
+
+def test_rendered_shape() -> None:
+    services.notifications_publish(
+        source="billing", recipients=["a"], type="invoice.due", title="T", body="B", data={"n": 1}
+    )
+    row = Notification.objects.get()
+    item = notification_dict(row)
+    assert item == {
+        "id": "1",
+        "type": "invoice.due",
+        "title": "T",
+        "body": "B",
+        "data": {"n": 1},
+        "source": "billing",
+        "created_at": item["created_at"],
+        "read_at": None,
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", str(item["created_at"]))
+
+
+def test_timestamp_is_utc_with_z() -> None:
+    assert timestamp(None) is None
+    value = datetime(2026, 11, 23, 20, 1, 2, 123456, tzinfo=UTC)
+    assert timestamp(value) == "2026-11-23T20:01:02.123456Z"

@@ -1,0 +1,354 @@
+"""notifications.services: publish, mark read, purge (real database)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from notifications import delivery, selectors, services
+from notifications.errors import IdempotencyConflict, NotificationNotFound
+from notifications.models import IdempotencyRecord, Notification, UserSequence
+
+pytestmark = pytest.mark.django_db
+
+
+def publish(recipients: list[str], **kwargs: Any) -> services.PublishResult:
+    kwargs.setdefault("source", "shop")
+    kwargs.setdefault("type", "t")
+    return services.notifications_publish(recipients=recipients, **kwargs)
+
+
+def seqs(user: str) -> list[int]:
+    return list(
+        Notification.objects.filter(user_id=user).order_by("seq").values_list("seq", flat=True)
+    )
+
+
+def last_ids() -> dict[str, int]:
+    return dict(UserSequence.objects.values_list("user_id", "last_id"))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+
+
+@pytest.fixture
+def pushed(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recorder = Recorder()
+    monkeypatch.setattr(delivery, "push_notifications", recorder)
+    return recorder
+
+
+@pytest.fixture
+def read_pushed(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recorder = Recorder()
+    monkeypatch.setattr(delivery, "push_read", recorder)
+    return recorder
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def test_publish_stores_one_row_per_recipient() -> None:
+    result = publish(["a", "b", "c"], title="hi", body="there", data={"k": [1]})
+    assert isinstance(result.event_id, uuid.UUID)
+    assert result.recipients == 3
+    assert result.replayed is False
+    rows = list(Notification.objects.order_by("user_id"))
+    assert [r.user_id for r in rows] == ["a", "b", "c"]
+    assert {r.event_id for r in rows} == {result.event_id}
+    assert all(
+        (r.title, r.body, r.data, r.source) == ("hi", "there", {"k": [1]}, "shop") for r in rows
+    )
+    assert len({r.created_at for r in rows}) == 1
+
+
+def test_ids_start_at_one_and_increase_per_user() -> None:
+    publish(["a"])
+    publish(["a", "b"])
+    publish(["c", "a"])
+    publish(["b"])
+    assert seqs("a") == [1, 2, 3]
+    assert seqs("b") == [1, 2]
+    assert seqs("c") == [1]
+    assert last_ids() == {"a": 3, "b": 2, "c": 1}
+
+
+def test_counters_are_independent_across_many_users() -> None:
+    users = [f"user-{i}" for i in range(1200)]  # more than one allocation chunk
+    publish(users)
+    publish(users[::2])
+    state = last_ids()
+    assert all(state[u] == (2 if i % 2 == 0 else 1) for i, u in enumerate(users))
+    assert Notification.objects.filter(seq=2).count() == 600
+
+
+def test_duplicates_count_once() -> None:
+    result = publish(["a", "b", "a", "a"])
+    assert result.recipients == 2
+    assert seqs("a") == [1]
+    assert last_ids() == {"a": 1, "b": 1}
+
+
+def test_defaults() -> None:
+    publish(["a"])
+    row = Notification.objects.get()
+    assert (row.title, row.body, row.data, row.read_at) == ("", "", {}, None)
+
+
+def test_push_is_scheduled_only_after_commit(
+    pushed: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        publish(["b", "a"], title="hello", data={"x": 1})
+        assert pushed.calls == []
+    assert pushed.calls == []
+    assert len(callbacks) == 1
+
+    callbacks[0]()
+    assert len(pushed.calls) == 1
+    (pushes,), kwargs = pushed.calls[0]
+    assert isinstance(kwargs["committed_at"], float)
+    by_user = dict(pushes)
+    assert set(by_user) == {"a", "b"}
+    for user in ("a", "b"):
+        # The pushed frame is exactly what the user API shows for that id.
+        assert by_user[user] == selectors.notification_get(user_id=user, seq=1)
+
+
+def test_nothing_pushed_when_the_transaction_rolls_back(
+    pushed: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    class Abort(Exception):
+        pass
+
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(Abort),
+        transaction.atomic(),
+    ):
+        publish(["a"])
+        raise Abort
+    assert callbacks == []
+    assert pushed.calls == []
+    assert Notification.objects.count() == 0
+    assert UserSequence.objects.count() == 0
+
+
+def test_failure_mid_publish_stores_nothing_and_keeps_counters(
+    monkeypatch: pytest.MonkeyPatch, pushed: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    publish(["a"])
+    before_rows = Notification.objects.count()
+    before_ids = last_ids()
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Notification.objects, "bulk_create", explode)
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError, match="disk on fire"),
+    ):
+        publish(["a", "b"], idempotency_key="k1", request_hash="h")
+    monkeypatch.undo()
+
+    assert callbacks == []
+    assert Notification.objects.count() == before_rows
+    assert last_ids() == before_ids  # "b" not created, "a" not bumped
+    assert not IdempotencyRecord.objects.exists()
+
+    # The next publish continues without a hole.
+    publish(["a", "b"])
+    assert seqs("a") == [1, 2]
+    assert seqs("b") == [1]
+
+
+def test_idempotent_replay_stores_and_pushes_nothing(
+    pushed: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    first = publish(["a"], idempotency_key="k", request_hash="h1")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        again = publish(["a"], idempotency_key="k", request_hash="h1")
+    assert callbacks == []
+    assert again.replayed is True
+    assert (again.event_id, again.recipients) == (first.event_id, first.recipients)
+    assert seqs("a") == [1]
+
+
+def test_idempotency_conflict_and_source_scoping() -> None:
+    publish(["a"], idempotency_key="k", request_hash="h1")
+    with pytest.raises(IdempotencyConflict):
+        publish(["a"], idempotency_key="k", request_hash="h2")
+    assert seqs("a") == [1]
+    other = publish(["a"], source="billing", idempotency_key="k", request_hash="h2")
+    assert other.replayed is False
+    assert seqs("a") == [1, 2]
+
+
+def test_expired_idempotency_record_starts_anew() -> None:
+    first = publish(["a"], idempotency_key="k", request_hash="h1")
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    second = publish(["a"], idempotency_key="k", request_hash="h2")
+    assert second.replayed is False
+    assert second.event_id != first.event_id
+    record = IdempotencyRecord.objects.get()
+    assert (record.event_id, record.request_hash) == (second.event_id, "h2")
+    assert seqs("a") == [1, 2]
+
+
+# --------------------------------------------------------------------------- mark read
+
+
+def _read(user: str) -> dict[int, bool]:
+    return {
+        s: r is not None
+        for s, r in Notification.objects.filter(user_id=user).values_list("seq", "read_at")
+    }
+
+
+def test_mark_read_returns_changed_ids_sorted(read_pushed: Recorder) -> None:
+    for _ in range(4):
+        publish(["a"])
+    assert services.notifications_mark_read(user_id="a", ids=[3, 1, 3]) == [1, 3]
+    assert _read("a") == {1: True, 2: False, 3: True, 4: False}
+    assert services.notifications_mark_read(user_id="a", ids=[1, 2]) == [2]
+
+
+def test_mark_read_all(read_pushed: Recorder) -> None:
+    for _ in range(3):
+        publish(["a", "b"])
+    services.notifications_mark_read(user_id="a", ids=[2])
+    assert services.notifications_mark_read(user_id="a", ids=None) == [1, 3]
+    assert all(_read("a").values())
+    assert not any(_read("b").values())
+    assert services.notifications_mark_read(user_id="a") == []
+
+
+def test_mark_read_strict_missing_id_changes_nothing() -> None:
+    publish(["a"])
+    publish(["b"])
+    publish(["b"])
+    with pytest.raises(NotificationNotFound) as info:
+        services.notifications_mark_read(user_id="a", ids=[1, 2])
+    assert info.value.notification_id == 2
+    assert _read("a") == {1: False}
+    assert _read("b") == {1: False, 2: False}
+
+
+def test_mark_read_non_strict_ignores_missing(read_pushed: Recorder) -> None:
+    publish(["a"])
+    publish(["b"])
+    publish(["b"])
+    changed = services.notifications_mark_read(user_id="a", ids=[1, 2, 99], strict=False)
+    assert changed == [1]
+    assert _read("a") == {1: True}
+    assert _read("b") == {1: False, 2: False}
+
+
+def test_mark_read_pushes_changed_ids_after_commit(
+    read_pushed: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    publish(["a"])
+    publish(["a"])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.notifications_mark_read(user_id="a", ids=[2], origin_channel="chan-x")
+    assert read_pushed.calls == []
+    for callback in callbacks:
+        callback()
+    assert read_pushed.calls == [(("a", [2]), {"exclude_channel": "chan-x"})]
+
+
+def test_mark_read_with_nothing_to_change_pushes_nothing(
+    read_pushed: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    publish(["a"])
+    services.notifications_mark_read(user_id="a", ids=[1])
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert services.notifications_mark_read(user_id="a", ids=[1]) == []
+    assert callbacks == []
+
+
+# --------------------------------------------------------------------------- purge
+
+
+def _age(user: str, seq_list: list[int], days: float) -> None:
+    Notification.objects.filter(user_id=user, seq__in=seq_list).update(
+        created_at=timezone.now() - timedelta(days=days)
+    )
+
+
+def test_purge_deletes_old_rows_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    for _ in range(4):
+        publish(["a", "b"])
+    _age("a", [1, 2, 3], days=31)
+    _age("b", [1, 2], days=40)
+
+    batches: list[int] = []
+    real_batch = services._purge_batch
+
+    def spy(**kwargs: Any) -> int:
+        deleted = real_batch(**kwargs)
+        batches.append(deleted)
+        return deleted
+
+    monkeypatch.setattr(services, "_purge_batch", spy)
+    assert services.notifications_purge(older_than_days=30, batch_size=2) == 5
+    assert batches == [2, 2, 1]
+    assert seqs("a") == [4]
+    assert seqs("b") == [3, 4]
+    state = dict(UserSequence.objects.values_list("user_id", "purged_through"))
+    assert state == {"a": 3, "b": 2}
+    assert last_ids() == {"a": 4, "b": 4}  # ids are never reused
+    assert selectors.sequence_state(user_id="a").purged_through == 3
+
+
+def test_purge_keeps_recent_rows_and_is_idempotent() -> None:
+    for _ in range(3):
+        publish(["a"])
+    _age("a", [1], days=29)
+    assert services.notifications_purge(older_than_days=30) == 0
+    assert seqs("a") == [1, 2, 3]
+    assert UserSequence.objects.get(user_id="a").purged_through == 0
+    _age("a", [1], days=31)
+    assert services.notifications_purge(older_than_days=30) == 1
+    assert services.notifications_purge(older_than_days=30) == 0
+    assert seqs("a") == [2, 3]
+
+
+def test_purge_never_lowers_purged_through() -> None:
+    for _ in range(3):
+        publish(["a"])
+    UserSequence.objects.filter(user_id="a").update(purged_through=10)
+    _age("a", [1, 2], days=60)
+    services.notifications_purge(older_than_days=30)
+    assert UserSequence.objects.get(user_id="a").purged_through == 10
+
+
+def test_purge_exact_multiple_of_batch_size() -> None:
+    for _ in range(4):
+        publish(["a"])
+    _age("a", [1, 2, 3, 4], days=31)
+    assert services.notifications_purge(older_than_days=30, batch_size=2) == 4
+    assert seqs("a") == []
+    assert UserSequence.objects.get(user_id="a").purged_through == 4
+
+
+def test_purge_removes_expired_idempotency_records() -> None:
+    publish(["a"], idempotency_key="old", request_hash="h")
+    publish(["a"], idempotency_key="new", request_hash="h")
+    IdempotencyRecord.objects.filter(key="old").update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+    services.notifications_purge(older_than_days=30)
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+    assert seqs("a") == [1, 2]
