@@ -76,6 +76,11 @@ async def _startup() -> None:
 async def _shutdown() -> None:
     for task in list(lifecycle.state.background):
         task.cancel()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # This worker's live gauges (open sockets) stop counting.
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
