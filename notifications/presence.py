@@ -15,8 +15,10 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from django.conf import settings
 from redis import asyncio as aioredis
+
+from notifications import redis_clients
+from service.config import RedisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,8 @@ class MemoryPresence:
 
 
 class RedisPresence:
-    def __init__(self, url: str, prefix: str) -> None:
-        self.url = url
+    def __init__(self, cfg: RedisSettings, prefix: str) -> None:
+        self.cfg = cfg
         self.prefix = prefix
         self.local: dict[str, str] = {}  # member -> user
         self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
@@ -55,9 +57,7 @@ class RedisPresence:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=10
-            )
+            client = redis_clients.async_client(self.cfg)
             self._clients = {lp: c for lp, c in self._clients.items() if not lp.is_closed()}
             self._clients[loop] = client
         return client
@@ -115,6 +115,6 @@ _backend: Any = None
 def backend() -> MemoryPresence | RedisPresence:
     global _backend
     if _backend is None:
-        url = settings.NOTIFY_REDIS_URL
-        _backend = RedisPresence(url.split(",")[0].strip(), "notify") if url else MemoryPresence()
+        cfg = redis_clients.configured()
+        _backend = RedisPresence(cfg, "notify") if cfg else MemoryPresence()
     return _backend  # type: ignore[no-any-return]

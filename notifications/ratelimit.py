@@ -10,7 +10,9 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from notifications import redis_clients
 from notifications.errors import RateLimited
+from service.config import RedisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +72,9 @@ class PublisherLimiter:
     def check(self, source: str) -> None:
         """Raise RateLimited when ``source`` is over NOTIFY_PUBLISH_RATE."""
         rate, burst = settings.NOTIFY_PUBLISH_RATE
-        url = settings.NOTIFY_REDIS_URL
-        if url:
-            retry = self._check_redis(url, source, rate, burst)
+        cfg = redis_clients.configured()
+        if cfg is not None:
+            retry = self._check_redis(cfg, source, rate, burst)
         else:
             with self._lock:
                 bucket = self._local.get(source)
@@ -82,11 +84,9 @@ class PublisherLimiter:
         if retry > 0:
             raise RateLimited(retry_after=retry)
 
-    def _check_redis(self, url: str, source: str, rate: float, burst: float) -> float:
+    def _check_redis(self, cfg: RedisSettings, source: str, rate: float, burst: float) -> float:
         if self._script is None:
-            self._redis = redis.Redis.from_url(
-                url.split(",")[0].strip(), socket_connect_timeout=2, socket_timeout=2
-            )
+            self._redis = redis_clients.sync_client(cfg)
             self._script = self._redis.register_script(_BUCKET_LUA)
         try:
             allowed, retry = self._script(keys=[f"notify:rate:{source}"], args=[rate, burst])

@@ -112,32 +112,74 @@ def database(env: environ.Env, *, base_dir: Path) -> dict[str, Any]:
     return db
 
 
-def channel_layer(env: environ.Env) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where shared state lives: plain URLs (the first also holds presence and
+    rate limits), or a Sentinel-managed master."""
+
+    urls: tuple[str, ...]
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
+    sentinel_kwargs: dict[str, Any] | None = None
+
+
+def redis_settings(env: environ.Env) -> RedisSettings | None:
+    sentinels_raw: str = env.str("REDIS_SENTINELS", default="")
+    if sentinels_raw:
+        master: str = env.str("REDIS_SENTINEL_MASTER", default="")
+        if not master:
+            raise ImproperlyConfigured(
+                "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: name the master "
+                "set the sentinels monitor (e.g. mymaster)."
+            )
+        sentinels = []
+        for item in sentinels_raw.split(","):
+            host, sep, port = item.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ImproperlyConfigured(
+                    f"REDIS_SENTINELS entry {item!r} must be host:port (comma-separated)."
+                )
+            sentinels.append((host.strip("[]"), int(port)))
+        password: str = env.str("REDIS_SENTINEL_PASSWORD", default="")
+        return RedisSettings(
+            urls=(),
+            sentinels=tuple(sentinels),
+            sentinel_master=master,
+            sentinel_kwargs={"password": password} if password else None,
+        )
     url: str = env.str("REDIS_URL", default="")
     if not url:
+        return None
+    hosts = tuple(h.strip() for h in url.split(",") if h.strip())
+    for host in hosts:
+        if urlsplit(host).scheme not in ("redis", "rediss", "unix"):
+            raise ImproperlyConfigured(
+                f"REDIS_URL entry {host!r} must start with redis://, rediss:// or unix://"
+            )
+    return RedisSettings(urls=hosts)
+
+
+def channel_layer(env: environ.Env, redis: RedisSettings | None) -> dict[str, Any]:
+    if redis is None:
         return {
             "BACKEND": "notifications.channel_layer.InMemoryNotifyLayer",
             # The in-memory layer drops over capacity; a large bound keeps
             # bursts in, the database covers anything that still drops.
             "CONFIG": {"capacity": 10_000, "expiry": 60},
         }
-    hosts = [h.strip() for h in url.split(",") if h.strip()]
-    for host in hosts:
-        if urlsplit(host).scheme not in ("redis", "rediss", "unix"):
-            raise ImproperlyConfigured(
-                f"REDIS_URL entry {host!r} must start with redis://, rediss:// or unix://"
-            )
     # One connection kwargs dict per shard; several comma-separated URLs
     # shard groups by consistent hash, as channels-redis does.
-    shard_hosts = [
-        {
-            "address": h,
-            "socket_connect_timeout": 3,
-            "socket_keepalive": True,
-            "health_check_interval": 10,
-        }
-        for h in hosts
-    ]
+    common = {"socket_connect_timeout": 3, "socket_keepalive": True, "health_check_interval": 10}
+    shard_hosts: list[dict[str, Any]] = [{"address": h, **common} for h in redis.urls]
+    if redis.sentinels:
+        shard_hosts = [
+            {
+                "sentinels": list(redis.sentinels),
+                "master_name": redis.sentinel_master,
+                "sentinel_kwargs": redis.sentinel_kwargs,
+                **common,
+            }
+        ]
     kind: str = env.str("NOTIFY_REDIS_LAYER", default="pubsub")
     if kind == "core":
         return {

@@ -60,8 +60,8 @@ TEMPLATES = [
 DATABASES = {"default": config.database(env, base_dir=BASE_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CHANNEL_LAYERS = {"default": config.channel_layer(env)}
-NOTIFY_REDIS_URL: str | None = env.str("REDIS_URL", default=None) or None
+NOTIFY_REDIS: config.RedisSettings | None = config.redis_settings(env)
+CHANNEL_LAYERS = {"default": config.channel_layer(env, NOTIFY_REDIS)}
 
 USE_TZ = True
 TIME_ZONE = "UTC"

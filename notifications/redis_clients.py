@@ -1,0 +1,45 @@
+"""Redis clients for shared state other than the channel layer (presence,
+rate limits): the first REDIS_URL, or the Sentinel-managed master."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from django.conf import settings
+from redis import asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel
+
+from service.config import RedisSettings
+
+_TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 3}
+
+
+def configured() -> RedisSettings | None:
+    value: RedisSettings | None = settings.NOTIFY_REDIS
+    return value
+
+
+def sync_client(cfg: RedisSettings) -> redis.Redis:
+    if cfg.sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(cfg.sentinels), sentinel_kwargs=cfg.sentinel_kwargs, **_TIMEOUTS
+        )
+        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            cfg.sentinel_master or "", **_TIMEOUTS
+        )
+        return master
+    return redis.Redis.from_url(cfg.urls[0], **_TIMEOUTS)
+
+
+def async_client(cfg: RedisSettings) -> aioredis.Redis:
+    if cfg.sentinels:
+        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+            list(cfg.sentinels), sentinel_kwargs=cfg.sentinel_kwargs, **_TIMEOUTS
+        )
+        client: aioredis.Redis = sentinel.master_for(
+            cfg.sentinel_master or "", health_check_interval=10, **_TIMEOUTS
+        )
+        return client
+    return aioredis.Redis.from_url(cfg.urls[0], health_check_interval=10, **_TIMEOUTS)

@@ -1,0 +1,406 @@
+"""Live tests: real uvicorn processes, real Redis / PostgreSQL, real HTTP and WebSocket clients.
+
+Servers are shared by the whole ``tests/live`` package (starting them is the slow
+part); every test uses fresh user ids, so tests never see each other's
+notifications. Tokens are minted here with PyJWT, as a host application would.
+
+After each test the servers' new log lines are checked for errors (a traceback, an
+ERROR record or an HTTP 500), and printed when the test failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.servers import LiveServer, PostgresServer, RedisServer
+
+SHOP_SECRET = "live-shop-publisher-secret-7d1f0c9a8b6e5d4c3b2a1f0e9d8c7b6a"
+JWT_SECRET = "live-test-jwt-secret-0123456789abcdef-0123456789abcdef-0123456789ab"
+OTHER_JWT_SECRET = "live-test-other-jwt-secret-0123456789abcdef-0123456789abcdef-01234"
+
+PUBLISH_PATH = "/api/v1/notifications"
+ME_PATH = "/api/v1/me/notifications"
+WS_PATH = "/ws/notifications"
+WAIT = 30.0
+
+Frame = dict[str, Any]
+
+# Every server the package starts, for the per-test log check.
+_SERVERS: list[LiveServer] = []
+
+
+# --------------------------------------------------------------------------- env and tokens
+
+
+def server_env(database_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {
+        "NOTIFY_API_KEYS": f"shop:{SHOP_SECRET}",
+        "JWT_SECRET": JWT_SECRET,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def make_token(
+    sub: Any = "alice",
+    *,
+    exp_in: float | None = 3600,
+    secret: str = JWT_SECRET,
+    algorithm: str = "HS256",
+    **claims: Any,
+) -> str:
+    now = int(time.time())
+    payload: dict[str, Any] = {"iat": now, **claims}
+    if sub is not None:
+        payload["sub"] = sub
+    if exp_in is not None:
+        payload["exp"] = now + int(exp_in)
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def new_user(prefix: str = "u") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def publisher_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {SHOP_SECRET}", "Content-Type": "application/json"}
+
+
+def user_headers(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(user)}"}
+
+
+def presence_path(user: str) -> str:
+    return f"/api/v1/users/{quote(user, safe='')}/presence"
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def start_server(env: dict[str, str], *, migrate: bool = True) -> LiveServer:
+    server = LiveServer(env, migrate=migrate, startup_timeout=30.0)
+    _SERVERS.append(server)
+    return server
+
+
+def stop_server(server: LiveServer) -> None:
+    with contextlib.suppress(ValueError):
+        _SERVERS.remove(server)
+    server.close()
+
+
+@pytest.fixture(scope="package")
+def single_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One process, no Redis (in-memory layer), a SQLite file."""
+    db: Path = tmp_path_factory.mktemp("single") / "db.sqlite3"
+    server = start_server(server_env(f"sqlite:///{db.resolve()}"))
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="package")
+def pair(
+    redis_server: RedisServer, postgres_server: PostgresServer
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Two processes, A and B, on one Redis and one PostgreSQL database."""
+    database_url = postgres_server.create_database()
+    prefix = f"livetest{uuid.uuid4().hex[:8]}"
+    env = server_env(database_url, redis_server.url, NOTIFY_REDIS_PREFIX=prefix)
+    a = start_server(env)
+    try:
+        b = start_server(env, migrate=False)
+    except BaseException:
+        stop_server(a)
+        raise
+    yield a, b
+    stop_server(b)
+    stop_server(a)
+
+
+_ERROR_MARKERS = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback", '" 500')
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def server_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No server logs an error during a test; on failure, show what the servers said."""
+    offsets = {id(s): len(s.log_text()) for s in _SERVERS}
+    yield
+    problems: list[str] = []
+    failed = request.node.stash.get(_CALL_FAILED, False)
+    for server in list(_SERVERS):
+        new = server.log_text()[offsets.get(id(server), 0) :]
+        if failed:
+            print(f"----- {server!r} log during the test (tail) -----")
+            print("\n".join(new.splitlines()[-150:]))
+        problems += [
+            f"{server!r}: {line}"
+            for line in new.splitlines()
+            if any(marker in line for marker in _ERROR_MARKERS)
+        ]
+    if problems and not failed:
+        pytest.fail("server logged errors during the test:\n" + "\n".join(problems[:40]))
+
+
+# --------------------------------------------------------------------------- clients
+
+
+class Socket:
+    """A websockets client connection whose frames a background task collects."""
+
+    def __init__(self, ws: ClientConnection, label: str) -> None:
+        self.ws = ws
+        self.label = label
+        self.frames: list[Frame] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                assert isinstance(message, str), f"{self.label}: binary frame {message!r}"
+                self.frames.append(json.loads(message))
+                self._changed.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._changed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._reader.done()
+
+    @property
+    def close_code(self) -> int | None:
+        return self.ws.close_code
+
+    def of_type(self, frame_type: str) -> list[Frame]:
+        return [f for f in self.frames if f.get("type") == frame_type]
+
+    def notifications(self) -> list[Frame]:
+        return [f["notification"] for f in self.of_type("notification")]
+
+    def ids(self) -> list[int]:
+        return [int(n["id"]) for n in self.notifications()]
+
+    async def wait_for(
+        self, predicate: Callable[[Socket], bool], timeout: float = WAIT, what: str = ""
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if self.closed:
+                raise AssertionError(
+                    f"{self.label} closed (code {self.close_code}) while waiting for "
+                    f"{what or predicate}; frames: {self.frames[-10:]}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"{self.label}: gave up after {timeout}s waiting for {what or predicate}; "
+                    f"{len(self.frames)} frames, last: {self.frames[-5:]}"
+                )
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def ready(self, timeout: float = WAIT) -> Frame:
+        await self.wait_for(lambda s: bool(s.of_type("ready")), timeout, "the ready frame")
+        return self.of_type("ready")[0]
+
+    async def wait_count(self, count: int, timeout: float = WAIT) -> list[Frame]:
+        await self.wait_for(
+            lambda s: len(s.of_type("notification")) >= count,
+            timeout,
+            f"{count} notifications",
+        )
+        return self.notifications()
+
+    async def ping(self, timeout: float = WAIT) -> None:
+        """Round trip: everything the server queued before the pong has arrived after this."""
+        pongs = len(self.of_type("pong"))
+        await self.ws.send('{"type": "ping"}')
+        await self.wait_for(lambda s: len(s.of_type("pong")) > pongs, timeout, "a pong")
+
+    async def wait_closed(self, timeout: float = WAIT) -> int | None:
+        """Wait until the server closes the socket; returns the close code it sent."""
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.close_code
+
+    async def send_json(self, payload: Any) -> None:
+        await self.ws.send(json.dumps(payload))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._reader, 10)
+        if not self._reader.done():
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+
+
+async def ws_connect(
+    server: LiveServer,
+    *,
+    token: str | None = None,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    origin: str | None = None,
+    open_timeout: float = WAIT,
+) -> ClientConnection:
+    all_headers = dict(headers or {})
+    if token is not None:
+        all_headers["Authorization"] = f"Bearer {token}"
+    return await connect(
+        f"{server.ws_url}{WS_PATH}{'?' + query if query else ''}",
+        additional_headers=all_headers or None,
+        subprotocols=list(subprotocols) if subprotocols else None,  # type: ignore[arg-type]
+        origin=origin,  # type: ignore[arg-type]
+        proxy=None,
+        open_timeout=open_timeout,
+        max_size=None,
+    )
+
+
+class Sockets:
+    """Opens sockets for a test and closes every one of them when it ends."""
+
+    def __init__(self) -> None:
+        self.opened: list[Socket] = []
+
+    async def open(
+        self,
+        server: LiveServer,
+        user: str,
+        *,
+        query: str = "",
+        wait_ready: bool = True,
+        open_timeout: float = WAIT,
+        token_exp_in: float = 3600,
+        **kwargs: Any,
+    ) -> Socket:
+        ws = await ws_connect(
+            server,
+            token=make_token(user, exp_in=token_exp_in),
+            query=query,
+            open_timeout=open_timeout,
+            **kwargs,
+        )
+        sock = Socket(ws, f"socket({user} on :{server.port}{'?' + query if query else ''})")
+        self.opened.append(sock)
+        if wait_ready:
+            await sock.ready()
+        return sock
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(s.close() for s in self.opened))
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Sockets]:
+    opened = Sockets()
+    yield opened
+    await opened.close_all()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=60.0, trust_env=False, limits=limits) as client:
+        yield client
+
+
+async def publish(
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    recipients: Sequence[str],
+    *,
+    type: str = "live.test",
+    title: str = "",
+    body: str = "",
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"recipients": list(recipients), "type": type, "title": title}
+    if body:
+        payload["body"] = body
+    if data is not None:
+        payload["data"] = data
+    response = await http.post(
+        server.url + PUBLISH_PATH, content=json.dumps(payload), headers=publisher_headers()
+    )
+    assert response.status_code == 202, (response.status_code, response.text)
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def stored_notifications(
+    http: httpx.AsyncClient, server: LiveServer, user: str
+) -> list[Frame]:
+    """Every stored notification of ``user`` over the user API, oldest first."""
+    results: list[Frame] = []
+    url: str | None = f"{server.url}{ME_PATH}?limit=200"
+    while url is not None:
+        response = await http.get(url, headers=user_headers(user))
+        assert response.status_code == 200, response.text
+        page = response.json()
+        results += page["results"]
+        url = page["next"]
+    return list(reversed(results))
+
+
+async def presence(http: httpx.AsyncClient, server: LiveServer, user: str) -> dict[str, Any]:
+    response = await http.get(
+        server.url + presence_path(user), headers={"Authorization": f"Bearer {SHOP_SECRET}"}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def eventually(
+    fetch: Callable[[], Awaitable[Any]],
+    until: Callable[[Any], bool],
+    *,
+    timeout: float = WAIT,
+    interval: float = 0.1,
+    what: str = "",
+) -> Any:
+    """Poll ``await fetch()`` until ``until(value)``; returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout}s waiting for {what}; last: {value!r}")
+        await asyncio.sleep(interval)
