@@ -8,6 +8,7 @@ VENV ?= .venv
 PORT ?= 8000
 DEBUG ?= 1
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 export DEBUG
 
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ LOCK := requirements.lock
 # Reinstall only when the dependency spec (or the lock) changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint lock
+.PHONY: help install run test lint lock bench
 
 help:
 	@echo "make install  - create $(VENV) and install the project with dev extras"
@@ -23,6 +24,7 @@ help:
 	@echo "make test     - ensure redis/postgres binaries, run pytest (PYTEST_ARGS=...)"
 	@echo "make lint     - ruff check, ruff format --check, mypy"
 	@echo "make lock     - write $(LOCK) from the current venv"
+	@echo "make bench    - default benchmark suite on 2 spawned servers + Redis (BENCH_ARGS=...)"
 
 install: $(STAMP)
 
@@ -56,3 +58,10 @@ lock: install
 	$(BIN)/pip freeze --exclude-editable | LC_ALL=C sort > "$(LOCK).tmp"
 	mv "$(LOCK).tmp" "$(LOCK)"
 	@touch "$(STAMP)"
+
+# The default benchmark suite (bench/README.md): one JSON line per scenario on
+# stdout, also appended to bench/results/results.jsonl. BENCH_ARGS go to every
+# run, e.g. BENCH_ARGS="--server-env NOTIFY_REDIS_LAYER=core" or "--quick".
+bench: install
+	bash scripts/ensure-system-deps.sh
+	$(BIN)/python -m bench suite $(BENCH_ARGS)

@@ -92,6 +92,10 @@ def database(env: environ.Env, *, base_dir: Path) -> dict[str, Any]:
         # WAL lets readers run beside the writer; IMMEDIATE takes the write
         # lock at BEGIN so two publishers queue on busy_timeout instead of
         # failing with "database is locked" when upgrading a read lock.
+        # SQLite connections are cheap to keep and costly to open (the WAL
+        # pragma takes a lock): keep them, checked before reuse.
+        db["CONN_MAX_AGE"] = None
+        db["CONN_HEALTH_CHECKS"] = True
         db["OPTIONS"] = {
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
