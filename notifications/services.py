@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -33,7 +34,20 @@ class PublishResult:
     replayed: bool = False
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class Publication:
+    """One publish request, validated. ``recipients`` may repeat; they count once."""
+
+    source: str
+    recipients: Sequence[str]
+    type: str
+    title: str = ""
+    body: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    request_hash: str = ""
+
+
 def notifications_publish(
     *,
     source: str,
@@ -46,51 +60,101 @@ def notifications_publish(
     request_hash: str = "",
 ) -> PublishResult:
     """Store one notification per recipient (deduplicated) and push them after commit."""
-    users = list(dict.fromkeys(recipients))
+    publication = Publication(
+        source=source,
+        recipients=recipients,
+        type=type,
+        title=title,
+        body=body,
+        data=data if data is not None else {},
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    (outcome,) = notifications_publish_many(publications=[publication])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+@transaction.atomic
+def notifications_publish_many(
+    *, publications: Sequence[Publication]
+) -> list[PublishResult | IdempotencyConflict]:
+    """Commit several publish requests in one transaction (group commit).
+
+    Each request gets its own outcome: its result, the earlier answer for a
+    repeated idempotency key, or an IdempotencyConflict that stores nothing
+    for that request alone. A database error fails the whole call.
+    Locks are taken in one global order (idempotency keys, then users, both
+    sorted), so concurrent batches in other processes cannot deadlock.
+    """
     now = timezone.now()
-    event_id = uuid.uuid4()
-    if idempotency_key is not None:
-        earlier = _idempotency_claim(
-            source=source,
-            key=idempotency_key,
-            request_hash=request_hash,
-            event_id=event_id,
-            recipients=len(users),
-            now=now,
-        )
-        if earlier is not None:
-            return earlier
+    outcomes: list[PublishResult | IdempotencyConflict | None] = [None] * len(publications)
+    accepted: list[tuple[int, Publication, list[str], uuid.UUID]] = []
+    claim_order = sorted(
+        range(len(publications)),
+        key=lambda i: (publications[i].source, publications[i].idempotency_key or ""),
+    )
+    for index in claim_order:
+        publication = publications[index]
+        users = list(dict.fromkeys(publication.recipients))
+        event_id = uuid.uuid4()
+        if publication.idempotency_key is not None:
+            try:
+                earlier = _idempotency_claim(
+                    source=publication.source,
+                    key=publication.idempotency_key,
+                    request_hash=publication.request_hash,
+                    event_id=event_id,
+                    recipients=len(users),
+                    now=now,
+                )
+            except IdempotencyConflict as conflict:
+                outcomes[index] = conflict
+                continue
+            if earlier is not None:
+                outcomes[index] = earlier
+                continue
+        accepted.append((index, publication, users, event_id))
 
-    seqs = _allocate_ids(users)
-    payload = data if data is not None else {}
-    rows = [
-        Notification(
-            user_id=user,
-            seq=seqs[user],
-            event_id=event_id,
-            type=type,
-            title=title,
-            body=body,
-            data=payload,
-            source=source,
-            created_at=now,
-        )
-        for user in users
-    ]
+    accepted.sort(key=lambda item: item[0])  # ids follow arrival order
+    wanted = Counter(user for _i, _p, users, _e in accepted for user in users)
+    last_ids = _allocate_ids(wanted)
+    next_id = {user: last_ids[user] - count + 1 for user, count in wanted.items()}
+    rows: list[Notification] = []
+    pushes: list[tuple[str, NotificationDict]] = []
+    for index, publication, users, event_id in accepted:
+        shared: NotificationDict = {
+            "type": publication.type,
+            "title": publication.title,
+            "body": publication.body,
+            "data": publication.data,
+            "source": publication.source,
+            "created_at": timestamp(now),
+            "read_at": None,
+        }
+        for user in users:
+            seq = next_id[user]
+            next_id[user] = seq + 1
+            rows.append(
+                Notification(
+                    user_id=user,
+                    seq=seq,
+                    event_id=event_id,
+                    type=publication.type,
+                    title=publication.title,
+                    body=publication.body,
+                    data=publication.data,
+                    source=publication.source,
+                    created_at=now,
+                )
+            )
+            pushes.append((user, {"id": str(seq), **shared}))
+        outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
     Notification.objects.bulk_create(rows, batch_size=_INSERT_BATCH)
-
-    shared: NotificationDict = {
-        "type": type,
-        "title": title,
-        "body": body,
-        "data": payload,
-        "source": source,
-        "created_at": timestamp(now),
-        "read_at": None,
-    }
-    pushes = [(user, {"id": str(seqs[user]), **shared}) for user in users]
-    transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
-    return PublishResult(event_id=event_id, recipients=len(users))
+    if pushes:
+        transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _idempotency_claim(
@@ -133,34 +197,38 @@ def _idempotency_claim(
     return PublishResult(event_id=record.event_id, recipients=record.recipients, replayed=True)
 
 
-def _allocate_ids(users: list[str]) -> dict[str, int]:
-    """Increment each user's counter in this transaction; returns user -> new id.
+def _allocate_ids(wanted: Counter[str]) -> dict[str, int]:
+    """Add each user's count to their counter in this transaction; user -> new last id.
 
     Rows are locked in sorted order, so concurrent multi-recipient publishes
     cannot deadlock on each other's counters.
     """
-    ordered = sorted(users)
+    ordered = sorted(wanted)
     result: dict[str, int] = {}
     with connection.cursor() as cursor:
         for start in range(0, len(ordered), _SEQ_CHUNK):
             chunk = ordered[start : start + _SEQ_CHUNK]
+            counts = [wanted[user] for user in chunk]
             if connection.vendor == "postgresql":
                 cursor.execute(
                     "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "
-                    "SELECT u, 1, 0 FROM unnest(%s::text[]) AS u ORDER BY u "
+                    "SELECT u, c, 0 FROM unnest(%s::text[], %s::bigint[]) AS t(u, c) ORDER BY u "
                     "ON CONFLICT (user_id) DO UPDATE "
-                    "SET last_id = notify_user_sequence.last_id + 1 "
+                    "SET last_id = notify_user_sequence.last_id + EXCLUDED.last_id "
                     "RETURNING user_id, last_id",
-                    [chunk],
+                    [chunk, counts],
                 )
             else:
-                values = ", ".join(["(%s, 1, 0)"] * len(chunk))
+                values = ", ".join(["(%s, %s, 0)"] * len(chunk))
+                params: list[Any] = []
+                for user, count in zip(chunk, counts, strict=True):
+                    params += [user, count]
                 cursor.execute(
                     "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "  # noqa: S608 - placeholders only
                     f"VALUES {values} "
-                    "ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + 1 "
+                    "ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + excluded.last_id "
                     "RETURNING user_id, last_id",
-                    chunk,
+                    params,
                 )
             result.update(cursor.fetchall())
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,6 +126,8 @@ def django_db_modify_db_settings(
     current = settings.DATABASES["default"]
     for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS"):
         current[key] = wanted.get(key, "")
+    current["CONN_MAX_AGE"] = wanted.get("CONN_MAX_AGE", 0)
+    current["CONN_HEALTH_CHECKS"] = wanted.get("CONN_HEALTH_CHECKS", False)
     current["TEST"] = {
         "NAME": None,
         "MIRROR": None,
@@ -134,3 +137,23 @@ def django_db_modify_db_settings(
     }
     connections["default"].close()
     del connections["default"]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    django_db_setup: None, django_db_blocker: Any, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """On PostgreSQL, end sessions that worker threads left on the test database
+    (asgiref's thread pools outlive the tests) so that it can be dropped."""
+    yield
+    if os.environ.get("NOTIFY_TEST_DATABASE", "sqlite") != "postgres":
+        return
+    from django.db import connection
+
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    with django_db_blocker.unblock(), server.connect() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [connection.settings_dict["NAME"]],
+        )
