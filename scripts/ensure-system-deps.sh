@@ -2,6 +2,7 @@
 # Make sure the system binaries the test-suite starts for real are present:
 #   * redis-server
 #   * PostgreSQL server binaries (initdb, pg_ctl, postgres) in /usr/lib/postgresql/<ver>/bin
+#   * Debian's chromium at /usr/bin/chromium (tests/clients drive it with Playwright)
 #
 # Idempotent and silent when everything is already installed. When something is
 # missing it installs it with apt-get (Debian; needs root or sudo).
@@ -18,7 +19,7 @@ for arg in "$@"; do
     case "$arg" in
         --print-pg-bindir) print_bindir=1 ;;
         -h | --help)
-            sed -n '2,13p' "$0"
+            sed -n '2,14p' "$0"
             exit 0
             ;;
         *)
@@ -44,6 +45,7 @@ find_pg_bindir() {
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [[ -n "$(find_pg_bindir)" ]] || missing+=(postgresql)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 
 if ((${#missing[@]} > 0)); then
     echo "ensure-system-deps: installing ${missing[*]} ..." >&2
@@ -67,6 +69,10 @@ if ((${#missing[@]} > 0)); then
     fi
     if [[ -z "$(find_pg_bindir)" ]]; then
         echo "ensure-system-deps: PostgreSQL server binaries still not found after install" >&2
+        exit 1
+    fi
+    if [[ ! -x /usr/bin/chromium ]]; then
+        echo "ensure-system-deps: /usr/bin/chromium still not found after install" >&2
         exit 1
     fi
     echo "ensure-system-deps: done" >&2

@@ -87,6 +87,8 @@ NOTIFY_WS_FRAME_RATE: tuple[float, float] = config.rate(
 )
 NOTIFY_WS_SEND_QUEUE: int = env.int("NOTIFY_WS_SEND_QUEUE", default=1000)
 NOTIFY_DRAIN_SECONDS: float = env.float("NOTIFY_DRAIN_SECONDS", default=5.0)
+# /demo (notifications/demo.py): a page that mints user tokens; dev mode only by default.
+NOTIFY_DEMO_ENABLED: bool = env.bool("DEMO_ENABLED", default=DEBUG)
 
 config.check_single_process_layer(CHANNEL_LAYERS["default"])
 

@@ -1,0 +1,566 @@
+// notify-client.js: browser client for the notify-push service.
+//
+// A plain ES module (no build step), served by the service at
+// /static/notify/notify-client.js; types in notify-client.d.ts beside it.
+//
+//   import { NotifyClient } from "/static/notify/notify-client.js";
+//   const client = new NotifyClient({ getToken: async () => (await fetch("/my/token")).text() });
+//   client.onNotification((n) => console.log(n.title));
+//   client.onUnreadCount((n) => (badge.textContent = n));
+//
+// What it does for you: authenticates the socket with the subprotocol
+// ["notifications.v1", "bearer." + token], asking getToken() for a fresh token
+// on every (re)connect; reconnects with exponential backoff and full jitter;
+// resumes with ?since=<last id seen> so nothing is missed; refetches over the
+// user API when the server says its replay was incomplete; drops duplicate
+// ids; tracks the unread count; pings to notice dead connections.
+
+const SUBPROTOCOL = "notifications.v1";
+const ME = "/api/v1/me/notifications";
+const MAX_READ_IDS = 1000;
+
+/** An HTTP error of the user API: `status` and the decoded `body`. */
+export class NotifyError extends Error {
+  constructor(message, { status = 0, body = null } = {}) {
+    super(message);
+    this.name = "NotifyError";
+    this.status = status;
+    this.body = body;
+  }
+}
+
+function isId(value) {
+  return typeof value === "string" && /^\d{1,18}$/.test(value);
+}
+
+/** Compare two decimal id strings as integers (ids may exceed 2**53). */
+export function compareIds(a, b) {
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+function defaultSocketUrl() {
+  const loc = globalThis.location;
+  if (!loc) throw new TypeError("NotifyClient: `url` is required outside a browser page");
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws/notifications`;
+}
+
+function httpBaseOf(socketUrl) {
+  const url = new URL(socketUrl, globalThis.location?.href);
+  url.protocol = url.protocol === "wss:" ? "https:" : url.protocol === "ws:" ? "http:" : url.protocol;
+  return url.origin;
+}
+
+export class NotifyClient {
+  /**
+   * @param {import("./notify-client").NotifyClientOptions} options
+   */
+  constructor(options = {}) {
+    const {
+      url,
+      getToken,
+      apiBase,
+      lastId = null,
+      autoConnect = true,
+      minDelay = 500,
+      maxDelay = 15000,
+      pingInterval = 25000,
+      pongTimeout = 10000,
+      refetchPages = 4,
+      WebSocket: SocketImpl = globalThis.WebSocket,
+      fetch: fetchImpl = globalThis.fetch?.bind(globalThis),
+    } = options;
+    if (typeof getToken !== "function") {
+      throw new TypeError("NotifyClient: `getToken` (an async function returning a JWT) is required");
+    }
+    if (lastId !== null && !isId(String(lastId))) {
+      throw new TypeError("NotifyClient: `lastId` must be a notification id (digits)");
+    }
+    this._url = url ?? defaultSocketUrl();
+    this._apiBase = String(apiBase ?? httpBaseOf(this._url)).replace(/\/+$/, "");
+    this._getToken = getToken;
+    this._SocketImpl = SocketImpl;
+    this._fetch = fetchImpl;
+    this._minDelay = minDelay;
+    this._maxDelay = maxDelay;
+    this._pingInterval = pingInterval;
+    this._pongTimeout = pongTimeout;
+    this._refetchPages = refetchPages;
+
+    this._lastId = lastId === null ? null : String(lastId);
+    this._seen = new Map(); // id -> read (bool), insertion order, bounded
+    this._maxTracked = 5000;
+    this._unread = null;
+    this._token = null;
+
+    this._ws = null;
+    this._status = "idle";
+    this._stopped = true;
+    this._attempt = 0;
+    this._timer = null;
+    this._pingTimer = null;
+    this._pongTimer = null;
+    this._readyOnSocket = false;
+    this._unreadRefresh = null;
+    this._listeners = {
+      notification: new Set(),
+      read: new Set(),
+      unread: new Set(),
+      status: new Set(),
+      ready: new Set(),
+      error: new Set(),
+    };
+    this._onOnline = () => {
+      if (!this._stopped && this._timer !== null) {
+        clearTimeout(this._timer);
+        this._timer = null;
+        this._open();
+      }
+    };
+    if (autoConnect) queueMicrotask(() => this.connect());
+  }
+
+  // ------------------------------------------------------------------ state
+
+  /** "idle" | "connecting" | "open" | "reconnecting" | "closed" */
+  get status() {
+    return this._status;
+  }
+
+  /** The highest notification id this client has covered (resume point), or null. */
+  get lastId() {
+    return this._lastId;
+  }
+
+  /** The tracked unread count (from `ready`, frames and REST), or null before the first. */
+  get unread() {
+    return this._unread;
+  }
+
+  // -------------------------------------------------------------- listeners
+
+  /** cb(notification) for each new notification, once per id. Returns an unsubscribe function. */
+  onNotification(cb) {
+    return this._on("notification", cb);
+  }
+
+  /** cb(ids) when notifications were marked read (here, in another tab or device, or over REST). */
+  onRead(cb) {
+    return this._on("read", cb);
+  }
+
+  /** cb(count) whenever the tracked unread count changes. */
+  onUnreadCount(cb) {
+    return this._on("unread", cb);
+  }
+
+  /** cb(status, info) on every status change; info has `code` and `delay` when reconnecting. */
+  onStatus(cb) {
+    return this._on("status", cb);
+  }
+
+  /** cb(readyFrame) once per connection, after the replay. */
+  onReady(cb) {
+    return this._on("ready", cb);
+  }
+
+  /** cb(error) for errors the client recovers from by itself (token, socket, refetch). */
+  onError(cb) {
+    return this._on("error", cb);
+  }
+
+  _on(kind, cb) {
+    if (typeof cb !== "function") throw new TypeError("callback must be a function");
+    this._listeners[kind].add(cb);
+    return () => this._listeners[kind].delete(cb);
+  }
+
+  _emit(kind, ...args) {
+    for (const cb of [...this._listeners[kind]]) {
+      try {
+        cb(...args);
+      } catch (err) {
+        console.error(`NotifyClient: ${kind} listener failed`, err);
+      }
+    }
+  }
+
+  _setStatus(status, info = {}) {
+    if (this._status === status && status !== "reconnecting") return;
+    this._status = status;
+    this._emit("status", status, info);
+  }
+
+  _setUnread(count) {
+    const value = Math.max(0, count);
+    if (value === this._unread) return;
+    this._unread = value;
+    this._emit("unread", value);
+  }
+
+  // ------------------------------------------------------------- lifecycle
+
+  /** Open the socket (done by the constructor unless autoConnect is false). Idempotent. */
+  connect() {
+    if (!this._stopped) return;
+    this._stopped = false;
+    globalThis.addEventListener?.("online", this._onOnline);
+    this._open();
+  }
+
+  /** Close the socket and stop reconnecting. `connect()` starts again. */
+  close() {
+    this._stopped = true;
+    globalThis.removeEventListener?.("online", this._onOnline);
+    clearTimeout(this._timer);
+    this._timer = null;
+    clearTimeout(this._unreadRefresh);
+    this._stopHeartbeat();
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        /* already closing */
+      }
+    }
+    this._setStatus("closed");
+  }
+
+  async _open() {
+    if (this._stopped || this._ws) return;
+    if (this._status !== "reconnecting") this._setStatus("connecting");
+    let token;
+    try {
+      token = await this._freshToken();
+    } catch (err) {
+      this._emit("error", err);
+      this._scheduleReconnect(null);
+      return;
+    }
+    if (this._stopped || this._ws) return;
+    const url = new URL(this._url, globalThis.location?.href);
+    if (this._lastId !== null) url.searchParams.set("since", this._lastId);
+    else url.searchParams.delete("since");
+    let ws;
+    try {
+      ws = new this._SocketImpl(url.toString(), [SUBPROTOCOL, `bearer.${token}`]);
+    } catch (err) {
+      this._emit("error", err);
+      this._scheduleReconnect(null);
+      return;
+    }
+    this._ws = ws;
+    this._readyOnSocket = false;
+    ws.onmessage = (event) => {
+      if (ws === this._ws) this._onMessage(event.data);
+    };
+    ws.onclose = (event) => {
+      if (ws === this._ws) this._onClose(event.code, event.reason);
+    };
+    ws.onopen = () => {
+      if (ws === this._ws) this._startHeartbeat();
+    };
+  }
+
+  _onClose(code, reason) {
+    this._ws = null;
+    this._readyOnSocket = false;
+    this._stopHeartbeat();
+    if (this._stopped) return;
+    if (code === 4401) this._token = null; // expired: getToken() is asked again anyway
+    this._scheduleReconnect(code, reason);
+  }
+
+  _scheduleReconnect(code, reason = "") {
+    if (this._stopped || this._timer !== null) return;
+    const rand = Math.random();
+    let delay;
+    if (code === 4401 || code === 4008) {
+      delay = rand * 250; // fresh token / resume at once
+    } else if (code === 1012) {
+      delay = 250 + rand * 2250; // the process is restarting: spread the herd
+    } else {
+      if (code === 1008 || code === 1009) this._attempt = Math.max(this._attempt, 4);
+      const cap = Math.min(this._maxDelay, this._minDelay * 2 ** this._attempt);
+      delay = Math.max(100, rand * cap); // full jitter
+    }
+    this._attempt += 1;
+    this._setStatus("reconnecting", { code, reason, delay, attempt: this._attempt });
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      this._open();
+    }, delay);
+  }
+
+  _dropSocket() {
+    // A socket that stopped answering: forget it now, reconnect, let it close in the background.
+    const ws = this._ws;
+    if (!ws) return;
+    this._ws = null;
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    try {
+      ws.close(4000, "no pong");
+    } catch {
+      /* ignore */
+    }
+    this._onClose(4000, "no pong");
+  }
+
+  _startHeartbeat() {
+    this._stopHeartbeat();
+    if (!this._pingInterval) return;
+    this._pingTimer = setInterval(() => {
+      if (!this._ws || this._ws.readyState !== 1 || this._pongTimer !== null) return;
+      this._send({ type: "ping" });
+      this._pongTimer = setTimeout(() => this._dropSocket(), this._pongTimeout);
+    }, this._pingInterval);
+  }
+
+  _stopHeartbeat() {
+    clearInterval(this._pingTimer);
+    clearTimeout(this._pongTimer);
+    this._pingTimer = null;
+    this._pongTimer = null;
+  }
+
+  _send(frame) {
+    if (!this._ws || this._ws.readyState !== 1) return false;
+    this._ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // ----------------------------------------------------------------- frames
+
+  _onMessage(data) {
+    // Any frame proves the connection is alive.
+    clearTimeout(this._pongTimer);
+    this._pongTimer = null;
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    switch (frame.type) {
+      case "notification":
+        if (frame.notification && isId(frame.notification.id)) {
+          this._accept(frame.notification, { countUnread: this._readyOnSocket, checkLast: true });
+        }
+        break;
+      case "read":
+        if (Array.isArray(frame.ids)) this._applyRead(frame.ids.map(String), true);
+        break;
+      case "ready":
+        this._onReady(frame);
+        break;
+      case "error":
+        this._emit("error", new NotifyError(`server: ${frame.code}: ${frame.detail}`, { body: frame }));
+        break;
+      default:
+        break; // pong, and frame types this version does not know
+    }
+  }
+
+  _accept(n, { countUnread, checkLast }) {
+    const id = String(n.id);
+    if (this._seen.has(id)) return false;
+    if (checkLast && this._lastId !== null && compareIds(id, this._lastId) <= 0) return false;
+    this._remember(id, n.read_at != null);
+    if (this._lastId === null || compareIds(id, this._lastId) > 0) this._lastId = id;
+    if (countUnread && n.read_at == null && this._unread !== null) this._setUnread(this._unread + 1);
+    this._emit("notification", n);
+    return true;
+  }
+
+  _remember(id, read) {
+    this._seen.set(id, read);
+    if (this._seen.size > this._maxTracked) {
+      const oldest = this._seen.keys().next().value;
+      this._seen.delete(oldest);
+    }
+  }
+
+  _onReady(frame) {
+    this._readyOnSocket = true;
+    this._attempt = 0;
+    const serverLast = isId(frame.last_id) ? frame.last_id : null;
+    const previous = this._lastId;
+    let reset = false;
+    if (frame.complete === false && previous !== null && serverLast !== null) {
+      // The server has fewer ids than we saw: its data was reset. Start over from its ids.
+      reset = compareIds(serverLast, previous) < 0;
+    }
+    if (reset) {
+      this._seen.clear();
+      this._lastId = serverLast;
+    } else if (serverLast !== null && (this._lastId === null || compareIds(serverLast, this._lastId) > 0)) {
+      this._lastId = serverLast;
+    }
+    if (typeof frame.unread === "number") {
+      this._unread = null; // force an emit even when equal: a fresh authoritative count
+      this._setUnread(frame.unread);
+    }
+    this._setStatus("open");
+    this._emit("ready", frame);
+    if (frame.complete === false) {
+      this._refetch(reset ? null : previous).catch((err) => this._emit("error", err));
+    }
+  }
+
+  _applyRead(ids, fromServer) {
+    const changed = [];
+    let decrement = 0;
+    for (const id of ids) {
+      if (!isId(id)) continue;
+      const known = this._seen.has(id);
+      if (known && this._seen.get(id) === true) continue; // already read here
+      if (known) this._seen.set(id, true);
+      if (known || fromServer) {
+        decrement += 1;
+        changed.push(id);
+      }
+    }
+    if (this._unread !== null && decrement) this._setUnread(this._unread - decrement);
+    if (changed.length) this._emit("read", changed);
+    return changed;
+  }
+
+  // --------------------------------------------------------------- user API
+
+  async _freshToken() {
+    const token = await this._getToken();
+    if (typeof token !== "string" || !token) throw new NotifyError("getToken() returned no token");
+    this._token = token;
+    return token;
+  }
+
+  async _api(method, path, body) {
+    let token = this._token ?? (await this._freshToken());
+    for (let attempt = 0; ; attempt += 1) {
+      const response = await this._fetch(this._apiBase + path, {
+        method,
+        headers: {
+          Authorization: `Bearer ${token}`,
+          Accept: "application/json",
+          ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      if (response.status === 401 && attempt === 0) {
+        token = await this._freshToken();
+        continue;
+      }
+      let answer = null;
+      try {
+        answer = await response.json();
+      } catch {
+        answer = null;
+      }
+      if (!response.ok) {
+        const detail = answer && typeof answer.detail === "string" ? answer.detail : response.statusText;
+        throw new NotifyError(`${method} ${path}: ${response.status} ${detail}`, {
+          status: response.status,
+          body: answer,
+        });
+      }
+      return answer;
+    }
+  }
+
+  /** GET /api/v1/me/notifications: `{results, next}`, newest first. */
+  async list({ unread = false, limit = 50, cursor = null } = {}) {
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (unread) params.set("unread", "true");
+    if (cursor) params.set("cursor", cursor);
+    return this._api("GET", `${ME}?${params}`);
+  }
+
+  /**
+   * Fetch the newest `limit` notifications and deliver the ones not seen yet
+   * to onNotification (oldest first), e.g. to fill a list on page load.
+   * Returns them, newest first.
+   */
+  async loadRecent(limit = 20) {
+    const page = await this.list({ limit });
+    const results = Array.isArray(page?.results) ? page.results : [];
+    for (const n of [...results].reverse()) this._accept(n, { countUnread: false, checkLast: false });
+    return results;
+  }
+
+  async _refetch(after) {
+    // The server could not replay everything since our last id: read the user
+    // API, newest first, back to `after` (or a few pages), and deliver what is new.
+    const missed = [];
+    let cursor = null;
+    for (let page = 0; page < this._refetchPages; page += 1) {
+      const answer = await this.list({ limit: 100, cursor });
+      let reached = false;
+      for (const n of answer.results ?? []) {
+        if (after !== null && compareIds(n.id, after) <= 0) {
+          reached = true;
+          break;
+        }
+        missed.push(n);
+      }
+      if (reached || !answer.next) break;
+      cursor = new URL(answer.next, this._apiBase).searchParams.get("cursor");
+      if (!cursor) break;
+    }
+    for (const n of missed.reverse()) this._accept(n, { countUnread: false, checkLast: false });
+    await this.unreadCount().catch(() => undefined);
+  }
+
+  /** GET /api/v1/me/notifications/unread-count; also updates the tracked count. */
+  async unreadCount() {
+    const answer = await this._api("GET", `${ME}/unread-count`);
+    const count = Number(answer?.unread ?? 0);
+    this._setUnread(count);
+    return count;
+  }
+
+  /**
+   * Mark ids read: over the socket (a `read` frame) when it is open, else over
+   * REST. The user's other tabs and devices get a `read` frame. Listeners here
+   * are told at once.
+   */
+  async markRead(ids) {
+    const wanted = [...new Set((Array.isArray(ids) ? ids : [ids]).map(String))];
+    if (!wanted.length) return;
+    if (!wanted.every(isId)) throw new TypeError("markRead: ids are notification id strings");
+    const unknown = wanted.some((id) => !this._seen.has(id));
+    this._applyRead(wanted, false);
+    let viaSocket = this._ws !== null && this._ws.readyState === 1 && this._readyOnSocket;
+    for (let i = 0; i < wanted.length; i += MAX_READ_IDS) {
+      const chunk = wanted.slice(i, i + MAX_READ_IDS);
+      if (viaSocket && this._send({ type: "read", ids: chunk })) continue;
+      viaSocket = false;
+      await this._api("POST", `${ME}/read`, { ids: chunk });
+    }
+    // Ids this client never saw may have changed the count: ask the server.
+    if (unknown) this._scheduleUnreadRefresh();
+  }
+
+  /** Mark every notification of the user read (REST); returns how many changed. */
+  async markAllRead() {
+    const known = [...this._seen].filter(([, read]) => !read).map(([id]) => id);
+    this._applyRead(known, false);
+    const answer = await this._api("POST", `${ME}/read`, { all: true });
+    this._setUnread(0);
+    return Number(answer?.updated ?? 0);
+  }
+
+  _scheduleUnreadRefresh() {
+    clearTimeout(this._unreadRefresh);
+    this._unreadRefresh = setTimeout(() => {
+      this._unreadRefresh = null;
+      this.unreadCount().catch((err) => this._emit("error", err));
+    }, 300);
+  }
+}
+
+export default NotifyClient;

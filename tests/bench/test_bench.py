@@ -1,0 +1,193 @@
+"""The benchmark tool (``python -m bench``) on small real runs.
+
+Only the shape and the correctness numbers are asserted (nothing lost,
+nothing twice, percentiles ordered), never a speed: these machines are
+shared and slow.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.cluster import scan_log
+from bench.stats import percentile, summary
+from tests.support.servers import REPO_ROOT, LiveServerFactory, RedisServer
+
+LATENCY_KEYS = {"count", "min", "mean", "p50", "p90", "p99", "max"}
+TOP_KEYS = {
+    "bench", "run_id", "sweep_id", "time", "label", "command", "scenario", "mode", "params",
+    "target", "sockets", "posts", "deliveries", "latency_ms", "timing", "memory",
+    "server_cpu_pct", "server_metrics", "loader", "server_logs", "servers_crashed", "ok",
+}  # fmt: skip
+
+
+def run_bench(args: Sequence[str], *, timeout: float = 90) -> list[dict[str, Any]]:
+    """``python -m bench ARGS``; returns the JSON lines it printed on stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stderr
+    return lines
+
+
+def assert_clean_delivery(line: dict[str, Any], *, expected: int) -> None:
+    assert set(line) >= TOP_KEYS
+    assert line["ok"] is True
+    assert line["sockets"]["failed"] == 0
+    assert line["sockets"]["opened"] == line["params"]["sockets"]
+    posts = line["posts"]
+    assert posts["non_202"] == {}
+    assert posts["accepted"] == posts["sent"]
+    d = line["deliveries"]
+    assert d["expected"] == expected
+    assert d["delivered"] == expected
+    assert d["lost"] == 0
+    assert d["duplicates"] == 0
+    assert d["unexpected"] == 0
+    lat = line["latency_ms"]
+    assert set(lat) == LATENCY_KEYS
+    assert lat["count"] == expected
+    assert 0 <= lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert posts["per_s"] > 0
+    assert d["per_s"] > 0
+    assert set(posts["publish_ms"]) == LATENCY_KEYS
+    loader = line["loader"]
+    assert loader["cpu_s"] >= 0
+    assert loader["cpu_pct"] is not None
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_percentile_nearest_rank() -> None:
+    data = [float(i) for i in range(1, 101)]
+    assert percentile(data, 50) == 50
+    assert percentile(data, 99) == 99
+    assert percentile(data, 100) == 100
+    assert percentile([], 50) is None
+    s = summary([3.0, 1.0, 2.0])
+    assert (s["min"], s["p50"], s["max"], s["count"]) == (1.0, 2.0, 3.0, 3)
+
+
+def test_scan_log_counts_errors_and_500s() -> None:
+    text = "\n".join(
+        [
+            '{"level": "INFO", "logger": "uvicorn.error", "message": "connection open"}',
+            '{"level": "ERROR", "logger": "django.request", "message": '
+            '"Internal Server Error: /api/v1/notifications", "exc": "Traceback (most recent"}',
+            '{"level": "WARNING", "logger": "x", "message": "channel layer push failed"}',
+            "Traceback (most recent call last):",
+        ]
+    )
+    scan = scan_log(text)
+    assert (scan.errors, scan.warnings, scan.http_500, scan.tracebacks) == (1, 1, 1, 2)
+    assert scan.samples
+
+
+# --------------------------------------------------------------------------- live runs
+
+
+@pytest.mark.live
+def test_spawn_unicast_max_rate(tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    (line,) = run_bench(
+        [
+            "run", "--spawn", "1", "--scenario", "unicast",
+            "--sockets", "12", "--count", "60", "--concurrency", "4",
+            "--drain-timeout", "10", "--results", str(results), "--label", "pytest",
+        ]
+    )  # fmt: skip
+    assert_clean_delivery(line, expected=60)
+    assert line["command"] == "run"
+    assert line["mode"] == "max"
+    assert line["label"] == "pytest"
+    assert line["target"]["kind"] == "spawn"
+    assert line["target"]["redis_layer"] == "pubsub"
+    assert len(line["target"]["urls"]) == 1
+    assert line["params"]["count"] == 60
+    assert line["params"]["concurrency"] == 4
+    memory = line["memory"]
+    assert len(memory["server_rss_kib_before"]) == 1
+    assert memory["server_rss_kib_after_open"][0] > 0
+    assert memory["kib_per_socket"] is not None
+    assert line["server_logs"]["total"]["errors"] == 0
+    assert line["server_logs"]["total"]["http_500"] == 0
+    assert line["servers_crashed"] == []
+    assert line["server_metrics"]["accepted"] >= 60
+    # The same line was appended to the results file.
+    saved = [json.loads(x) for x in results.read_text().splitlines()]
+    assert saved == [line]
+
+
+@pytest.mark.live
+def test_url_mode_batch_rate_and_sweep(
+    live_server_factory: LiveServerFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    api_key = secrets.token_urlsafe(24)
+    jwt_secret = secrets.token_urlsafe(36)
+    server = live_server_factory(
+        {
+            "DEBUG": "false",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+            "NOTIFY_API_KEYS": f"loadtest:{api_key}",
+            "JWT_SECRET": jwt_secret,
+            "DATABASE_URL": f"sqlite:///{(tmp_path / 'db.sqlite3').resolve()}",
+            "REDIS_URL": redis_server.url,
+            "NOTIFY_REDIS_PREFIX": f"bench{secrets.token_hex(4)}",
+            "NOTIFY_PUBLISH_RATE": "100000/s",
+        }
+    )
+    target = [
+        "--url", server.url, "--api-key", api_key, "--jwt-secret", jwt_secret,
+        "--server-pid", str(server.pid), "--no-results",
+    ]  # fmt: skip
+
+    # Batch, max rate, two loader processes (each publishes to its own sockets).
+    (batch,) = run_bench(
+        ["run", "--scenario", "batch", "--sockets", "20", "--batch", "5",
+         "--count", "12", "--concurrency", "2", "--workers", "2", *target]
+    )  # fmt: skip
+    assert_clean_delivery(batch, expected=12 * 5)
+    assert batch["target"]["kind"] == "url"
+    assert batch["target"]["urls"] == [server.url]
+    assert batch["loader"]["workers"] == 2
+    assert len(batch["loader"]["worker_cpu_s"]) == 2
+    assert batch["server_logs"] is None
+    assert batch["memory"]["server_rss_kib_after_open"][0] > 0
+
+    # A sweep in rate mode: one line per rate, and the plot.
+    plot = tmp_path / "sweep.png"
+    lines = run_bench(
+        ["sweep", "--sockets", "10", "--rates", "10,20", "--duration", "1",
+         "--plot", str(plot), *target]
+    )  # fmt: skip
+    assert [line["params"]["rate"] for line in lines] == [10.0, 20.0]
+    assert len({line["sweep_id"] for line in lines}) == 1
+    for line, rate in zip(lines, (10, 20), strict=True):
+        assert line["mode"] == "rate"
+        assert_clean_delivery(line, expected=rate)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Idle sockets: memory only.
+    (idle,) = run_bench(["run", "--scenario", "connect", "--sockets", "15", "--hold", "0.2",
+                         *target])  # fmt: skip
+    assert idle["mode"] == "idle"
+    assert idle["sockets"]["opened"] == 15
+    assert idle["posts"]["sent"] == 0
+    assert idle["memory"]["kib_per_socket"] is not None
+    assert idle["ok"] is True
