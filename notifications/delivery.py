@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,12 +20,6 @@ from notifications import metrics
 from notifications.rendering import NotificationDict
 
 logger = logging.getLogger(__name__)
-
-# After a failed push, skip pushes for this long instead of making every
-# publish wait on a connect timeout while Redis is away (they are counted as
-# dropped; sockets were closed for reconnect and will resume with since).
-CIRCUIT_OPEN_SECONDS = 1.0
-_circuit_open_until = 0.0
 
 NOTIFICATION_EVENT = "notification.created"
 READ_EVENT = "notification.read"
@@ -78,15 +71,12 @@ async def layer_health() -> str | None:
 
 
 def _send(messages: list[tuple[str, dict[str, Any]]], *, counted: bool = True) -> None:
-    global _circuit_open_until
-    if time.monotonic() < _circuit_open_until:
-        if counted:
-            metrics.DROPPED.inc(len(messages))
-        return
+    # Every push is attempted: a breaker that skipped pushes for a while
+    # after a failure also skipped the first ones after Redis came back, to
+    # sockets that had already resumed (found by tests/production).
     try:
         async_to_sync(_send_many)(messages)
     except Exception:
-        _circuit_open_until = time.monotonic() + CIRCUIT_OPEN_SECONDS
         # The commit stands; the push is the fast path. Sockets recover the
         # ids from the database on their next message or reconnect.
         logger.warning("channel layer push failed for %d messages", len(messages), exc_info=True)

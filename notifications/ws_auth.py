@@ -8,14 +8,18 @@ nothing is sent. Cookies never authenticate a socket.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from notifications.tokens import InvalidToken, verify_user_token
 from service.config import DEV_ORIGIN_HOSTS, normalize_origin
 from service.lifecycle import state
+
+logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 ASGIApp = Any
@@ -100,5 +104,48 @@ class TokenAuthMiddleware:
         await self.app(scope, receive, send)
 
 
+class RefuseWhenLayerDown:
+    """A socket that cannot join the channel layer is closed at once with 1013.
+
+    channels creates the consumer's channel before any consumer code runs, so
+    a Redis outage would otherwise surface as an unhandled error and a 500.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        accepted = closed = connect_seen = False
+
+        async def tracking_receive() -> dict[str, Any]:
+            nonlocal connect_seen
+            message: dict[str, Any] = await receive()
+            connect_seen = connect_seen or message["type"] == "websocket.connect"
+            return message
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal accepted, closed
+            accepted = accepted or message["type"] == "websocket.accept"
+            closed = closed or message["type"] == "websocket.close"
+            await send(message)
+
+        try:
+            await self.app(scope, tracking_receive, tracking_send)
+        except (RedisError, OSError) as exc:
+            if accepted or closed:
+                raise
+            logger.warning("refusing a socket: channel layer unavailable (%s)", type(exc).__name__)
+            if not connect_seen and (await receive())["type"] != "websocket.connect":
+                return
+            await refuse_unavailable(scope, send)
+
+
+async def refuse_unavailable(scope: Scope, send: Any) -> None:
+    """Accept and at once close with 1013 (try again later): a reason every
+    client sees (an HTTP 503 denial is logged by uvicorn as an app error)."""
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1013})
+
+
 def websocket_auth_stack(app: ASGIApp) -> ASGIApp:
-    return OriginCheck(TokenAuthMiddleware(app))
+    return OriginCheck(TokenAuthMiddleware(RefuseWhenLayerDown(app)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from asgiref.sync import sync_to_async
@@ -17,6 +18,8 @@ from prometheus_client import (
 
 from notifications.delivery import layer_health
 from service.lifecycle import state
+
+logger = logging.getLogger(__name__)
 
 
 async def healthz(request: HttpRequest) -> HttpResponse:
@@ -44,7 +47,13 @@ async def readyz(request: HttpRequest) -> HttpResponse:
     layer = "ok" if problem is None else f"error: {problem}"
     body = {"database": database, "channel_layer": layer, "shutting_down": state.shutting_down}
     ready = database == "ok" and layer == "ok" and not state.shutting_down
-    return JsonResponse(body, status=200 if ready else 503)
+    response = JsonResponse(body, status=200 if ready else 503)
+    if not ready:
+        # A 503 here is an expected state (draining, an outage), not a server
+        # error: one WARNING line instead of Django's ERROR for every probe.
+        logger.warning("not ready: %s", body)
+        response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 async def metrics(request: HttpRequest) -> HttpResponse:
