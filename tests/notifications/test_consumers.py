@@ -776,3 +776,16 @@ async def test_sockets_keep_working_after_many_exchanges(connect: Connect) -> No
             assert await other.frame() == {"type": "read", "ids": [str(round_no)]}
     assert seen == [str(i) for i in range(1, 11)]
     assert await sock.ping() == []
+
+
+async def test_ping_catches_up_a_lost_last_push(connect: Connect) -> None:
+    """Rows committed whose push never came (no later push reveals the gap):
+    the next ping makes the socket read and send them, after the pong."""
+    user = new_user()
+    sock, _, _ = await open_ready(connect, user)
+    stored = await store_rows(user, [1, 2])
+    assert await sock.ping() == []
+    frames = [await sock.frame(), await sock.frame()]
+    assert [f["notification"] for f in frames] == [stored[1], stored[2]]
+    # Already sent: a second ping (inside the interval or not) sends nothing more.
+    assert await sock.ping() == []
