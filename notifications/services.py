@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from notifications import delivery
 from notifications.errors import IdempotencyConflict, NotificationNotFound
+from notifications.group_commit import GroupCommitter
 from notifications.models import IdempotencyRecord, Notification, UserSequence
 from notifications.rendering import NotificationDict, timestamp
 
@@ -70,7 +71,7 @@ def notifications_publish(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
     )
-    (outcome,) = notifications_publish_many(publications=[publication])
+    outcome = _group_commit.submit(publication)
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
@@ -155,6 +156,16 @@ def notifications_publish_many(
     if pushes:
         transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _commit_group(publications: Sequence[Publication]) -> list[PublishResult | IdempotencyConflict]:
+    return notifications_publish_many(publications=publications)
+
+
+# Concurrent publishes (one thread per request under ASGI) share commits.
+_group_commit: GroupCommitter[Publication, PublishResult | IdempotencyConflict] = GroupCommitter(
+    _commit_group, size_of=lambda publication: max(1, len(publication.recipients))
+)
 
 
 def _idempotency_claim(
