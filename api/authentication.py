@@ -1,28 +1,38 @@
 """Credentials for the HTTP API: publisher keys and user tokens.
 
-Publisher secrets are kept only as SHA-256 digests after start-up and every
-comparison is constant-time (``hmac.compare_digest`` over all keys, no early
-exit), so neither the secret nor which key matched leaks through timing.
+Publisher secrets are kept only as SHA-256 digests after start-up
+(``settings.NOTIFY_API_KEYS`` maps a name to its ``PublisherKey`` entries)
+and every comparison is constant-time: ``hmac.compare_digest`` runs once per
+configured key, with no early exit, so neither the secret nor which key
+matched leaks through timing. A name may hold several secrets at once
+(rotation), and a key may be limited to some notification types.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from notifications.tokens import InvalidToken, verify_user_token
+from service.config import PublisherKey, secret_digest
 
 
 @dataclass(frozen=True)
 class Publisher:
     name: str
     is_authenticated: bool = True
+    # fnmatch patterns of the notification types this key may publish; () = any.
+    types: tuple[str, ...] = ()
+
+    def allows(self, notification_type: str) -> bool:
+        return PublisherKey(self.name, b"", self.types).allows(notification_type)
 
 
 @dataclass(frozen=True)
@@ -31,23 +41,38 @@ class User:
     is_authenticated: bool = True
 
 
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+def _entries(name: str, value: Any) -> Iterable[PublisherKey]:
+    if isinstance(value, PublisherKey):
+        yield value
+    elif isinstance(value, str):
+        # A raw secret put into settings by a test override; hashed here, never stored.
+        yield PublisherKey(name=name, digest=secret_digest(value))
+    else:
+        for item in value:
+            yield from _entries(name, item)
 
 
-@lru_cache(maxsize=1)
-def _publisher_digests(keys: tuple[tuple[str, str], ...]) -> tuple[tuple[str, bytes], ...]:
-    return tuple((name, _digest(secret)) for name, secret in keys)
+@lru_cache(maxsize=4)
+def _flatten(keys: tuple[tuple[str, Any], ...]) -> tuple[PublisherKey, ...]:
+    return tuple(entry for name, value in keys for entry in _entries(name, value))
+
+
+def publisher_keys() -> tuple[PublisherKey, ...]:
+    configured: Mapping[str, Any] = settings.NOTIFY_API_KEYS
+    items = tuple(
+        (name, tuple(v) if isinstance(v, list) else v) for name, v in sorted(configured.items())
+    )
+    return _flatten(items)
 
 
 def publisher_for_secret(secret: str) -> Publisher | None:
-    digests = _publisher_digests(tuple(sorted(settings.NOTIFY_API_KEYS.items())))
-    presented = _digest(secret)
-    found: str | None = None
-    for name, digest in digests:
-        if hmac.compare_digest(presented, digest):
-            found = name
-    return Publisher(name=found) if found is not None else None
+    presented = secret_digest(secret)
+    found: PublisherKey | None = None
+    for key in publisher_keys():
+        # Every key is compared, whether or not an earlier one matched.
+        if hmac.compare_digest(presented, key.digest):
+            found = key
+    return Publisher(name=found.name, types=found.types) if found is not None else None
 
 
 def _bearer(request: Request) -> str | None:
@@ -73,6 +98,35 @@ class PublisherKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="publisher"'
+
+
+class PublisherTypeScope(permissions.BasePermission):
+    """A type-scoped publisher key may only publish its types (403 otherwise).
+
+    Installed in ``DEFAULT_PERMISSION_CLASSES``; it only acts on a POST by a
+    publisher whose key carries a type list, so unscoped keys never parse the
+    body here. Runs before the view, so a refused publish stores nothing.
+    """
+
+    message = "This publisher key may not publish this notification type."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        publisher = request.user
+        if not isinstance(publisher, Publisher) or not publisher.types:
+            return True
+        if request.method != "POST":
+            return True
+        data = request.data
+        notification_type = data.get("type") if isinstance(data, Mapping) else None
+        if not isinstance(notification_type, str):
+            return True  # the serializer answers 400 for a missing or bad type
+        if publisher.allows(notification_type):
+            return True
+        self.message = (
+            f"Publisher key {publisher.name!r} may not publish type {notification_type!r}; "
+            f"allowed: {' | '.join(publisher.types)}."
+        )
+        return False
 
 
 class UserTokenAuthentication(authentication.BaseAuthentication):

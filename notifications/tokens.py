@@ -1,22 +1,40 @@
 """User token verification (PyJWT), shared by the HTTP API and the WebSocket.
 
 Algorithms are pinned by configuration: the token's header may only pick one
-of ``JWT_ALGORITHMS``, and the key is chosen by the algorithm's family, so a
-public key can never be used as an HMAC secret.
+of ``JWT_ALGORITHMS``, and the key must belong to that algorithm's family, so
+a public key can never be used as an HMAC secret (HS/RS confusion) and
+``none`` is never accepted.
+
+Key selection (rotation): a token with a ``kid`` header is checked against
+that key only (``JWT_KEYS``, ``JWT_JWKS_FILE``, then ``JWT_JWKS_URL``); an
+unknown ``kid`` is refused. A token without ``kid`` is checked against the
+un-named keys, ``JWT_SECRET`` or ``JWT_PUBLIC_KEY`` by algorithm family.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from django.conf import settings
 
-from service.config import HMAC_ALGORITHMS, JWTSettings
+from service.config import HMAC_ALGORITHMS, JWTSettings, NamedKey
 
 MAX_TOKEN_LENGTH = 8192
 MAX_USER_ID_LENGTH = 128
+# A token naming an unknown kid may trigger a JWKS refetch at most this often.
+JWKS_MISS_REFETCH_SECONDS = 30.0
+
+_FAMILIES = {
+    "HS": "hmac",
+    "RS": "RSA",
+    "PS": "RSA",
+    "ES": "EC",
+    "Ed": "OKP",
+}
 
 
 class InvalidToken(Exception):
@@ -34,19 +52,89 @@ def _config() -> JWTSettings:
     return cfg
 
 
+def algorithm_family(algorithm: str) -> str:
+    return _FAMILIES.get(algorithm[:2], "unknown")
+
+
+class _RemoteKeys:
+    """``JWT_JWKS_URL`` through PyJWT's caching ``PyJWKClient``.
+
+    The set is cached for ``JWT_JWKS_REFRESH_MINUTES``; an unknown kid forces
+    a refetch at most every ``JWKS_MISS_REFETCH_SECONDS`` (PyJWKClient's
+    cooldown), so tokens with random kids cannot make this service hammer the
+    issuer. Fetches are blocking (urllib) but rare: cached lookups do no I/O.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: jwt.PyJWKClient | None = None
+        self._url: str | None = None
+
+    def _client_for(self, cfg: JWTSettings) -> jwt.PyJWKClient:
+        assert cfg.jwks_url is not None
+        with self._lock:
+            if self._client is None or self._url != cfg.jwks_url:
+                self._client = jwt.PyJWKClient(
+                    cfg.jwks_url,
+                    cache_keys=False,
+                    cache_jwk_set=True,
+                    lifespan=max(1.0, cfg.jwks_refresh_seconds),
+                    timeout=5,
+                    cooldown_duration=JWKS_MISS_REFETCH_SECONDS,
+                )
+                self._url = cfg.jwks_url
+            return self._client
+
+    def find(self, cfg: JWTSettings, kid: str) -> NamedKey | None:
+        try:
+            jwk = self._client_for(cfg).get_signing_key(kid)
+        except jwt.PyJWKClientError:
+            return None  # unknown kid, or the issuer is unreachable
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("JWKS unusable") from exc
+        if jwk.key_type == "oct":
+            return None  # never take shared secrets from the network
+        alg = jwk._jwk_data.get("alg")
+        return NamedKey(kid=kid, family=str(jwk.key_type), key=jwk.key, algorithm=alg)
+
+
+remote_keys = _RemoteKeys()
+
+
+def _key_for(cfg: JWTSettings, header: dict[str, Any], algorithm: str) -> Any:
+    family = algorithm_family(algorithm)
+    kid = header.get("kid")
+    if kid is None:
+        key = cfg.secret if family == "hmac" else cfg.public_key
+        if key is None:
+            raise InvalidToken("no key for algorithm")
+        return key
+    if not isinstance(kid, str) or not kid or len(kid) > 256:
+        raise InvalidToken("malformed kid")
+    named = cfg.named_keys.get(kid)
+    if named is None and cfg.jwks_url is not None and family != "hmac":
+        named = remote_keys.find(cfg, kid)
+    if named is None:
+        raise InvalidToken("unknown kid")
+    if named.family != family:
+        raise InvalidToken("key type does not match algorithm")
+    if named.algorithm is not None and named.algorithm != algorithm:
+        raise InvalidToken("key is pinned to another algorithm")
+    return named.key
+
+
 def verify_user_token(token: str) -> UserClaims:
     cfg = _config()
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("token missing or too long")
     try:
-        algorithm = jwt.get_unverified_header(token).get("alg")
+        header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise InvalidToken("malformed token") from exc
-    if algorithm not in cfg.algorithms:
+    algorithm = header.get("alg")
+    if not isinstance(algorithm, str) or algorithm not in cfg.algorithms:
         raise InvalidToken("algorithm not allowed")
-    key = cfg.secret if algorithm in HMAC_ALGORITHMS else cfg.public_key
-    if key is None:
-        raise InvalidToken("no key for algorithm")
+    key = _key_for(cfg, header, algorithm)
     try:
         claims = jwt.decode(
             token,
@@ -59,6 +147,8 @@ def verify_user_token(token: str) -> UserClaims:
                 "require": ["exp", "sub"],
                 "verify_aud": cfg.audience is not None,
                 "verify_iss": cfg.issuer is not None,
+                "verify_nbf": True,
+                "verify_iat": True,
             },
         )
     except jwt.PyJWTError as exc:

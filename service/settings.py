@@ -23,6 +23,7 @@ DEBUG: bool = env.bool("DEBUG", default=True)
 
 SECRET_KEY: str = config.secret_key(env, debug=DEBUG)
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=config.DEV_HOSTS)
+config.check_debug_hosts(debug=DEBUG, hosts=ALLOWED_HOSTS)
 NOTIFY_ALLOWED_ORIGINS: list[str] | None = config.allowed_origins(env)
 
 INSTALLED_APPS = [
@@ -39,6 +40,8 @@ INSTALLED_APPS = [
 # Only middleware that is async-capable: a sync one would push every request
 # through a thread hop (measured: ~40 % fewer publishes/s).
 MIDDLEWARE = [
+    # Outermost, so that every response (also Django's own 400/404/500) gets the headers.
+    "service.middleware.security_headers_middleware",
     "service.middleware.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,7 +78,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 NOTIFY_MAX_BODY_BYTES: int = env.int("NOTIFY_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFY_MAX_BODY_BYTES
 
-NOTIFY_API_KEYS: dict[str, str] = config.api_keys(env, debug=DEBUG)
+# name -> its PublisherKey entries (SHA-256 digests only, never the secret).
+NOTIFY_API_KEYS: dict[str, tuple[config.PublisherKey, ...]] = config.api_keys(env, debug=DEBUG)
 NOTIFY_JWT = config.jwt_settings(env, debug=DEBUG)
 NOTIFY_PUBLISH_RATE: tuple[float, float] = config.rate(
     env.str("NOTIFY_PUBLISH_RATE", default="1000/s"), "NOTIFY_PUBLISH_RATE"
@@ -100,7 +104,10 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "api.authentication.PublisherTypeScope",
+    ],
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

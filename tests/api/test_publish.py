@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import environ
 import orjson
 import pytest
 from django.db import OperationalError
@@ -14,7 +16,9 @@ from django.test.client import FakePayload
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from api import authentication
 from notifications.models import IdempotencyRecord, Notification
+from service import config
 from tests.api.conftest import (
     BILLING_SECRET,
     PUBLISH_URL,
@@ -679,3 +683,113 @@ def test_recipients_10000_is_accepted(publish: Any) -> None:
     assert Notification.objects.count() == 10_000
     assert set(Notification.objects.values_list("seq", flat=True)) == {1}
     assert orjson.loads(response.content)["event_id"]
+
+
+# --------------------------------------------------------------------------- hardening: keys
+
+OLD_SECRET = "shop-rotation-old-secret-0123456789abcdef0123456789"
+NEW_SECRET = "shop-rotation-new-secret-0123456789abcdef0123456789"
+SCOPED_SECRET = "shop-scoped-secret-0123456789abcdef0123456789abcdef"
+
+
+def configured_keys(monkeypatch: pytest.MonkeyPatch, raw: str) -> Any:
+    """What settings hold after start-up for ``NOTIFY_API_KEYS=raw``."""
+    monkeypatch.setenv("NOTIFY_API_KEYS", raw)
+    return config.api_keys(environ.Env(), debug=False)
+
+
+def client_for(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def test_rotation_both_secrets_of_one_name_publish_as_that_name(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.NOTIFY_API_KEYS = configured_keys(
+        monkeypatch, f"shop:{OLD_SECRET},shop:{NEW_SECRET},billing:{BILLING_SECRET}"
+    )
+    for secret in (OLD_SECRET, NEW_SECRET):
+        response = client_for(secret).post(PUBLISH_URL, body(), format="json")
+        assert response.status_code == 202, response.content
+    assert set(Notification.objects.values_list("source", flat=True)) == {"shop"}
+    assert client_for(SHOP_SECRET).post(PUBLISH_URL, body(), format="json").status_code == 401
+
+
+def test_type_scoped_key_refuses_other_types_and_stores_nothing(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.NOTIFY_API_KEYS = configured_keys(
+        monkeypatch, f"shop:{SCOPED_SECRET}:order.*|shipping.late"
+    )
+    client = client_for(SCOPED_SECRET)
+    before = counts()
+    for refused in ("billing.invoice", "orders", "ORDER.shipped", "shipping.later"):
+        response = client.post(PUBLISH_URL, body(type=refused), format="json")
+        assert response.status_code == 403, response.content
+        assert set(response.json()) == {"detail"}
+        assert refused in response.json()["detail"]
+    assert counts() == before
+    for allowed in ("order.shipped", "order.", "shipping.late"):
+        response = client.post(PUBLISH_URL, body(type=allowed), format="json")
+        assert response.status_code == 202, response.content
+    # A missing or invalid type is still the serializer's 400, not a 403.
+    assert client.post(PUBLISH_URL, body(type=...), format="json").status_code == 400
+    assert client.post(PUBLISH_URL, body(type=7), format="json").status_code == 400
+
+
+def test_type_scoped_key_still_reads_presence(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.NOTIFY_API_KEYS = configured_keys(monkeypatch, f"shop:{SCOPED_SECRET}:order.*")
+    response = client_for(SCOPED_SECRET).get("/api/v1/users/42/presence")
+    assert response.status_code == 200, response.content
+
+
+def test_settings_hold_no_raw_publisher_secret(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.conf import settings as django_settings
+
+    settings.NOTIFY_API_KEYS = configured_keys(
+        monkeypatch, f"shop:{OLD_SECRET},shop:{NEW_SECRET}:order.*"
+    )
+    assert client_for(NEW_SECRET).post(PUBLISH_URL, body(), format="json").status_code == 202
+    dumped = "\n".join(
+        repr(getattr(django_settings, name)) for name in dir(django_settings) if name.isupper()
+    )
+    for secret in (OLD_SECRET, NEW_SECRET):
+        assert secret not in dumped
+        assert secret.encode().hex() not in dumped
+    assert hashlib.sha256(OLD_SECRET.encode()).digest() in {
+        key.digest for key in django_settings.NOTIFY_API_KEYS["shop"]
+    }
+
+
+@pytest.mark.parametrize("presented", ["first", "last", "wrong"])
+def test_key_comparison_runs_over_every_key(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, presented: str
+) -> None:
+    """No early exit: compare_digest is called once per configured key, match or not."""
+    settings.NOTIFY_API_KEYS = configured_keys(
+        monkeypatch, f"a:{OLD_SECRET},b:{NEW_SECRET},c:{SCOPED_SECRET},d:{BILLING_SECRET}"
+    )
+    calls: list[int] = []
+    real = authentication.hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append(1)
+        return real(a, b)
+
+    monkeypatch.setattr(authentication.hmac, "compare_digest", counting)
+    secret = {"first": OLD_SECRET, "last": BILLING_SECRET, "wrong": "not-a-key"}[presented]
+    found = authentication.publisher_for_secret(secret)
+    assert len(calls) == 4
+    assert (found.name if found else None) == {"first": "a", "last": "d", "wrong": None}[presented]
+
+
+def test_raw_secret_overrides_still_work_for_tests(settings: Any) -> None:
+    """Test suites may still put ``{name: secret}`` into settings; it is hashed on use."""
+    settings.NOTIFY_API_KEYS = {"shop": SHOP_SECRET}
+    assert authentication.publisher_for_secret(SHOP_SECRET) == authentication.Publisher("shop")

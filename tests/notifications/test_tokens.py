@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import environ
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
+from notifications import tokens
 from notifications.tokens import InvalidToken, mint_user_token, verify_user_token
-from service.config import JWTSettings
+from service.config import JWTSettings, NamedKey, jwt_settings
 
 SECRET = "token-tests-hmac-secret-long-enough-for-hs512-0123456789abcdef0123"
 OTHER = "token-tests-some-other-secret-long-enough-for-hs512-0123456789abcd"
@@ -241,3 +248,242 @@ def test_mint_needs_an_hmac_configuration(settings: Any, rsa_keys: tuple[str, st
     configure(settings, algorithms=("RS256",), secret=None, public_key=rsa_keys[1])
     with pytest.raises(InvalidToken):
         mint_user_token("erin")
+
+
+# --------------------------------------------------------------------------- key rotation (kid)
+
+KEY_A = "rotation-key-a-long-enough-for-hs512-0123456789abcdef0123456789abcd"
+KEY_B = "rotation-key-b-long-enough-for-hs512-0123456789abcdef0123456789abcd"
+
+
+def kid_token(kid: str | None, key: Any, algorithm: str = "HS256", **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"sub": "alice", "iat": now, "exp": now + 600, **claims}
+    headers = {"kid": kid} if kid is not None else None
+    return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
+
+
+@pytest.fixture
+def rotation(settings: Any) -> None:
+    configure(
+        settings,
+        named_keys={
+            "2026a": NamedKey("2026a", "hmac", KEY_A),
+            "2026b": NamedKey("2026b", "hmac", KEY_B),
+        },
+    )
+
+
+@pytest.mark.usefixtures("rotation")
+def test_either_rotated_key_verifies_by_kid() -> None:
+    assert verify_user_token(kid_token("2026a", KEY_A)).user_id == "alice"
+    assert verify_user_token(kid_token("2026b", KEY_B)).user_id == "alice"
+
+
+@pytest.mark.usefixtures("rotation")
+def test_kid_picks_exactly_one_key() -> None:
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token("2026a", KEY_B))
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token("2026b", SECRET))
+
+
+@pytest.mark.usefixtures("rotation")
+@pytest.mark.parametrize("kid", ["2026c", "", "x" * 300])
+def test_unknown_kid_refused(kid: str) -> None:
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token(kid, KEY_A))
+
+
+@pytest.mark.usefixtures("rotation")
+def test_token_without_kid_uses_jwt_secret_only() -> None:
+    assert verify_user_token(kid_token(None, SECRET)).user_id == "alice"
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token(None, KEY_A))
+
+
+@pytest.mark.usefixtures("rotation")
+def test_non_string_kid_refused() -> None:
+    payload = {"sub": "a", "exp": int(time.time()) + 60}
+    forged = hand_signed({"alg": "HS256", "kid": 7}, payload, KEY_A.encode())
+    with pytest.raises(InvalidToken):
+        verify_user_token(forged)
+
+
+def test_only_jwt_keys_configured(settings: Any) -> None:
+    configure(settings, secret=None, named_keys={"2026a": NamedKey("2026a", "hmac", KEY_A)})
+    assert verify_user_token(kid_token("2026a", KEY_A)).user_id == "alice"
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token(None, KEY_A))
+
+
+# --------------------------------------------------------------------------- JWKS
+
+
+@pytest.fixture(scope="module")
+def rsa_private() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _jwks_keys(tmp_path: Any, monkeypatch: Any, jwks: dict[str, Any], algorithms: str) -> Any:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks))
+    for name in ("JWT_SECRET", "JWT_KEYS", "JWT_PUBLIC_KEY", "JWT_JWKS_URL", "JWT_AUDIENCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JWT_ALGORITHMS", algorithms)
+    monkeypatch.setenv("JWT_JWKS_FILE", str(path))
+    if "HS" in algorithms:
+        monkeypatch.setenv("JWT_SECRET", SECRET)
+    return jwt_settings(environ.Env(), debug=False)
+
+
+def _public_jwk(private: rsa.RSAPrivateKey, kid: str, **extra: Any) -> dict[str, Any]:
+    jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    return {**jwk, "kid": kid, **extra}
+
+
+def test_jwks_file_rsa_key_verifies_by_kid(
+    settings: Any, tmp_path: Any, monkeypatch: Any, rsa_private: rsa.RSAPrivateKey
+) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = {"keys": [_public_jwk(rsa_private, "rsa-1"), _public_jwk(other, "rsa-2")]}
+    settings.NOTIFY_JWT = _jwks_keys(tmp_path, monkeypatch, jwks, "RS256")
+    assert verify_user_token(kid_token("rsa-1", rsa_private, "RS256")).user_id == "alice"
+    assert verify_user_token(kid_token("rsa-2", other, "RS256")).user_id == "alice"
+    with pytest.raises(InvalidToken):  # signed by the other key
+        verify_user_token(kid_token("rsa-2", rsa_private, "RS256"))
+    with pytest.raises(InvalidToken):  # no kid and no JWT_PUBLIC_KEY
+        verify_user_token(kid_token(None, rsa_private, "RS256"))
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token("rsa-3", rsa_private, "RS256"))
+
+
+def test_hs_rs_confusion_with_a_jwks_key_refused(
+    settings: Any, tmp_path: Any, monkeypatch: Any, rsa_private: rsa.RSAPrivateKey
+) -> None:
+    """HS256 signed with the published RSA key's bytes, naming its kid: refused."""
+    jwks = {"keys": [_public_jwk(rsa_private, "rsa-1")]}
+    settings.NOTIFY_JWT = _jwks_keys(tmp_path, monkeypatch, jwks, "HS256,RS256")
+    public_pem = rsa_private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    now = int(time.time())
+    payload = {"sub": "mallory", "exp": now + 60}
+    for material in (public_pem, json.dumps(jwks["keys"][0]).encode()):
+        forged = hand_signed({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}, payload, material)
+        with pytest.raises(InvalidToken):
+            verify_user_token(forged)
+    unsigned = hand_signed({"alg": "none", "kid": "rsa-1"}, payload, None)
+    with pytest.raises(InvalidToken):
+        verify_user_token(unsigned)
+
+
+def test_rsa_token_naming_an_hmac_kid_refused(
+    settings: Any, rsa_private: rsa.RSAPrivateKey
+) -> None:
+    configure(
+        settings,
+        algorithms=("HS256", "RS256"),
+        named_keys={"2026a": NamedKey("2026a", "hmac", KEY_A)},
+    )
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token("2026a", rsa_private, "RS256"))
+
+
+def test_jwk_alg_pins_the_algorithm(
+    settings: Any, tmp_path: Any, monkeypatch: Any, rsa_private: rsa.RSAPrivateKey
+) -> None:
+    jwks = {"keys": [_public_jwk(rsa_private, "rsa-1", alg="RS256")]}
+    monkeypatch.setenv("JWT_ALGORITHMS", "RS256,RS512")
+    cfg = _jwks_keys(tmp_path, monkeypatch, jwks, "RS256,RS512")
+    settings.NOTIFY_JWT = cfg
+    assert verify_user_token(kid_token("rsa-1", rsa_private, "RS256")).user_id == "alice"
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token("rsa-1", rsa_private, "RS512"))
+
+
+def test_public_key_as_hmac_secret_refused_without_kid(
+    settings: Any, rsa_keys: tuple[str, str]
+) -> None:
+    _, public_pem = rsa_keys
+    configure(settings, algorithms=("HS256", "RS256"), public_key=public_pem)
+    forged = hand_signed(
+        {"alg": "HS256", "typ": "JWT"},
+        {"sub": "mallory", "exp": int(time.time()) + 60},
+        public_pem.encode(),
+    )
+    with pytest.raises(InvalidToken):
+        verify_user_token(forged)
+
+
+@pytest.fixture
+def jwks_server(tmp_path: Any, monkeypatch: Any) -> Iterator[tuple[Any, str]]:
+    """A local HTTP server publishing ``tmp_path/remote.json``."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    monkeypatch.setattr(SimpleHTTPRequestHandler, "log_message", lambda *a, **k: None)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path / "remote.json", f"http://127.0.0.1:{server.server_port}/remote.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_jwks_url_through_pyjwkclient(
+    settings: Any,
+    jwks_server: tuple[Any, str],
+    monkeypatch: Any,
+    rsa_private: rsa.RSAPrivateKey,
+) -> None:
+    path, url = jwks_server
+    oct_jwk = {"kty": "oct", "kid": "shared", "k": _b64(KEY_A.encode())}
+    path.write_text(json.dumps({"keys": [_public_jwk(rsa_private, "remote-1"), oct_jwk]}))
+    # No cooldown, so that a kid added at the issuer is picked up at once.
+    monkeypatch.setattr(tokens, "JWKS_MISS_REFETCH_SECONDS", 0.0)
+    monkeypatch.setattr(tokens, "remote_keys", tokens._RemoteKeys())
+    configure(
+        settings,
+        algorithms=("HS256", "RS256"),
+        jwks_url=url,
+    )
+    assert verify_user_token(kid_token("remote-1", rsa_private, "RS256")).user_id == "alice"
+    with pytest.raises(InvalidToken):
+        verify_user_token(kid_token("remote-2", rsa_private, "RS256"))
+    with pytest.raises(InvalidToken):  # a shared secret is never taken from the network
+        verify_user_token(kid_token("shared", KEY_A, "HS256"))
+    # A key added at the issuer is found by the unknown-kid refetch.
+    second = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_text(json.dumps({"keys": [_public_jwk(second, "remote-2")]}))
+    assert verify_user_token(kid_token("remote-2", second, "RS256")).user_id == "alice"
+
+
+# --------------------------------------------------------------------------- nbf / iat
+
+
+def test_nbf_in_the_future_refused_and_within_leeway_accepted(settings: Any) -> None:
+    future = int(time.time()) + 30
+    with pytest.raises(InvalidToken):
+        verify_user_token(token(nbf=future))
+    configure(settings, leeway=60.0)
+    assert verify_user_token(token(nbf=future)).user_id == "alice"
+
+
+def test_iat_in_the_future_refused_and_within_leeway_accepted(settings: Any) -> None:
+    future = int(time.time()) + 30
+    with pytest.raises(InvalidToken):
+        verify_user_token(token(iat=future))
+    configure(settings, leeway=60.0)
+    assert verify_user_token(token(iat=future)).user_id == "alice"
+
+
+@pytest.mark.parametrize("iat", ["yesterday", [1], {"t": 1}])
+def test_malformed_iat_refused(iat: Any) -> None:
+    with pytest.raises(InvalidToken):
+        verify_user_token(token(iat=iat))
+
+
+def test_iat_is_optional() -> None:
+    now = int(time.time())
+    assert verify_user_token(jwt.encode({"sub": "a", "exp": now + 60}, SECRET)).user_id == "a"

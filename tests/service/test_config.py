@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import environ
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import ImproperlyConfigured
+from jwt.algorithms import RSAAlgorithm
 
 from service import config, logs
 
@@ -34,7 +38,8 @@ SETUP = (
 )
 REPORT = (
     "; from django.conf import settings as s; import json; print(json.dumps({"
-    "'debug': s.DEBUG, 'keys': s.NOTIFY_API_KEYS, 'algorithms': list(s.NOTIFY_JWT.algorithms), "
+    "'debug': s.DEBUG, 'algorithms': list(s.NOTIFY_JWT.algorithms), "
+    "'keys': {n: [k.digest.hex() for k in v] for n, v in s.NOTIFY_API_KEYS.items()}, "
     "'origins': s.NOTIFY_ALLOWED_ORIGINS, 'rate': list(s.NOTIFY_PUBLISH_RATE), "
     "'hosts': s.ALLOWED_HOSTS, 'layer': s.CHANNEL_LAYERS['default']['BACKEND']}))"
 )
@@ -47,6 +52,10 @@ PROD = {
     "ALLOWED_HOSTS": "notify.example.com",
     "ALLOWED_ORIGINS": "https://app.example.com",
 }
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _public_pem() -> str:
@@ -106,9 +115,10 @@ MISCONFIGURED = [
     pytest.param({"NOTIFY_API_KEYS": "shop:"}, "NOTIFY_API_KEYS", id="api-keys-no-secret"),
     pytest.param({"NOTIFY_API_KEYS": ":secret"}, "NOTIFY_API_KEYS", id="api-keys-no-name"),
     pytest.param(
-        {"NOTIFY_API_KEYS": "shop:a-secret-1,shop:a-secret-2"},
+        # A name may repeat (rotation), but one secret may not be listed twice.
+        {"NOTIFY_API_KEYS": "shop:a-secret-1,shop:a-secret-1"},
         "NOTIFY_API_KEYS",
-        id="api-keys-duplicate-name",
+        id="api-keys-duplicate-secret",
     ),
     pytest.param({"JWT_ALGORITHMS": "none"}, "JWT_ALGORITHMS", id="jwt-alg-none"),
     pytest.param({"JWT_ALGORITHMS": "HS256,none"}, "JWT_ALGORITHMS", id="jwt-alg-none-in-list"),
@@ -150,7 +160,8 @@ def test_dev_mode_starts_with_no_configuration() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values["debug"] is True
-    assert values["keys"] == config.DEV_API_KEYS
+    # Settings hold only digests, never the secret itself.
+    assert values["keys"] == {"dev": [_sha256(config.DEV_API_KEY)]}
     assert values["algorithms"] == ["HS256"]
     assert values["origins"] is None
     assert values["rate"] == [1000.0, 2000.0]
@@ -163,9 +174,10 @@ def test_good_production_config_starts() -> None:
     values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values["debug"] is False
     assert values["keys"] == {
-        "shop": "shop-prod-secret-0123456789abcdef",
-        "billing": "billing-prod-secret-abcdef",
+        "shop": [_sha256("shop-prod-secret-0123456789abcdef")],
+        "billing": [_sha256("billing-prod-secret-abcdef")],
     }
+    assert "prod-secret" not in result.stdout
     assert values["origins"] == ["https://app.example.com:443"]
     assert values["rate"] == [50.0, 100.0]
     assert values["hosts"] == ["notify.example.com"]
@@ -343,3 +355,198 @@ def test_scrub_filter_on_a_log_record() -> None:
     assert message.endswith(" 101")
     entry = json.loads(logs.JsonFormatter().format(record))
     assert JWT_LIKE not in entry["message"] and "[scrubbed" in entry["message"]
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, **values: str) -> environ.Env:
+    for name in list(os.environ):
+        if name.startswith(STRIPPED_PREFIXES) or name in STRIPPED:
+            monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return environ.Env()
+
+
+def _rsa_jwk(kid: str | None = "k1", **extra: Any) -> dict[str, Any]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    if kid is not None:
+        jwk["kid"] = kid
+    jwk.update(extra)
+    return jwk
+
+
+HARDENING_MISCONFIGURED = [
+    pytest.param(
+        {"DEBUG": "true", "ALLOWED_HOSTS": "notify.example.com"}, "DEBUG", id="debug-public-host"
+    ),
+    pytest.param({"DEBUG": "true", "ALLOWED_HOSTS": "*"}, "DEBUG", id="debug-any-host"),
+    pytest.param({"JWT_KEYS": "nocolon"}, "JWT_KEYS", id="jwt-keys-no-colon"),
+    pytest.param({"JWT_KEYS": "a:s-1,a:s-2"}, "JWT_KEYS", id="jwt-keys-duplicate-kid"),
+    pytest.param({"JWT_KEYS": '{"a": ""}'}, "JWT_KEYS", id="jwt-keys-empty-secret"),
+    pytest.param({"JWT_KEYS": "[1, 2"}, "JWT_KEYS", id="jwt-keys-not-pairs"),
+    pytest.param({"JWT_KEYS": '{"a": 1'}, "JWT_KEYS", id="jwt-keys-bad-json"),
+    pytest.param(
+        {"JWT_KEYS": json.dumps({"a": _public_pem()})}, "JWT_KEYS", id="jwt-keys-public-key"
+    ),
+    pytest.param({"JWT_SECRET": _public_pem()}, "JWT_SECRET", id="jwt-secret-is-public-key"),
+    pytest.param(
+        {"JWT_ALGORITHMS": "RS256", "JWT_PUBLIC_KEY": _public_pem(), "JWT_KEYS": "a:s-1"},
+        "JWT_KEYS",
+        id="jwt-keys-without-hs-algorithm",
+    ),
+    pytest.param(
+        {"JWT_ALGORITHMS": "RS256", "JWT_JWKS_FILE": "/nonexistent/jwks.json"},
+        "JWT_JWKS_FILE",
+        id="jwks-file-missing",
+    ),
+    pytest.param(
+        {**PROD, "JWT_ALGORITHMS": "RS256", "JWT_JWKS_URL": "http://issuer.example/jwks"},
+        "JWT_JWKS_URL",
+        id="prod-jwks-url-not-https",
+    ),
+    pytest.param({"JWT_LEEWAY": "-5"}, "JWT_LEEWAY", id="jwt-leeway-negative"),
+    pytest.param({"NOTIFY_API_KEYS": "shop:s-1:"}, "NOTIFY_API_KEYS", id="api-key-empty-types"),
+    pytest.param(
+        {"NOTIFY_API_KEYS": "shop:s-1:order shipped"}, "NOTIFY_API_KEYS", id="api-key-bad-type"
+    ),
+    pytest.param(
+        {"NOTIFY_API_KEYS": "shop:s-1,billing:s-1"}, "NOTIFY_API_KEYS", id="api-key-shared-secret"
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "names"), HARDENING_MISCONFIGURED)
+def test_hardening_misconfiguration_fails_at_start(env: dict[str, str], names: str) -> None:
+    result = start(env)
+    assert result.returncode != 0, result.stdout + result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured" in last_line, result.stderr[-2000:]
+    assert names in last_line, last_line
+
+
+def test_debug_refusal_message_names_the_hosts() -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"DEBUG must be off.*notify\.example\.com"):
+        config.check_debug_hosts(debug=True, hosts=["localhost", "notify.example.com"])
+    config.check_debug_hosts(debug=True, hosts=["localhost", "127.0.0.1", "[::1]"])
+    config.check_debug_hosts(debug=False, hosts=["*"])
+
+
+def test_dev_mode_with_local_redis_and_postgres_urls_still_starts() -> None:
+    env = {
+        "DEBUG": "true",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "DATABASE_URL": "postgres://u:p@127.0.0.1:5432/db",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+    }
+    result = start(env, report=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_rotation_keeps_every_secret_of_a_name_as_digests() -> None:
+    env = {**PROD, "NOTIFY_API_KEYS": "shop:old-secret-0123456789,shop:new-secret-0123456789"}
+    result = start(env, report=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    assert values["keys"] == {
+        "shop": [_sha256("old-secret-0123456789"), _sha256("new-secret-0123456789")]
+    }
+
+
+def test_type_scoped_key_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _env(monkeypatch, NOTIFY_API_KEYS="shop:s-1:order.*|billing.invoice,ops:s-2")
+    keys = config.api_keys(env, debug=False)
+    (shop,) = keys["shop"]
+    assert shop.types == ("order.*", "billing.invoice")
+    assert shop.digest == hashlib.sha256(b"s-1").digest()
+    assert shop.allows("order.shipped") and shop.allows("billing.invoice")
+    assert not shop.allows("billing.refund") and not shop.allows("orders")
+    assert keys["ops"][0].types == () and keys["ops"][0].allows("anything")
+
+
+def test_jwt_keys_list_and_json_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = config.jwt_settings(
+        _env(monkeypatch, JWT_KEYS="2026a:secret-a,2026b:secret-b"), debug=False
+    )
+    assert {k: v.key for k, v in listed.named_keys.items()} == {
+        "2026a": "secret-a",
+        "2026b": "secret-b",
+    }
+    assert listed.secret is None  # no JWT_SECRET needed when JWT_KEYS is set
+    as_json = config.jwt_settings(
+        _env(monkeypatch, JWT_KEYS='{"2026a": "secret:with:colons"}'), debug=False
+    )
+    assert as_json.named_keys["2026a"].key == "secret:with:colons"
+    assert as_json.named_keys["2026a"].family == "hmac"
+
+
+def test_jwks_file_is_loaded_and_validated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [_rsa_jwk("rsa-1", alg="RS256")]}))
+    cfg = config.jwt_settings(
+        _env(monkeypatch, JWT_ALGORITHMS="RS256", JWT_JWKS_FILE=str(path)), debug=False
+    )
+    assert cfg.named_keys["rsa-1"].family == "RSA"
+    assert cfg.named_keys["rsa-1"].algorithm == "RS256"
+
+    path.write_text(json.dumps({"keys": [_rsa_jwk(None)]}))
+    with pytest.raises(ImproperlyConfigured, match=r"JWT_JWKS_FILE.*kid"):
+        config.jwt_settings(
+            _env(monkeypatch, JWT_ALGORITHMS="RS256", JWT_JWKS_FILE=str(path)), debug=False
+        )
+    path.write_text(json.dumps({"keys": []}))
+    with pytest.raises(ImproperlyConfigured, match="JWT_JWKS_FILE"):
+        config.jwt_settings(
+            _env(monkeypatch, JWT_ALGORITHMS="RS256", JWT_JWKS_FILE=str(path)), debug=False
+        )
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    leaked = {**json.loads(RSAAlgorithm.to_jwk(private)), "kid": "oops"}
+    path.write_text(json.dumps({"keys": [leaked]}))
+    with pytest.raises(ImproperlyConfigured, match="private key"):
+        config.jwt_settings(
+            _env(monkeypatch, JWT_ALGORITHMS="RS256", JWT_JWKS_FILE=str(path)), debug=False
+        )
+    path.write_text(json.dumps({"keys": [_rsa_jwk("same")]}))
+    with pytest.raises(ImproperlyConfigured, match="both JWT_KEYS and JWT_JWKS_FILE"):
+        config.jwt_settings(
+            _env(
+                monkeypatch,
+                JWT_ALGORITHMS="HS256,RS256",
+                JWT_KEYS="same:s-1",
+                JWT_JWKS_FILE=str(path),
+            ),
+            debug=False,
+        )
+
+
+def test_production_with_jwks_file_starts(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [_rsa_jwk("rsa-1")]}))
+    env = {**without(PROD, "JWT_SECRET"), "JWT_ALGORITHMS": "RS256", "JWT_JWKS_FILE": str(path)}
+    result = start(env, report=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_no_raw_publisher_secret_reachable_in_settings_after_start() -> None:
+    dump = (
+        "; from django.conf import settings as s; "
+        "print('\\n'.join(repr(getattr(s, n)) for n in dir(s) if n.isupper()))"
+    )
+    env = {**PROD, "NOTIFY_API_KEYS": "shop:rot-old-0123456789abc,shop:rot-new-0123456789abc:a.*"}
+    base = {k: v for k, v in os.environ.items() if k not in STRIPPED}
+    base = {k: v for k, v in base.items() if not k.startswith(STRIPPED_PREFIXES)}
+    result = subprocess.run(
+        [sys.executable, "-c", SETUP + dump],
+        env={**base, "DJANGO_SETTINGS_MODULE": "service.settings", **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "PublisherKey(name='shop'" in result.stdout
+    assert "rot-old-0123456789abc" not in result.stdout
+    assert "rot-new-0123456789abc" not in result.stdout

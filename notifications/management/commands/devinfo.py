@@ -7,6 +7,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from api.authentication import publisher_for_secret
+from service.config import DEV_API_KEY
+
 
 class Command(BaseCommand):
     help = "Print the dev publisher key and how to mint a user token."
@@ -16,8 +19,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         port = options["port"]
-        keys = settings.NOTIFY_API_KEYS
-        name, secret = next(iter(keys.items())) if keys else ("-", "(none configured)")
+        # Settings hold only digests: the one secret ever printed is the
+        # well-known dev key, and only when it is what is configured.
+        dev = publisher_for_secret(DEV_API_KEY) if settings.DEBUG else None
+        if dev is not None:
+            name, secret = dev.name, DEV_API_KEY
+        elif settings.NOTIFY_API_KEYS:
+            name, secret = ",".join(sorted(settings.NOTIFY_API_KEYS)), "(from NOTIFY_API_KEYS)"
+        else:
+            name, secret = "-", "(none configured)"
         mode = "dev mode (DEBUG on)" if settings.DEBUG else "production mode"
         self.stdout.write(
             f"""
