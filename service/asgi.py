@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -41,6 +42,11 @@ async def not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 check_channel_layer()
+if settings.DEBUG and "*" in settings.ALLOWED_HOSTS:
+    logging.getLogger(__name__).warning(
+        "DEBUG is on and ALLOWED_HOSTS is '*': fine for a throwaway container, never for "
+        "production (set DEBUG=false)."
+    )
 install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
 
 websocket_app = websocket_auth_stack(
