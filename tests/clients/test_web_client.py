@@ -319,7 +319,9 @@ def harness(
 ) -> Page:
     page = context.new_page()
     page.expose_function("mintToken", lambda sub, exp_in: make_token(sub, exp_in=exp_in))
-    page.goto(f"{server.url}/healthz")  # any page of the origin
+    # A same-origin page whose CSP allows same-origin scripts (API responses
+    # carry default-src 'none', which blocks the module import).
+    page.goto(f"{server.url}/static/notify/demo.css")
     page.evaluate(HARNESS, [user, ttl, options])
     return page
 
