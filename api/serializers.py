@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from rest_framework import serializers
 
+from notifications.ids import parse_id
+
 MAX_RECIPIENTS = 10_000
 MAX_DATA_BYTES = 64 * 1024
 MAX_READ_IDS = 10_000
@@ -136,9 +138,10 @@ class ListQuery(serializers.Serializer[dict[str, Any]]):
 
 class NotificationId(serializers.CharField):
     def to_internal_value(self, data: Any) -> int:  # type: ignore[override]
-        if not isinstance(data, str) or not data.isdigit() or len(data) > 18:
+        parsed = parse_id(data)
+        if parsed is None:
             raise serializers.ValidationError("Must be a notification id string of digits.")
-        return int(data)
+        return parsed
 
 
 class MarkReadRequest(serializers.Serializer[dict[str, Any]]):

@@ -28,6 +28,7 @@ from api.authentication import (
 from api.parsers import LimitedJSONParser, require_json
 from notifications import metrics, presence, selectors, services
 from notifications.errors import NotificationNotFound
+from notifications.ids import parse_id
 from notifications.ratelimit import publisher_limiter
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -113,9 +114,10 @@ def _decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = text.partition(":")
-        if prefix != "v1" or not value.isdigit():
+        before = parse_id(value)
+        if prefix != "v1" or before is None:
             raise ValueError(cursor)
-        return int(value)
+        return before
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise drf_serializers.ValidationError({"cursor": ["Invalid cursor."]}) from exc
 
@@ -148,11 +150,12 @@ class MyNotificationsView(UserView):
 class MyNotificationView(UserView):
     @extend_schema(responses={200: s.NotificationOut}, summary="One of my notifications")
     def get(self, request: Request, notification_id: str) -> Response:
+        seq = parse_id(notification_id)
         found = None
-        if notification_id.isdigit() and len(notification_id) <= 18:
-            found = selectors.notification_get(user_id=_user(request), seq=int(notification_id))
+        if seq is not None:
+            found = selectors.notification_get(user_id=_user(request), seq=seq)
         if found is None:
-            raise NotificationNotFound(int(notification_id) if notification_id.isdigit() else 0)
+            raise NotificationNotFound(seq or 0)
         return Response(found)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -83,11 +84,23 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
 
 class ResettingLoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
     _shards: list[Any]
+    channels: dict[str, asyncio.Queue[Any]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         shards: list[Any] = self._shards
         self._shards = [ResettingShardConnection(shard.host, self) for shard in shards]
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A consumer's own channel, local to this process.
+
+        This service only sends to groups (one per user), never to a
+        consumer's own channel, so that channel needs no Redis subscription:
+        one SUBSCRIBE less per socket, and less memory in the subscriber.
+        """
+        channel = f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+        self.channels[channel] = asyncio.Queue()
+        return channel
 
 
 class InMemoryNotifyLayer(InMemoryChannelLayer):  # type: ignore[misc]

@@ -26,6 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from notifications import delivery, metrics, presence, selectors, services
+from notifications.ids import parse_id
 from notifications.ratelimit import TokenBucket
 from notifications.rendering import NotificationDict
 from service.lifecycle import state
@@ -71,9 +72,13 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._bucket = TokenBucket(*settings.NOTIFY_WS_FRAME_RATE)
         try:
             await delivery.join(self.user_id, self.channel_name)
-        except Exception:
-            logger.warning("channel layer unavailable; refusing socket", exc_info=True)
-            await self.close()
+        except Exception as exc:
+            # Not a credential problem: accept and close with 1013 (try again
+            # later) so the client knows to retry, as ws_auth does when the
+            # layer fails even earlier.
+            logger.warning("channel layer unavailable; refusing socket (%s)", type(exc).__name__)
+            await self.accept(self.scope.get("notify_subprotocol"))
+            await self.close(code=CLOSE_TRY_AGAIN)
             return
         self._joined = True
         await self.accept(self.scope.get("notify_subprotocol"))
@@ -92,7 +97,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         replayed = 0
         if since_raw is None:
             self.last = seq.last_id
-        elif not since_raw.isdigit() or len(since_raw) > 18:
+        elif parse_id(since_raw) is None:
             await self._send_now(
                 {
                     "type": "error",
@@ -103,7 +108,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.last = seq.last_id
             complete = False
         else:
-            since = int(since_raw)
+            since = parse_id(since_raw) or 0
             # A since beyond what exists (e.g. a reset database) cannot be
             # trusted: start from now and tell the client to refetch.
             complete = seq.purged_through <= since <= seq.last_id
@@ -251,7 +256,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if (
             not isinstance(ids, list)
             or not 1 <= len(ids) <= MAX_READ_IDS
-            or not all(isinstance(i, str) and i.isdigit() and len(i) <= 18 for i in ids)
+            or any(parse_id(i) is None for i in ids)
         ):
             self._error("invalid_read", f"ids must be 1..{MAX_READ_IDS} notification id strings.")
             return
@@ -280,6 +285,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.base_send({"type": "websocket.close", "code": code})
         except Exception:  # already gone
             logger.debug("close after disconnect", exc_info=True)
+        # The close frame may wait behind unsent data (a client that does not
+        # read); stop counting and feeding this socket now, not when the
+        # transport finally goes.
+        await self._leave()
 
     async def disconnect(self, code: int) -> None:
         self._closed = True
@@ -287,6 +296,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._expiry.cancel()
         if self._writer is not None:
             self._writer.cancel()
+        await self._leave()
+
+    async def _leave(self) -> None:
         if not self._joined:
             return
         self._joined = False

@@ -42,4 +42,9 @@ def async_client(cfg: RedisSettings) -> aioredis.Redis:
             cfg.sentinel_master or "", health_check_interval=10, **_TIMEOUTS
         )
         return client
-    return aioredis.Redis.from_url(cfg.urls[0], health_check_interval=10, **_TIMEOUTS)
+    # Bounded: a reconnect storm of N sockets must not open N connections
+    # (callers wait up to 5 s for a free one instead).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        cfg.urls[0], max_connections=32, timeout=5, health_check_interval=10, **_TIMEOUTS
+    )
+    return aioredis.Redis(connection_pool=pool)

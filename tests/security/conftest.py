@@ -1,0 +1,5 @@
+"""Fixtures for tests/security: the API tests' settings (known keys, JWT secret), reused."""
+
+from __future__ import annotations
+
+from tests.api.conftest import api_settings, reset_rate_limiter  # noqa: F401  (fixtures)
