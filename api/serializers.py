@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import orjson
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from notifications.ids import parse_id
@@ -13,7 +14,7 @@ from notifications.ids import parse_id
 MAX_RECIPIENTS = 10_000
 MAX_DATA_BYTES = 64 * 1024
 MAX_READ_IDS = 10_000
-_TYPE = re.compile(r"\A[A-Za-z0-9_.:-]{1,100}\Z")
+_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 
 
 def check_text(value: str) -> str:
@@ -64,7 +65,16 @@ class PublishRequest(serializers.Serializer[dict[str, Any]]):
         help_text="User ids, 1..10000 strings of 1..128 characters; duplicates count once.",
     )
     type = StrictCharField(
-        max_length=100, help_text="1..100 characters of [A-Za-z0-9_.:-], e.g. order.shipped"
+        max_length=100,
+        help_text="1..100 characters of [A-Za-z0-9_.:-], e.g. order.shipped",
+        # A validator (not a validate_type method) so the OpenAPI document
+        # carries the pattern too.
+        validators=[
+            RegexValidator(
+                _TYPE,
+                message="Must be 1..100 characters of letters, digits, '_', '.', ':' or '-'.",
+            )
+        ],
     )
     title = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     body = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
@@ -82,13 +92,6 @@ class PublishRequest(serializers.Serializer[dict[str, Any]]):
         result: dict[str, Any] = super().to_internal_value(data)
         return result
 
-    def validate_type(self, value: str) -> str:
-        if not _TYPE.match(value):
-            raise serializers.ValidationError(
-                "Must be 1..100 characters of letters, digits, '_', '.', ':' or '-'."
-            )
-        return value
-
     def validate_data(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
@@ -103,6 +106,10 @@ class PublishRequest(serializers.Serializer[dict[str, Any]]):
         if _has_nul(value):
             raise serializers.ValidationError("NUL characters are not allowed.")
         return value
+
+
+class ErrorDetail(serializers.Serializer[dict[str, Any]]):
+    detail = serializers.CharField()
 
 
 class PublishResponse(serializers.Serializer[dict[str, Any]]):

@@ -26,6 +26,7 @@ from api.authentication import (
     UserTokenAuthentication,
 )
 from api.parsers import LimitedJSONParser, require_json
+from api.schema import errors
 from notifications import metrics, presence, selectors, services
 from notifications.errors import NotificationNotFound
 from notifications.ids import parse_id
@@ -72,7 +73,7 @@ def _request_hash(data: dict[str, Any]) -> str:
 class PublishView(PublisherView):
     @extend_schema(
         request=s.PublishRequest,
-        responses={202: s.PublishResponse},
+        responses={202: s.PublishResponse, **errors(400, 401, 403, 413, 415, 422, 429, 503)},
         parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER)],
         summary="Publish a notification to one or many users",
     )
@@ -104,7 +105,9 @@ class PublishView(PublisherView):
 
 
 class PresenceView(PublisherView):
-    @extend_schema(responses={200: s.Presence}, summary="Open sockets of a user, all processes")
+    @extend_schema(
+        responses={200: s.Presence, **errors(401)}, summary="Open sockets of a user, all processes"
+    )
     def get(self, request: Request, user_id: str) -> Response:
         count = async_to_sync(presence.backend().count)(user_id)
         return Response({"user_id": user_id, "online": count > 0, "connections": count})
@@ -128,7 +131,9 @@ def _encode_cursor(before: int) -> str:
 
 class MyNotificationsView(UserView):
     @extend_schema(
-        parameters=[s.ListQuery], responses={200: s.NotificationPage}, summary="My notifications"
+        parameters=[s.ListQuery],
+        responses={200: s.NotificationPage, **errors(400, 401)},
+        summary="My notifications",
     )
     def get(self, request: Request) -> Response:
         query = s.ListQuery(data=request.query_params)
@@ -148,7 +153,11 @@ class MyNotificationsView(UserView):
 
 
 class MyNotificationView(UserView):
-    @extend_schema(responses={200: s.NotificationOut}, summary="One of my notifications")
+    @extend_schema(
+        responses={200: s.NotificationOut, **errors(401, 404)},
+        summary="One of my notifications",
+        operation_id="me_notification_retrieve",
+    )
     def get(self, request: Request, notification_id: str) -> Response:
         seq = parse_id(notification_id)
         found = None
@@ -160,14 +169,16 @@ class MyNotificationView(UserView):
 
 
 class UnreadCountView(UserView):
-    @extend_schema(responses={200: s.UnreadCount}, summary="How many are unread")
+    @extend_schema(responses={200: s.UnreadCount, **errors(401)}, summary="How many are unread")
     def get(self, request: Request) -> Response:
         return Response({"unread": selectors.unread_count(user_id=_user(request))})
 
 
 class MarkReadView(UserView):
     @extend_schema(
-        request=s.MarkReadRequest, responses={200: s.MarkReadResponse}, summary="Mark read"
+        request=s.MarkReadRequest,
+        responses={200: s.MarkReadResponse, **errors(400, 401, 404, 413, 415)},
+        summary="Mark read",
     )
     def post(self, request: Request) -> Response:
         require_json(request)
