@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from notifications.tokens import InvalidToken, verify_user_token
@@ -98,35 +98,6 @@ class PublisherKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="publisher"'
-
-
-class PublisherTypeScope(permissions.BasePermission):
-    """A type-scoped publisher key may only publish its types (403 otherwise).
-
-    Installed in ``DEFAULT_PERMISSION_CLASSES``; it only acts on a POST by a
-    publisher whose key carries a type list, so unscoped keys never parse the
-    body here. Runs before the view, so a refused publish stores nothing.
-    """
-
-    message = "This publisher key may not publish this notification type."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        publisher = request.user
-        if not isinstance(publisher, Publisher) or not publisher.types:
-            return True
-        if request.method != "POST":
-            return True
-        data = request.data
-        notification_type = data.get("type") if isinstance(data, Mapping) else None
-        if not isinstance(notification_type, str):
-            return True  # the serializer answers 400 for a missing or bad type
-        if publisher.allows(notification_type):
-            return True
-        self.message = (
-            f"Publisher key {publisher.name!r} may not publish type {notification_type!r}; "
-            f"allowed: {' | '.join(publisher.types)}."
-        )
-        return False
 
 
 class UserTokenAuthentication(authentication.BaseAuthentication):

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import time
-from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from asgiref.sync import async_to_sync
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers as drf_serializers
-from rest_framework import status
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,10 +23,9 @@ from api.authentication import (
 )
 from api.parsers import LimitedJSONParser, require_json
 from api.schema import errors
-from notifications import metrics, presence, selectors, services
+from notifications import presence, selectors, services
 from notifications.errors import NotificationNotFound
 from notifications.ids import parse_id
-from notifications.ratelimit import publisher_limiter
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -57,19 +52,6 @@ class UserView(APIView):
     parser_classes = [LimitedJSONParser]
 
 
-def _idempotency_key(request: Request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255:
-        raise drf_serializers.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1..255 characters."]})
-    return key
-
-
-def _request_hash(data: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 class PublishView(PublisherView):
     @extend_schema(
         request=s.PublishRequest,
@@ -78,30 +60,9 @@ class PublishView(PublisherView):
         summary="Publish a notification to one or many users",
     )
     def post(self, request: Request) -> Response:
-        started = time.perf_counter()
-        publisher_limiter.check(_publisher(request))
-        require_json(request)
-        body = s.PublishRequest(data=request.data)
-        body.is_valid(raise_exception=True)
-        key = _idempotency_key(request)
-        data = body.validated_data
-        result = services.notifications_publish(
-            source=_publisher(request),
-            recipients=data["recipients"],
-            type=data["type"],
-            title=data["title"],
-            body=data["body"],
-            data=data["data"],
-            idempotency_key=key,
-            request_hash=_request_hash(data) if key is not None else "",
-        )
-        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-        return Response(
-            {"event_id": str(result.event_id), "recipients": result.recipients},
-            status=status.HTTP_202_ACCEPTED,
-            headers=headers,
-        )
+        """Documentation only: POST is served by the async ``api.publish.publish``
+        (routed in api/urls.py with this class attached for the OpenAPI document)."""
+        raise MethodNotAllowed("POST")
 
 
 class PresenceView(PublisherView):

@@ -6,6 +6,7 @@ Each service is one transaction; pushes are scheduled with
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections import Counter
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -47,6 +49,11 @@ class Publication:
     data: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     request_hash: str = ""
+
+
+def request_hash(data: dict[str, Any]) -> str:
+    """What makes two publish requests "the same body" for idempotency."""
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def notifications_publish(

@@ -335,7 +335,7 @@ async def sockets() -> AsyncIterator[Sockets]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2)
     async with httpx.AsyncClient(timeout=60.0, trust_env=False, limits=limits) as client:
         yield client
 

@@ -239,7 +239,9 @@ def pool(log_guard: LogGuard) -> Iterator[ServerPool]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    # Idle connections expire well before uvicorn's 5 s keep-alive, so a request
+    # never goes out on a connection the server is closing (a ReadError race).
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2)
     async with httpx.AsyncClient(timeout=60.0, trust_env=False, limits=limits) as client:
         yield client
 
