@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -97,7 +98,9 @@ async def _store_async(
     if settings.NOTIFY_PUBLISH_IN_REQUEST_THREAD:
         # In-process tests: the database work must run in the test's thread,
         # inside its transaction (the live tests cover the writer threads).
-        store = database_sync_to_async(_store, thread_sensitive=True)
+        # Plain sync_to_async: closing "old" connections there would close
+        # the test's own connection inside its transaction.
+        store = sync_to_async(_store, thread_sensitive=True)
     else:
         store = database_sync_to_async(_store, thread_sensitive=False, executor=_WRITERS)
     result: services.PublishResult = await store(publisher, publication)
