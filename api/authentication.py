@@ -75,8 +75,8 @@ def publisher_for_secret(secret: str) -> Publisher | None:
     return Publisher(name=found.name, types=found.types) if found is not None else None
 
 
-def _bearer(request: Request) -> str | None:
-    header = authentication.get_authorization_header(request)
+def bearer_credential(header: bytes) -> str | None:
+    """The credential of an ``Authorization: Bearer ...`` header, or None."""
     scheme, _, credential = header.partition(b" ")
     if scheme.lower() != b"bearer" or not credential.strip():
         return None
@@ -84,6 +84,10 @@ def _bearer(request: Request) -> str | None:
         return credential.strip().decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def _bearer(request: Request) -> str | None:
+    return bearer_credential(authentication.get_authorization_header(request))
 
 
 class PublisherKeyAuthentication(authentication.BaseAuthentication):

@@ -24,17 +24,26 @@ class LimitedJSONParser(BaseParser):
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         limit: int = settings.NOTIFY_MAX_BODY_BYTES
-        raw = stream.read(limit + 1)
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"Request body is over the {limit} byte limit.")
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from exc
+        return parse_json_body(stream.read(limit + 1))
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """413 over the body limit, 400 for anything that is not strict JSON."""
+    limit: int = settings.NOTIFY_MAX_BODY_BYTES
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request body is over the {limit} byte limit.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"JSON parse error - {exc}") from exc
+
+
+def require_json_content_type(content_type: str | None) -> None:
+    """415 for anything but application/json, including no Content-Type at all."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaType(media or "(none)")
 
 
 def require_json(request: Request) -> None:
-    """415 for anything but application/json, including no Content-Type at all."""
-    media = (request.content_type or "").split(";", 1)[0].strip().lower()
-    if media != "application/json":
-        raise UnsupportedMediaType(media or "(none)")
+    require_json_content_type(request.content_type)
