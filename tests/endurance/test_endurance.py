@@ -20,7 +20,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -42,6 +41,7 @@ from tests.live.conftest import (
     publisher_headers,
     server_env,
 )
+from tests.support.net import tiny_buffer_socket
 from tests.support.servers import REPO_ROOT, LiveServer, PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.endurance, pytest.mark.live]
@@ -385,19 +385,6 @@ NEVER_READ_NOTIFICATIONS = 300
 PRESENCE_SETTLE = 60.0
 # Incompressible, so that permessage-deflate (if negotiated) cannot shrink it.
 BLOB = base64.b64encode(os.urandom(6150)).decode()  # 8200 characters, about 8 KiB
-
-
-def tiny_buffer_socket(server: LiveServer) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(10)
-    try:
-        sock.connect((server.host, server.port))
-    except BaseException:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
 
 
 @pytest.mark.timeout(240)

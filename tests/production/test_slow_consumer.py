@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import time
 
 import httpx
@@ -35,6 +34,7 @@ from tests.production.conftest import (
     stored_notifications,
     ws_url,
 )
+from tests.support.net import tiny_buffer_socket
 from tests.support.servers import LiveServer, RedisServer
 
 pytestmark = pytest.mark.live
@@ -51,20 +51,6 @@ DRAIN_TIMEOUT = 60.0
 def server(module_pool: ServerPool, module_redis: RedisServer, module_db: str) -> LiveServer:
     env = prod_env(module_db, module_redis.url, NOTIFY_WS_SEND_QUEUE=str(SEND_QUEUE))
     return module_pool.start(env)
-
-
-def tiny_buffer_socket(server: LiveServer) -> socket.socket:
-    """A connected TCP socket whose receive buffer is as small as the kernel allows."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(10)
-    try:
-        sock.connect((server.host, server.port))
-    except BaseException:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
 
 
 @pytest.mark.timeout(180)
