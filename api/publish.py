@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
@@ -32,6 +31,7 @@ from api.authentication import Publisher, bearer_credential, publisher_for_secre
 from api.errors import PayloadTooLarge, exception_handler
 from api.parsers import parse_json_body, require_json_content_type
 from notifications import metrics, services
+from notifications.db import off_loop
 from notifications.ratelimit import publisher_limiter
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -95,7 +95,7 @@ async def _store_async(
         # the test's own connection inside its transaction.
         store = sync_to_async(_store, thread_sensitive=True)
     else:
-        store = database_sync_to_async(_store, thread_sensitive=False, executor=_WRITERS)
+        store = off_loop(_store, executor=_WRITERS)
     result: services.PublishResult = await store(publisher, publication)
     return result
 

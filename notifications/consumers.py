@@ -21,11 +21,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from notifications import delivery, metrics, presence, selectors, services
+from notifications.db import off_loop
 from notifications.ids import parse_id
 from notifications.ratelimit import TokenBucket
 from notifications.rendering import NotificationDict
@@ -48,7 +48,7 @@ CLOSE_TRY_AGAIN = 1013
 
 def _db(func: Any) -> Any:
     """ORM calls leave the event loop; reads run in parallel threads."""
-    return database_sync_to_async(func, thread_sensitive=False)
+    return off_loop(func)
 
 
 def _frame(payload: dict[str, Any]) -> str:

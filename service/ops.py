@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 
-from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import (
@@ -16,6 +15,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from notifications.db import off_loop
 from notifications.delivery import layer_health
 from service.lifecycle import state
 
@@ -39,7 +39,7 @@ def _database_ok() -> str:
 
 
 async def readyz(request: HttpRequest) -> HttpResponse:
-    database = await sync_to_async(_database_ok, thread_sensitive=False)()
+    database = await off_loop(_database_ok)()
     try:
         problem = await layer_health()
     except Exception as exc:
