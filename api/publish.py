@@ -1,21 +1,27 @@
-"""POST /api/v1/notifications: the hot path, as a native async view.
+"""POST /api/v1/notifications: the hot path, known to no transport.
 
-Why not a DRF view: under ASGI Django runs a sync view in a thread of its own
-per request (a ``ThreadSensitiveContext``), and that thread opens its own
-database connection, for every publish. Here the request is parsed and
-validated on the event loop with the same pieces the DRF views use
-(authentication, serializer, exception handler), and the database work runs
-on a small pool of long-lived threads that keep their connections, where
+``publish_call`` takes the parts of a request that matter (the Authorization
+and Idempotency-Key headers, the Content-Type, the body) and returns an
+``Answer`` (status, JSON body, extra headers). Two transports call it:
+
+* ``api/publish_asgi.py``, the one a running service uses: a plain ASGI
+  endpoint in front of Django, so a publish skips Django's request machinery
+  (a ``ThreadSensitiveContext`` and three thread hops per request for the
+  request_started/request_finished signals and ``response.close``).
+* ``publish`` below, a native async Django view, which is what Django's and
+  DRF's in-process test clients reach, and what the OpenAPI document
+  describes (through ``PublishView`` in api/views.py, attached as ``cls``).
+
+Parsing and validation run on the event loop; the database work runs on a
+small pool of long-lived threads that keep their connections, where
 concurrent publishes also share commits (notifications/group_commit.py).
-
-The OpenAPI document still describes this endpoint through ``PublishView``
-(api/views.py), attached below as the view's ``cls``.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,9 +48,15 @@ AUTH_HEADER = 'Bearer realm="publisher"'
 _WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="publish")
 
 
-def _authenticate(request: HttpRequest) -> Publisher:
-    header = request.META.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
-    secret = bearer_credential(header)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _authenticate(authorization: bytes) -> Publisher:
+    secret = bearer_credential(authorization)
     if secret is None:
         raise exceptions.NotAuthenticated()
     publisher = publisher_for_secret(secret)
@@ -53,21 +65,20 @@ def _authenticate(request: HttpRequest) -> Publisher:
     return publisher
 
 
-def _parse(request: HttpRequest) -> Any:
-    require_json_content_type(request.content_type)
-    try:
-        body = request.body
-    except RequestDataTooBig as exc:  # in-process calls skip the ASGI BodyLimit
-        limit: int = settings.NOTIFY_MAX_BODY_BYTES
-        raise PayloadTooLarge(f"Request body is over the {limit} byte limit.") from exc
-    return parse_json_body(body) if body else {}
+def _validate(raw: Any) -> dict[str, Any]:
+    """The request body's fields: a quick check for well-formed bodies, and
+    the serializer (for its exact error messages) for everything else."""
+    valid = s.publish_body_if_valid(raw)
+    if valid is not None:
+        return valid
+    body = s.PublishRequest(data=raw)
+    body.is_valid(raise_exception=True)
+    return dict(body.validated_data)
 
 
-def _idempotency_key(request: HttpRequest) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
+def _check_idempotency_key(key: str | None) -> None:
     if key is not None and not 1 <= len(key) <= 255:
         raise drf_serializers.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1..255 characters."]})
-    return key
 
 
 def _store(publisher: Publisher, publication: services.Publication) -> services.PublishResult:
@@ -100,22 +111,18 @@ async def _store_async(
     return result
 
 
-async def _publish(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        raise exceptions.MethodNotAllowed(request.method or "")
-    publisher = _authenticate(request)
-    body = s.PublishRequest(data=_parse(request))
-    body.is_valid(raise_exception=True)
-    data = body.validated_data
+async def _accept(
+    *, authorization: bytes, content_type: str, idempotency_key: str | None, body: bytes
+) -> Answer:
+    publisher = _authenticate(authorization)
+    require_json_content_type(content_type)
+    data = _validate(parse_json_body(body) if body else {})
     if not publisher.allows(data["type"]):
         raise exceptions.PermissionDenied(
             f"Publisher key {publisher.name!r} may not publish type {data['type']!r}; "
             f"allowed: {' | '.join(publisher.types)}."
         )
-    key = _idempotency_key(request)
-    request_hash = ""
-    if key is not None:
-        request_hash = services.request_hash(data)
+    _check_idempotency_key(idempotency_key)
     publication = services.Publication(
         source=publisher.name,
         recipients=data["recipients"],
@@ -123,45 +130,77 @@ async def _publish(request: HttpRequest) -> HttpResponse:
         title=data["title"],
         body=data["body"],
         data=data["data"],
-        idempotency_key=key,
-        request_hash=request_hash,
+        idempotency_key=idempotency_key,
+        request_hash="" if idempotency_key is None else services.request_hash(data),
     )
     result = await _store_async(publisher, publication)
-    response = HttpResponse(
-        orjson.dumps({"event_id": str(result.event_id), "recipients": result.recipients}),
-        status=202,
-        content_type="application/json",
-    )
-    if result.replayed:
-        response["Idempotent-Replayed"] = "true"
-    return response
+    answer = orjson.dumps({"event_id": str(result.event_id), "recipients": result.recipients})
+    return Answer(202, answer, {"Idempotent-Replayed": "true"} if result.replayed else {})
 
 
-def _render_error(exc: Exception) -> HttpResponse | None:
+def error_answer(exc: Exception) -> Answer | None:
+    """The contract's answer for ``exc`` (api/errors.py), or None if it is a bug."""
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         exc.auth_header = AUTH_HEADER  # type: ignore[union-attr]
     answer = exception_handler(exc, {})
     if answer is None:
         return None
-    response = HttpResponse(
-        orjson.dumps(answer.data, option=orjson.OPT_NON_STR_KEYS),
-        status=answer.status_code,
-        content_type="application/json",
-    )
-    for name, value in answer.items():
-        if name.lower() != "content-type":
-            response[name] = value
-    return response
+    headers = {name: value for name, value in answer.items() if name.lower() != "content-type"}
+    body = orjson.dumps(answer.data, option=orjson.OPT_NON_STR_KEYS)
+    return Answer(answer.status_code, body, headers)
 
 
-async def publish(request: HttpRequest) -> HttpResponse:
+async def publish_call(
+    *, authorization: bytes, content_type: str, idempotency_key: str | None, body: bytes
+) -> Answer:
+    """One publish request, from its parts to its answer (raises only on bugs)."""
     started = time.perf_counter()
     try:
-        response = await _publish(request)
+        answer = await _accept(
+            authorization=authorization,
+            content_type=content_type,
+            idempotency_key=idempotency_key,
+            body=body,
+        )
     except Exception as exc:
-        rendered = _render_error(exc)
+        rendered = error_answer(exc)
         if rendered is None:
             raise
         return rendered
     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    return answer
+
+
+def _request_body(request: HttpRequest) -> bytes:
+    try:
+        return request.body
+    except RequestDataTooBig as exc:  # in-process calls skip the ASGI BodyLimit
+        limit: int = settings.NOTIFY_MAX_BODY_BYTES
+        raise PayloadTooLarge(f"Request body is over the {limit} byte limit.") from exc
+
+
+async def publish(request: HttpRequest) -> HttpResponse:
+    """The Django view over ``publish_call``."""
+    if request.method != "POST":
+        answer = error_answer(exceptions.MethodNotAllowed(request.method or ""))
+        assert answer is not None
+        answer.headers["Allow"] = "POST"
+    else:
+        try:
+            body = _request_body(request)
+        except PayloadTooLarge as exc:
+            answer = error_answer(exc)
+        else:
+            answer = await publish_call(
+                authorization=request.META.get("HTTP_AUTHORIZATION", "").encode(
+                    "latin-1", "replace"
+                ),
+                content_type=request.META.get("CONTENT_TYPE", ""),
+                idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+                body=body,
+            )
+    assert answer is not None
+    response = HttpResponse(answer.body, status=answer.status, content_type="application/json")
+    for name, value in answer.headers.items():
+        response[name] = value
     return response

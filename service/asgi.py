@@ -19,6 +19,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
+from api.publish_asgi import PublishEndpoint  # noqa: E402
 from notifications import channel_layer, presence  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.ws_auth import deny, websocket_auth_stack  # noqa: E402
@@ -60,7 +61,7 @@ websocket_app = websocket_auth_stack(
 
 router = ProtocolTypeRouter(
     {
-        "http": BodyLimit(ASGIStaticFilesHandler(django_http)),
+        "http": BodyLimit(PublishEndpoint(ASGIStaticFilesHandler(django_http))),
         "websocket": websocket_app,
     }
 )

@@ -16,14 +16,18 @@ _VALID_ID = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
+def new_request_id(incoming: str) -> str:
+    """The client's X-Request-ID when it is sane, else a fresh one."""
+    return incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+
+
 def request_id_middleware(get_response: Handler) -> Handler:
     """Take X-Request-ID when it is sane, else make one; echo it on the response."""
     if not iscoroutinefunction(get_response):
         raise TypeError("request_id_middleware needs an async handler chain")
 
     async def middleware(request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        rid = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        rid = new_request_id(request.headers.get("X-Request-ID", ""))
         token = request_id.set(rid)
         try:
             response = await get_response(request)
@@ -62,6 +66,14 @@ def content_security_policy(path: str) -> str:
     return RELAXED_CSP if path.startswith(RELAXED_CSP_PREFIXES) else STRICT_CSP
 
 
+def security_headers(path: str) -> dict[str, str]:
+    """The headers every response to ``path`` gets (unless it set its own CSP)."""
+    headers = {**SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(path)}
+    if path.startswith("/api/v1/"):
+        headers["Cache-Control"] = "no-store"
+    return headers
+
+
 def security_headers_middleware(get_response: Handler) -> Handler:
     """Browser hardening headers on every HTTP response; ``no-store`` on the API."""
     if not iscoroutinefunction(get_response):
@@ -69,12 +81,10 @@ def security_headers_middleware(get_response: Handler) -> Handler:
 
     async def middleware(request: HttpRequest) -> HttpResponse:
         response = await get_response(request)
-        for name, value in SECURITY_HEADERS.items():
-            response[name] = value
-        if "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = content_security_policy(request.path)
-        if request.path.startswith("/api/v1/"):
-            response["Cache-Control"] = "no-store"
+        own_csp = "Content-Security-Policy" in response
+        for name, value in security_headers(request.path).items():
+            if not (own_csp and name == "Content-Security-Policy"):
+                response[name] = value
         return response
 
     markcoroutinefunction(middleware)

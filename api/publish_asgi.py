@@ -1,0 +1,131 @@
+"""POST /api/v1/notifications as a plain ASGI endpoint, in front of Django.
+
+Django's ASGI handler costs more than the publish itself: per request it
+enters a ``ThreadSensitiveContext`` and hops to a thread three times (the
+request_started and request_finished signals, ``response.close``), and it
+builds an ``HttpRequest`` and runs the middleware chain. This endpoint does
+only what those steps do for this route, and ``api.publish.publish_call``
+does the rest, exactly as for the Django view:
+
+* the Host header is checked against ``ALLOWED_HOSTS`` (Django's rule);
+* ``X-Request-ID`` is taken or made, set for the logs, and echoed;
+* the answer carries the same security headers as every other response
+  (service/middleware.py);
+* an unexpected error is logged and answered 500 with a JSON body.
+
+Everything else on this path (other methods) and every other path goes to
+Django. tests/api/test_publish_asgi.py holds the two transports to the same
+answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from api.publish import IDEMPOTENCY_HEADER, Answer, publish_call
+from service.logs import request_id
+from service.middleware import new_request_id, security_headers
+
+logger = logging.getLogger(__name__)
+
+PATH = "/api/v1/notifications"
+_IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode()
+_WANTED = {b"host", b"authorization", b"content-type", b"x-request-id", _IDEMPOTENCY}
+_SECURITY = [(k.encode(), v.encode()) for k, v in security_headers(PATH).items()]
+
+
+class PublishEndpoint:
+    """Serves POST /api/v1/notifications; passes everything else to ``app``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        rid = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+        token = request_id.set(rid)
+        try:
+            answer = await _answer(scope, headers, receive)
+            if answer is not None:
+                await _send(send, answer, rid)
+        finally:
+            request_id.reset(token)
+
+
+def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
+    """The headers this route reads; repeated ones joined with "," as Django does."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in _WANTED:
+            found[name] = found[name] + b"," + value if name in found else value
+    return found
+
+
+def _host_allowed(host: bytes) -> bool:
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _port = split_domain_port(host.decode("latin-1"))
+    return bool(domain) and validate_host(domain, allowed)
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    """The whole body (the size limit is BodyLimit's, around this app); None if
+    the client went away first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _server_host(scope: dict[str, Any]) -> bytes:
+    """No Host header (HTTP/1.0): the server address, as Django's SERVER_NAME."""
+    server = scope.get("server") or ("", None)
+    return f"{server[0]}:{server[1]}".encode() if server[1] else str(server[0]).encode()
+
+
+async def _answer(
+    scope: dict[str, Any], headers: dict[bytes, bytes], receive: Any
+) -> Answer | None:
+    if not _host_allowed(headers.get(b"host") or _server_host(scope)):
+        logger.warning("publish refused: Host header not in ALLOWED_HOSTS")
+        return Answer(400, orjson.dumps({"detail": "Invalid Host header."}))
+    body = await _read_body(receive)
+    if body is None:
+        return None
+    key = headers.get(_IDEMPOTENCY)
+    try:
+        return await publish_call(
+            authorization=headers.get(b"authorization", b""),
+            content_type=headers.get(b"content-type", b"").decode("latin-1"),
+            idempotency_key=None if key is None else key.decode("latin-1"),
+            body=body,
+        )
+    except Exception:
+        logger.exception("publish failed")
+        return Answer(500, orjson.dumps({"detail": "Internal server error."}))
+
+
+async def _send(send: Any, answer: Answer, rid: str) -> None:
+    response_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(answer.body)).encode()),
+        (b"x-request-id", rid.encode()),
+        *_SECURITY,
+        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()),
+    ]
+    start = {"type": "http.response.start", "status": answer.status, "headers": response_headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": answer.body})
