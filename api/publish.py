@@ -12,15 +12,14 @@ and Idempotency-Key headers, the Content-Type, the body) and returns an
   DRF's in-process test clients reach, and what the OpenAPI document
   describes (through ``PublishView`` in api/views.py, attached as ``cls``).
 
-Parsing and validation run on the event loop; the database work runs on a
-small pool of long-lived threads that keep their connections, where
-concurrent publishes also share commits (notifications/group_commit.py).
+Parsing and validation run on the event loop; the rate limit and the commit
+run on one writer thread, where concurrent publishes share commits
+(``services.notifications_publish_async``, notifications/group_commit.py).
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,15 +36,10 @@ from api.authentication import Publisher, bearer_credential, publisher_for_secre
 from api.errors import PayloadTooLarge, exception_handler
 from api.parsers import parse_json_body, require_json_content_type
 from notifications import metrics, services
-from notifications.db import off_loop
 from notifications.ratelimit import publisher_limiter
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 AUTH_HEADER = 'Bearer realm="publisher"'
-
-# Writers block while a group leader commits for them, so the pool is wider
-# than the database could use on its own.
-_WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="publish")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +76,7 @@ def _check_idempotency_key(key: str | None) -> None:
 
 
 def _store(publisher: Publisher, publication: services.Publication) -> services.PublishResult:
-    """In a writer thread: the shared rate limit (it may call Redis), then the commit."""
+    """In the request's thread (in-process tests): the rate limit, then the commit."""
     publisher_limiter.check(publisher.name)
     return services.notifications_publish(
         source=publication.source,
@@ -101,14 +95,14 @@ async def _store_async(
 ) -> services.PublishResult:
     if settings.NOTIFY_PUBLISH_IN_REQUEST_THREAD:
         # In-process tests: the database work must run in the test's thread,
-        # inside its transaction (the live tests cover the writer threads).
+        # inside its transaction (the live tests cover the writer thread).
         # Plain sync_to_async: closing "old" connections there would close
         # the test's own connection inside its transaction.
-        store = sync_to_async(_store, thread_sensitive=True)
-    else:
-        store = off_loop(_store, executor=_WRITERS)
-    result: services.PublishResult = await store(publisher, publication)
-    return result
+        result: services.PublishResult = await sync_to_async(_store, thread_sensitive=True)(
+            publisher, publication
+        )
+        return result
+    return await services.notifications_publish_async(publication=publication)
 
 
 async def _accept(

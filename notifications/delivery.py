@@ -8,6 +8,7 @@ database, the consumer fills gaps from there, and clients resume with
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -70,18 +71,55 @@ async def layer_health() -> str | None:
     return await health() if health is not None else None
 
 
+# The serving event loop (bound at start-up and by the publish path). Pushes
+# from worker threads are handed to it without waiting: the commit is done,
+# and the writer thread goes on to the next group. call_soon_threadsafe keeps
+# them in the order they were handed over, which is commit order.
+_loop: asyncio.AbstractEventLoop | None = None
+_in_flight: set[asyncio.Task[None]] = set()
+
+
+def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _loop
+    _loop = loop
+
+
 def _send(messages: list[tuple[str, dict[str, Any]]], *, counted: bool = True) -> None:
     # Every push is attempted: a breaker that skipped pushes for a while
     # after a failure also skipped the first ones after Redis came back, to
     # sockets that had already resumed (found by tests/production).
+    loop = _loop
+    if loop is not None and loop.is_running():
+        try:
+            loop.call_soon_threadsafe(_start_send, messages, counted)
+            return
+        except RuntimeError:  # closed in the meantime
+            pass
     try:
         async_to_sync(_send_many)(messages)
     except Exception:
-        # The commit stands; the push is the fast path. Sockets recover the
-        # ids from the database on their next message or reconnect.
-        logger.warning("channel layer push failed for %d messages", len(messages), exc_info=True)
-        if counted:
-            metrics.DROPPED.inc(len(messages))
+        _failed(messages, counted)
+
+
+def _start_send(messages: list[tuple[str, dict[str, Any]]], counted: bool) -> None:
+    task = asyncio.ensure_future(_send_logged(messages, counted))
+    _in_flight.add(task)
+    task.add_done_callback(_in_flight.discard)
+
+
+async def _send_logged(messages: list[tuple[str, dict[str, Any]]], counted: bool) -> None:
+    try:
+        await _send_many(messages)
+    except Exception:
+        _failed(messages, counted)
+
+
+def _failed(messages: list[tuple[str, dict[str, Any]]], counted: bool) -> None:
+    # The commit stands; the push is the fast path. Sockets recover the ids
+    # from the database on their next message or reconnect.
+    logger.warning("channel layer push failed for %d messages", len(messages), exc_info=True)
+    if counted:
+        metrics.DROPPED.inc(len(messages))
 
 
 async def _send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:

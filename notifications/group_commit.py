@@ -15,10 +15,13 @@ request cannot fail the others.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from django.db import connection
 
@@ -122,3 +125,100 @@ class GroupCommitter(Generic[In, Out]):
         slot.error = error
         slot.finished = True
         slot.wake.set()
+
+
+class AsyncGroupCommitter(Generic[In, Out]):
+    """Group commit for requests on an event loop, with one writer thread.
+
+    ``await submit(item)`` queues the item and returns its outcome. One
+    thread (``executor`` should have a single worker) takes everything queued
+    at that moment, commits it with ``commit``, hands each outcome back to
+    its waiting coroutine, and goes on while more is queued; requests that
+    arrive during a commit form the next group. A waiting request costs no
+    thread, and a request costs no thread hop of its own.
+
+    ``commit`` returns one outcome per item; it raises only when the whole
+    group failed, and then each item is retried alone, so that a bad request
+    cannot fail the others.
+    """
+
+    def __init__(
+        self,
+        commit: Callable[[Sequence[In]], Sequence[Out]],
+        *,
+        executor: Executor,
+        size_of: Callable[[In], int],
+        max_items: int = 256,
+        max_size: int = 10_000,
+    ) -> None:
+        self._commit = commit
+        self._executor = executor
+        self._size_of = size_of
+        self._max_items = max_items
+        self._max_size = max_size
+        self._lock = threading.Lock()
+        self._pending: deque[tuple[In, asyncio.Future[Out]]] = deque()
+        self._running = False
+
+    async def submit(self, item: In) -> Out:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Out] = loop.create_future()
+        with self._lock:
+            self._pending.append((item, future))
+            start, self._running = not self._running, True
+        if start:
+            loop.run_in_executor(self._executor, self._drain, loop)
+        return await future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while True:
+                with self._lock:
+                    group = self._take()
+                    if not group:
+                        self._running = False
+                        return
+                self._run(loop, group)
+        except BaseException as exc:
+            # Not a commit error (those are outcomes): nobody may wait forever.
+            with self._lock:
+                stranded, self._running = list(self._pending), False
+                self._pending.clear()
+            for _item, future in stranded:
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            raise
+
+    def _take(self) -> list[tuple[In, asyncio.Future[Out]]]:
+        group: list[tuple[In, asyncio.Future[Out]]] = []
+        size = 0
+        while self._pending and len(group) < self._max_items:
+            item_size = self._size_of(self._pending[0][0])
+            if group and size + item_size > self._max_size:
+                break
+            group.append(self._pending.popleft())
+            size += item_size
+        return group
+
+    def _run(
+        self, loop: asyncio.AbstractEventLoop, group: list[tuple[In, asyncio.Future[Out]]]
+    ) -> None:
+        try:
+            outcomes = self._commit([item for item, _future in group])
+        except Exception as exc:
+            if len(group) == 1:
+                loop.call_soon_threadsafe(_settle, group[0][1], None, exc)
+                return
+            for one in group:
+                self._run(loop, [one])
+            return
+        for (_item, future), outcome in zip(group, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, outcome, None)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any, error: BaseException | None) -> None:
+    if future.cancelled():  # the client went away; the commit stands
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(outcome)

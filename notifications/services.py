@@ -6,11 +6,13 @@ Each service is one transaction; pushes are scheduled with
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,9 +22,11 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from notifications import delivery
-from notifications.errors import IdempotencyConflict, NotificationNotFound
-from notifications.group_commit import GroupCommitter
+from notifications.db import with_fresh_connections
+from notifications.errors import IdempotencyConflict, NotificationNotFound, RateLimited
+from notifications.group_commit import AsyncGroupCommitter, GroupCommitter
 from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.ratelimit import publisher_limiter
 from notifications.rendering import NotificationDict, timestamp
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -173,6 +177,50 @@ def _commit_group(publications: Sequence[Publication]) -> list[PublishResult | I
 _group_commit: GroupCommitter[Publication, PublishResult | IdempotencyConflict] = GroupCommitter(
     _commit_group, size_of=lambda publication: max(1, len(publication.recipients))
 )
+
+
+PublishOutcome = PublishResult | IdempotencyConflict | RateLimited
+
+
+def notifications_publish_rated(*, publications: Sequence[Publication]) -> list[PublishOutcome]:
+    """Each publisher's rate limit (one bucket call per publisher for the whole
+    group, first come first served), then one transaction for those admitted."""
+    wanted = Counter(publication.source for publication in publications)
+    allowance = {source: publisher_limiter.take(source, n) for source, n in wanted.items()}
+    outcomes: list[PublishOutcome | None] = [None] * len(publications)
+    admitted: list[int] = []
+    for index, publication in enumerate(publications):
+        left, retry = allowance[publication.source]
+        if left > 0:
+            allowance[publication.source] = (left - 1, retry)
+            admitted.append(index)
+        else:
+            outcomes[index] = RateLimited(retry_after=retry)
+    if admitted:
+        stored = notifications_publish_many(publications=[publications[i] for i in admitted])
+        for index, outcome in zip(admitted, stored, strict=True):
+            outcomes[index] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+# The serving path: requests on the event loop, commits on one writer thread
+# that keeps its connection (notifications/group_commit.py).
+_writer: AsyncGroupCommitter[Publication, PublishOutcome] = AsyncGroupCommitter(
+    with_fresh_connections(lambda group: notifications_publish_rated(publications=group)),
+    executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-writer"),
+    size_of=lambda publication: max(1, len(publication.recipients)),
+)
+
+
+async def notifications_publish_async(*, publication: Publication) -> PublishResult:
+    """Publish from the event loop: rate limit, commit (shared with whatever
+    else is waiting), push after commit. Raises RateLimited, IdempotencyConflict
+    or a database error."""
+    delivery.bind_loop(asyncio.get_running_loop())
+    outcome = await _writer.submit(publication)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def _idempotency_claim(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -20,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
 from api.publish_asgi import PublishEndpoint  # noqa: E402
-from notifications import channel_layer, presence  # noqa: E402
+from notifications import channel_layer, delivery, presence  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.ws_auth import deny, websocket_auth_stack  # noqa: E402
 from service import lifecycle  # noqa: E402
@@ -74,6 +75,7 @@ async def _close_sockets_for_reconnect() -> None:
 
 
 async def _startup() -> None:
+    delivery.bind_loop(asyncio.get_running_loop())
     install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
