@@ -25,7 +25,12 @@ from notifications import delivery
 from notifications.db import with_fresh_connections
 from notifications.errors import IdempotencyConflict, NotificationNotFound, RateLimited
 from notifications.group_commit import AsyncGroupCommitter, GroupCommitter
-from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.models import (
+    IdempotencyRecord,
+    Notification,
+    UserSequence,
+    insert_notifications,
+)
 from notifications.ratelimit import publisher_limiter
 from notifications.rendering import NotificationDict, timestamp
 
@@ -133,7 +138,7 @@ def notifications_publish_many(
     wanted = Counter(user for _i, _p, users, _e in accepted for user in users)
     last_ids = _allocate_ids(wanted)
     next_id = {user: last_ids[user] - count + 1 for user, count in wanted.items()}
-    rows: list[Notification] = []
+    inserts: list[tuple[dict[str, Any], list[tuple[str, int]]]] = []
     pushes: list[tuple[str, NotificationDict]] = []
     for index, publication, users, event_id in accepted:
         shared: NotificationDict = {
@@ -145,25 +150,16 @@ def notifications_publish_many(
             "created_at": timestamp(now),
             "read_at": None,
         }
+        rows: list[tuple[str, int]] = []
         for user in users:
             seq = next_id[user]
             next_id[user] = seq + 1
-            rows.append(
-                Notification(
-                    user_id=user,
-                    seq=seq,
-                    event_id=event_id,
-                    type=publication.type,
-                    title=publication.title,
-                    body=publication.body,
-                    data=publication.data,
-                    source=publication.source,
-                    created_at=now,
-                )
-            )
+            rows.append((user, seq))
             pushes.append((user, {"id": str(seq), **shared}))
+        stored = {**shared, "event_id": event_id, "created_at": now}
+        inserts.append((stored, rows))
         outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
-    Notification.objects.bulk_create(rows, batch_size=_INSERT_BATCH)
+    insert_notifications(inserts)
     if pushes:
         transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
     return [outcome for outcome in outcomes if outcome is not None]

@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api import authentication
+from notifications import services
 from notifications.models import IdempotencyRecord, Notification
 from service import config
 from tests.api.conftest import (
@@ -637,7 +638,7 @@ def test_storage_unreachable_is_503_with_retry_after(
     def unreachable(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("connection to server at 10.0.0.1 failed: Connection refused")
 
-    monkeypatch.setattr(Notification.objects, "bulk_create", unreachable)
+    monkeypatch.setattr(services, "insert_notifications", unreachable)
     response = publish(VALID)
     assert response.status_code == 503, response.content
     assert set(response.json()) == {"detail"}

@@ -154,7 +154,7 @@ def test_failure_mid_publish_stores_nothing_and_keeps_counters(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(Notification.objects, "bulk_create", explode)
+    monkeypatch.setattr(services, "insert_notifications", explode)
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError, match="disk on fire"),
