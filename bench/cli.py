@@ -21,6 +21,7 @@ from typing import Any
 from bench import procstat
 from bench.loader import LocalHub, Phase, Worker, WorkerPlan, run_async, worker_process
 from bench.stats import add_counts, summary
+from bench.suite import run_suite
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "results.jsonl"
 SCHEMA_VERSION = 1
@@ -189,10 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     suite = sub.add_parser(
         "suite",
-        help="the default suite (make bench): unicast, batch, rate latency, idle sockets; "
+        help="the issue #4 targets (make bench): unicast, batch, latency at 500/s, idle "
+        "sockets, a 10,000-recipient POST; each --repeat times, then a median and a verdict; "
         "extra arguments are appended to every run",
     )
     suite.add_argument("--quick", action="store_true", help="a smaller suite (~1 minute)")
+    suite.add_argument(
+        "--repeat", type=int, default=3, help="runs per scenario; the summary gives the median"
+    )
+    suite.add_argument("--only", help="only the scenarios whose name contains this")
     return parser
 
 
@@ -790,52 +796,20 @@ def _ok(line: dict[str, Any]) -> bool:
     )
 
 
-# --------------------------------------------------------------------------- suite
-
-SUITE: list[tuple[str, list[str]]] = [
-    ("unicast max rate", ["--scenario", "unicast", "--sockets", "200", "--concurrency", "32",
-                          "--count", "3000"]),
-    ("batch of 100", ["--scenario", "batch", "--sockets", "1000", "--batch", "100",
-                      "--concurrency", "8", "--count", "100"]),
-    ("latency at 500/s", ["--scenario", "unicast", "--sockets", "1000", "--rate", "500",
-                          "--duration", "10", "--concurrency", "64"]),
-    ("idle sockets memory", ["--scenario", "connect", "--sockets", "2000", "--hold", "2"]),
-]  # fmt: skip
-
-QUICK_SUITE: list[tuple[str, list[str]]] = [
-    ("unicast max rate", ["--scenario", "unicast", "--sockets", "100", "--concurrency", "16",
-                          "--count", "1000"]),
-    ("batch of 100", ["--scenario", "batch", "--sockets", "300", "--batch", "100",
-                      "--concurrency", "4", "--count", "30"]),
-    ("latency at 200/s", ["--scenario", "unicast", "--sockets", "300", "--rate", "200",
-                          "--duration", "5", "--concurrency", "32"]),
-    ("idle sockets memory", ["--scenario", "connect", "--sockets", "500", "--hold", "1"]),
-]  # fmt: skip
-
-
-def run_suite(quick: bool, extra: list[str]) -> int:
-    parser = build_parser()
-    base = [] if any(a == "--url" or a.startswith("--url=") for a in extra) else ["--spawn", "2"]
-    failures = 0
-    for name, scenario_args in QUICK_SUITE if quick else SUITE:
-        print(f"bench: suite: {name}", file=sys.stderr, flush=True)
-        args = parser.parse_args(["run", *base, *scenario_args, *extra])
-        try:
-            lines = execute(args)
-        except Exception as exc:  # keep going: the other scenarios still tell something
-            print(f"bench: suite: {name} failed: {exc!r}", file=sys.stderr, flush=True)
-            failures += 1
-            continue
-        failures += sum(1 for line in lines if not line["ok"])
-    return 1 if failures else 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv and argv[0] == "suite":
         known, extra = parser.parse_known_args(argv)
-        return run_suite(known.quick, extra)
+        return run_suite(
+            parser,
+            execute,
+            emit,
+            quick=known.quick,
+            repeat=known.repeat,
+            only=known.only,
+            extra=extra,
+        )
     args = parser.parse_args(argv)
     try:
         lines = execute(args)

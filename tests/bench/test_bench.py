@@ -191,3 +191,32 @@ def test_url_mode_batch_rate_and_sweep(
     assert idle["posts"]["sent"] == 0
     assert idle["memory"]["kib_per_socket"] is not None
     assert idle["ok"] is True
+
+
+def test_suite_repeats_a_scenario_and_summarises_its_median() -> None:
+    lines = run_bench(
+        ["suite", "--quick", "--repeat", "2", "--only", "idle", "--no-results", "--hold", "0.5"],
+        timeout=180,
+    )
+    runs = [line for line in lines if line["bench"] != "suite-summary"]
+    (summary,) = [line for line in lines if line["bench"] == "suite-summary"]
+    assert len(runs) == 2
+    assert all(run["scenario"] == "connect" and run["ok"] for run in runs)
+    figures = [run["memory"]["kib_per_socket"] for run in runs]
+    assert summary["values"] == figures
+    assert summary["median"] == pytest.approx(sum(figures) / 2)
+    assert summary["completed"] == 2 and summary["all_ok"] is True
+    assert summary["target"] == "<= 20"
+    assert summary["met"] is (summary["median"] <= 20)
+    assert summary["run_ids"] == [run["run_id"] for run in runs]
+
+
+def test_suite_summary_reads_nested_metrics_and_judges_the_median() -> None:
+    from bench.suite import Scenario, Target, summary_line
+
+    scenario = Scenario("x", [], Target("deliveries.per_s", ">=", 100))
+    lines = [{"deliveries": {"per_s": v}, "ok": True, "run_id": str(v)} for v in (90, 120, 150)]
+    summary = summary_line(scenario, lines, runs=3)
+    assert summary["median"] == 120 and summary["met"] is True
+    assert summary_line(scenario, lines[:1], runs=3)["all_ok"] is False
+    assert summary_line(scenario, [], runs=3)["met"] is False
