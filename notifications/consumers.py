@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -114,6 +115,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             if self._joined:  # left without a disconnect message (an error)
                 state.spawn(self._leave())
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Without channels' close_old_connections before each handler (a
+        # thread hop per message): the ORM runs only through off_loop, which
+        # closes old connections itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     # -- connect ---------------------------------------------------------
 
     async def connect(self) -> None:
@@ -180,7 +190,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _schedule_expiry(self, expires_at: float) -> None:
         delay = max(0.0, expires_at - time.time())
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(delay, lambda: state.spawn(self._close(CLOSE_EXPIRED)))
+        self._expiry = loop.call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        state.spawn(self._close(CLOSE_EXPIRED))
 
     # -- layer events -> frames -----------------------------------------
 
