@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from copy import deepcopy
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
@@ -29,6 +30,8 @@ from channels_redis.utils import _close_redis, _wrap_close
 logger = logging.getLogger(__name__)
 
 GroupMessage = tuple[str, dict[str, Any]]
+# Called with each message of a direct channel, synchronously, as it arrives.
+Deliver = Callable[[dict[str, Any]], None]
 
 # Called when a shard's subscriber connection breaks. Subscriptions made
 # before the break may be gone, so the sockets that rely on them must
@@ -82,9 +85,41 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
                 logger.debug("closing the broken Redis connection failed", exc_info=True)
 
 
+class _DirectChannel:
+    """Stands in for the per-channel ``asyncio.Queue`` of channels-redis: the
+    subscriber hands each message straight to the consumer (no queue, no
+    receiving task per socket).
+
+    The subscriber calls ``put_nowait`` once per channel of the group with the
+    same bytes, so the last decoded message is shared between them (the
+    consumers only read it).
+    """
+
+    __slots__ = ("deliver", "layer")
+
+    def __init__(self, layer: ResettingLoopLayer, deliver: Deliver) -> None:
+        self.layer = layer
+        self.deliver = deliver
+
+    def put_nowait(self, data: bytes) -> None:
+        layer = self.layer
+        try:
+            message = layer._last_message
+            if layer._last_data is not data or message is None:
+                message = layer._last_message = layer.channel_layer.deserialize(data)
+                layer._last_data = data
+            self.deliver(message)
+        except Exception:
+            # Never into the subscriber loop: it would take the error for a
+            # broken connection and close every socket.
+            logger.exception("delivering a layer message failed")
+
+
 class ResettingLoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
     _shards: list[Any]
-    channels: dict[str, asyncio.Queue[Any]]
+    channels: dict[str, Any]
+    _last_data: bytes | None = None
+    _last_message: dict[str, Any] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,9 +137,44 @@ class ResettingLoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]
         self.channels[channel] = asyncio.Queue()
         return channel
 
+    def new_direct_channel(self, deliver: Deliver) -> str:
+        """A consumer's own channel whose messages go to ``deliver`` (see _DirectChannel)."""
+        channel = f"{self.prefix}specific.{uuid.uuid4().hex}"
+        self.channels[channel] = _DirectChannel(self, deliver)
+        return channel
+
+    def drop_direct_channel(self, channel: str) -> None:
+        self.channels.pop(channel, None)
+
 
 class InMemoryNotifyLayer(InMemoryChannelLayer):  # type: ignore[misc]
     """The one-process layer (no REDIS_URL)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._direct: dict[str, Deliver] = {}
+
+    def new_direct_channel(self, deliver: Deliver) -> str:
+        channel = f"specific.inmemory!{uuid.uuid4().hex}"
+        self._direct[channel] = deliver
+        return channel
+
+    def drop_direct_channel(self, channel: str) -> None:
+        self._direct.pop(channel, None)
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        deliver = self._direct.get(channel)
+        if deliver is None:
+            await super().send(channel, message)
+            return
+        try:
+            deliver(deepcopy(message))  # a copy, as a serializing layer would give
+        except Exception:
+            logger.exception("delivering a layer message failed")
+
+    async def flush(self) -> None:
+        await super().flush()
+        self._direct = {}
 
     async def group_send_many(self, messages: Sequence[GroupMessage]) -> None:
         for group, message in messages:
@@ -118,6 +188,13 @@ class RedisNotifyLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
     # Declared here: the base class only answers through a per-loop proxy,
     # which needs a running loop, and start-up checks read this without one.
     extensions = ("groups", "flush")
+
+    def new_direct_channel(self, deliver: Deliver) -> str:
+        channel: str = self._get_layer().new_direct_channel(deliver)
+        return channel
+
+    def drop_direct_channel(self, channel: str) -> None:
+        self._get_layer().drop_direct_channel(channel)
 
     def _get_layer(self) -> Any:
         loop = asyncio.get_running_loop()

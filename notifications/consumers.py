@@ -7,21 +7,33 @@ from the database first (every id below a committed one is committed: see
 notifications/models.py). Channels dispatches one message at a time per
 consumer, so ``last`` needs no lock.
 
-Sending. Frames go through a bounded outbox drained by one writer task: a
-client that reads too slowly fills it and is closed with 4008 (it resumes
-with ``since``) instead of holding memory or delaying anyone else.
+Receiving. The layer hands this socket's messages straight to
+``_on_layer_message`` (``delivery.open_channel``): a live notification that
+is next in line becomes a frame at once, with no queue or task per socket.
+Anything that must wait (a gap to fill from the database, or a handler still
+running for this socket) goes to a backlog that one short-lived task works
+through, so messages are still handled one at a time and in order.
+
+Sending. Frames go through a bounded outbox drained by a writer task that
+exists only while there is something to write: a client that reads too
+slowly fills it and is closed with 4008 (it resumes with ``since``) instead
+of holding memory or delaying anyone else. An idle socket holds neither
+outbox nor task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -35,7 +47,7 @@ from service.lifecycle import state
 logger = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
-REPLAY_PUT_TIMEOUT = 30.0
+SEND_TIMEOUT = 30.0  # replay and ready: how long a client may leave them unread
 MAX_READ_IDS = 1000
 CATCH_UP_INTERVAL = 10.0
 
@@ -45,6 +57,7 @@ CLOSE_ABUSE = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
+CLOSE_INTERNAL = 1011
 
 
 def _db(func: Any) -> Any:
@@ -56,22 +69,56 @@ def _frame(payload: dict[str, Any]) -> str:
     return orjson.dumps(payload).decode()
 
 
+def _task(coro: Any) -> asyncio.Task[None]:
+    """A task of this socket's own, also when started from the layer's
+    delivery (which runs in the publisher's or the subscriber's context)."""
+    task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+        coro, context=contextvars.Context()
+    )
+    state.background.add(task)
+    task.add_done_callback(state.background.discard)
+    return task
+
+
 class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     user_id: str
     last: int = 0
-    _outbox: asyncio.Queue[tuple[str, float | None]] | None = None
+    _outbox: deque[tuple[str, float | None]] | None = None
     _writer: asyncio.Task[None] | None = None
+    _backlog: deque[dict[str, Any]] | None = None
+    _pump: asyncio.Task[None] | None = None
     _expiry: asyncio.TimerHandle | None = None
     _joined = False
     _closed = False
     _caught_up_at = 0.0
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        channel = delivery.open_channel(self._on_layer_message)
+        if channel is None:  # a layer without direct channels: the channels way
+            await super().__call__(scope, receive, send)
+            return
+        self.scope = scope
+        self.channel_name = channel
+        self.base_send = send
+        self._turn = asyncio.Lock()  # one handler at a time, as channels does
+        try:
+            while True:
+                message = await receive()
+                async with self._turn:
+                    await self.dispatch(message)
+        except StopConsumer:
+            pass
+        finally:
+            delivery.close_channel(channel)
+            self._closed = True
+            self._stop_tasks()
+            if self._joined:  # left without a disconnect message (an error)
+                state.spawn(self._leave())
+
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """channels' dispatch without its ``aclose_old_connections()``: that is a
-        thread hop per message (per delivered notification), measured at a
-        fifth of the process's CPU under batch load. This consumer never
-        touches the ORM on the loop; its database calls run through
-        ``off_loop``, which cleans connections up in the worker thread."""
+        # Without channels' close_old_connections before each handler (a
+        # thread hop per message): the ORM runs only through off_loop, which
+        # closes old connections itself.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -94,8 +141,6 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         self._joined = True
         await self.accept(self.scope.get("notify_subprotocol"))
-        self._outbox = asyncio.Queue(maxsize=settings.NOTIFY_WS_SEND_QUEUE)
-        self._writer = asyncio.ensure_future(self._write_forever())
         state.sockets.add(self)
         metrics.SOCKETS_OPEN.inc()
         await presence.backend().connected(self.user_id, self.channel_name)
@@ -145,24 +190,83 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _schedule_expiry(self, expires_at: float) -> None:
         delay = max(0.0, expires_at - time.time())
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(delay, lambda: state.spawn(self._close(CLOSE_EXPIRED)))
+        self._expiry = loop.call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        state.spawn(self._close(CLOSE_EXPIRED))
 
     # -- layer events -> frames -----------------------------------------
 
-    async def notification_created(self, event: dict[str, Any]) -> None:
-        if event["user"] != self.user_id or self._closed:
+    def _on_layer_message(self, message: dict[str, Any]) -> None:
+        """Called by the layer for each message, in order, as it arrives."""
+        if self._closed:
             return
+        if self._pump is None and not self._turn.locked() and self._handle_now(message):
+            return
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        elif len(backlog) >= settings.NOTIFY_WS_SEND_QUEUE:
+            metrics.DROPPED.inc()
+            _task(self._close(CLOSE_SLOW))
+            return
+        backlog.append(message)
+        if self._pump is None:
+            self._pump = _task(self._work_backlog())
+
+    def _handle_now(self, message: dict[str, Any]) -> bool:
+        """Handle a message that needs no waiting; False when it does."""
+        kind = message.get("type")
+        if kind == delivery.NOTIFICATION_EVENT:
+            return self._live(message)
+        if kind == delivery.READ_EVENT:
+            self._read_elsewhere(message)
+            return True
+        return False
+
+    async def _work_backlog(self) -> None:
+        try:
+            async with self._turn:
+                while self._backlog and not self._closed:
+                    message = self._backlog.popleft()
+                    if message.get("type") == delivery.NOTIFICATION_EVENT:
+                        await self.notification_created(message)
+                    elif not self._handle_now(message):
+                        logger.warning("unknown layer message %r", message.get("type"))
+        except Exception:
+            logger.exception("handling a layer message failed")
+            await self._close(CLOSE_INTERNAL)
+        finally:
+            self._pump = None
+            self._backlog = None
+
+    def _live(self, event: dict[str, Any]) -> bool:
+        """Send a live notification that is next in line (or drop it as
+        foreign or already sent); False when there is a gap to fill first."""
+        if event["user"] != self.user_id or self._closed:
+            return True
         notification: NotificationDict = event["n"]
         seq = int(notification["id"])
         if seq <= self.last:
-            return
+            return True
         if seq > self.last + 1:
-            await self._send_stored(up_to=seq - 1, wait=False)
-            if self._closed:
-                return
+            return False
+        self._enqueue(notification, committed_at=event.get("t"))
+        return True
+
+    async def notification_created(self, event: dict[str, Any]) -> None:
+        if self._live(event):
+            return
+        notification: NotificationDict = event["n"]
+        await self._send_stored(up_to=int(notification["id"]) - 1, wait=False)
+        if self._closed:
+            return
         self._enqueue(notification, committed_at=event.get("t"))
 
     async def notification_read(self, event: dict[str, Any]) -> None:
+        self._read_elsewhere(event)
+
+    def _read_elsewhere(self, event: dict[str, Any]) -> None:
         if event["user"] != self.user_id or event.get("exclude") == self.channel_name:
             return
         self._put(_frame({"type": "read", "ids": event["ids"]}), None)
@@ -190,35 +294,57 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._put(_frame({"type": "notification", "notification": notification}), committed_at)
 
     async def _enqueue_wait(self, notification: NotificationDict) -> None:
-        assert self._outbox is not None
         self.last = int(notification["id"])
-        frame = _frame({"type": "notification", "notification": notification})
-        try:
-            await asyncio.wait_for(self._outbox.put((frame, None)), REPLAY_PUT_TIMEOUT)
-        except TimeoutError:
-            await self._close(CLOSE_SLOW)
+        await self._send_direct(_frame({"type": "notification", "notification": notification}))
 
     def _put(self, frame: str, committed_at: float | None) -> None:
-        if self._closed or self._outbox is None:
+        if self._closed:
             return
-        try:
-            self._outbox.put_nowait((frame, committed_at))
-        except asyncio.QueueFull:
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = deque()
+        elif len(outbox) >= settings.NOTIFY_WS_SEND_QUEUE:
             metrics.DROPPED.inc()
-            state.spawn(self._close(CLOSE_SLOW))
+            _task(self._close(CLOSE_SLOW))
+            return
+        outbox.append((frame, committed_at))
+        if self._writer is None:
+            self._writer = _task(self._write_outbox(outbox))
 
     async def _send_now(self, payload: dict[str, Any]) -> None:
-        assert self._outbox is not None
-        await self._outbox.put((_frame(payload), None))
+        await self._send_direct(_frame(payload))
 
-    async def _write_forever(self) -> None:
-        assert self._outbox is not None
-        while True:
-            frame, committed_at = await self._outbox.get()
-            await self.base_send({"type": "websocket.send", "text": frame})
-            if committed_at is not None:
-                metrics.DELIVERED.inc()
-                metrics.DELIVERY_SECONDS.observe(max(0.0, time.time() - committed_at))
+    async def _send_direct(self, frame: str) -> None:
+        """Send after whatever is queued, waiting for the client to take it
+        (replay, ready). Only handlers call this, one at a time, so nothing
+        is queued behind the writer meanwhile."""
+        if self._closed:
+            return
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                if self._writer is not None:
+                    await asyncio.wait((self._writer,))
+                await self.base_send({"type": "websocket.send", "text": frame})
+        except TimeoutError:
+            await self._close(CLOSE_SLOW)
+        except Exception:  # the client is gone; websocket.disconnect follows
+            logger.debug("send after disconnect", exc_info=True)
+
+    async def _write_outbox(self, outbox: deque[tuple[str, float | None]]) -> None:
+        try:
+            while outbox:
+                frame, committed_at = outbox.popleft()
+                await self.base_send({"type": "websocket.send", "text": frame})
+                if committed_at is not None:
+                    metrics.DELIVERED.inc()
+                    metrics.DELIVERY_SECONDS.observe(max(0.0, time.time() - committed_at))
+        except Exception:  # the client is gone; websocket.disconnect follows
+            logger.debug("send after disconnect", exc_info=True)
+        finally:
+            # Nothing runs between the last check of ``outbox`` and here, so
+            # nothing was added that this task would miss.
+            self._writer = None
+            self._outbox = None
 
     # -- client frames -> services ---------------------------------------
 
@@ -293,6 +419,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._closed = True
         if self._writer is not None:
             self._writer.cancel()
+        self._outbox = None
         try:
             await self.base_send({"type": "websocket.close", "code": code})
         except Exception:  # already gone
@@ -304,11 +431,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def disconnect(self, code: int) -> None:
         self._closed = True
+        self._stop_tasks()
+        await self._leave()
+
+    def _stop_tasks(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        if self._writer is not None:
-            self._writer.cancel()
-        await self._leave()
+        for task in (self._writer, self._pump):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
 
     async def _leave(self) -> None:
         if not self._joined:

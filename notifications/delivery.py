@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -55,6 +55,23 @@ def push_read(user_id: str, ids: Sequence[int], *, exclude_channel: str | None) 
         "exclude": exclude_channel or "",
     }
     _send([(group_name(user_id), message)], counted=False)
+
+
+def open_channel(deliver: Callable[[dict[str, Any]], None]) -> str | None:
+    """A consumer's own channel whose messages are handed to ``deliver`` as
+    they arrive, in order (no queue and no receiving task per socket); None
+    when the layer has no such channels (the consumer then receives the way
+    channels does)."""
+    opener = getattr(get_channel_layer(), "new_direct_channel", None)
+    return None if opener is None else str(opener(deliver))
+
+
+def has_direct_channels() -> bool:
+    return hasattr(get_channel_layer(), "new_direct_channel")
+
+
+def close_channel(channel_name: str) -> None:
+    get_channel_layer().drop_direct_channel(channel_name)
 
 
 async def join(user_id: str, channel_name: str) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from notifications import delivery
 from notifications.tokens import InvalidToken, verify_user_token
 from service.config import DEV_ORIGIN_HOSTS, normalize_origin
 from service.lifecycle import state
@@ -148,4 +149,9 @@ async def refuse_unavailable(scope: Scope, send: Any) -> None:
 
 
 def websocket_auth_stack(app: ASGIApp) -> ASGIApp:
-    return OriginCheck(TokenAuthMiddleware(RefuseWhenLayerDown(app)))
+    if not delivery.has_direct_channels():
+        # Only a consumer that receives the channels way creates its channel
+        # in the layer before its own code runs (see RefuseWhenLayerDown); a
+        # direct channel is local and cannot fail. One wrapper less per socket.
+        app = RefuseWhenLayerDown(app)
+    return OriginCheck(TokenAuthMiddleware(app))

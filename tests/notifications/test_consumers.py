@@ -7,6 +7,7 @@ service's own helper, so the consumer is checked against the JWT standard.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -776,6 +777,21 @@ async def test_sockets_keep_working_after_many_exchanges(connect: Connect) -> No
             assert await other.frame() == {"type": "read", "ids": [str(round_no)]}
     assert seen == [str(i) for i in range(1, 11)]
     assert await sock.ping() == []
+
+
+async def test_an_idle_socket_runs_no_task_of_its_own(connect: Connect) -> None:
+    """Memory per idle socket (docs/performance.md): besides the task running the
+    application there is no writer, no layer receiver, before or after a push."""
+    baseline = len(asyncio.all_tasks())
+    users = [new_user() for _ in range(10)]
+    socks = [(await open_ready(connect, user))[0] for user in users]
+    await asyncio.sleep(0.05)
+    assert len(asyncio.all_tasks()) - baseline <= len(users)
+    await publish(users, "to everyone")
+    for sock in socks:
+        assert (await sock.frame())["notification"]["title"] == "to everyone"
+    await asyncio.sleep(0.05)
+    assert len(asyncio.all_tasks()) - baseline <= len(users)
 
 
 async def test_ping_catches_up_a_lost_last_push(connect: Connect) -> None:
