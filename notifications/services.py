@@ -24,7 +24,7 @@ from django.utils import timezone
 from notifications import delivery
 from notifications.db import with_fresh_connections
 from notifications.errors import IdempotencyConflict, NotificationNotFound, RateLimited
-from notifications.group_commit import AsyncGroupCommitter, GroupCommitter
+from notifications.group_commit import AsyncGroupCommitter
 from notifications.models import (
     IdempotencyRecord,
     Notification,
@@ -76,7 +76,10 @@ def notifications_publish(
     idempotency_key: str | None = None,
     request_hash: str = "",
 ) -> PublishResult:
-    """Store one notification per recipient (deduplicated) and push them after commit."""
+    """Store one notification per recipient (deduplicated) and push them after commit.
+
+    The synchronous entry (the demo page, tools, in-process tests); the HTTP
+    API publishes through ``notifications_publish_async``."""
     publication = Publication(
         source=source,
         recipients=recipients,
@@ -87,7 +90,7 @@ def notifications_publish(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
     )
-    outcome = _group_commit.submit(publication)
+    (outcome,) = notifications_publish_many(publications=[publication])
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
@@ -163,16 +166,6 @@ def notifications_publish_many(
     if pushes:
         transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
     return [outcome for outcome in outcomes if outcome is not None]
-
-
-def _commit_group(publications: Sequence[Publication]) -> list[PublishResult | IdempotencyConflict]:
-    return notifications_publish_many(publications=publications)
-
-
-# Concurrent publishes (one thread per request under ASGI) share commits.
-_group_commit: GroupCommitter[Publication, PublishResult | IdempotencyConflict] = GroupCommitter(
-    _commit_group, size_of=lambda publication: max(1, len(publication.recipients))
-)
 
 
 PublishOutcome = PublishResult | IdempotencyConflict | RateLimited
