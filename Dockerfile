@@ -86,9 +86,11 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
 # Keep-alive above ingress-nginx's upstream keep-alive (60 s) so the proxy
 # never reuses a connection uvicorn is closing. Graceful shutdown (after the
 # drain) is bounded: terminationGracePeriodSeconds covers preStop + drain + it.
+# --ws: uvicorn's websockets-sansio with less state per open socket
+# (service/ws_protocol.py; docs/performance.md, Memory per idle socket).
 CMD ["uvicorn", "service.asgi:application", \
      "--host", "0.0.0.0", "--port", "8000", \
-     "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", \
+     "--loop", "uvloop", "--http", "httptools", "--ws", "service.ws_protocol:LeanWebSocketProtocol", \
      "--ws-max-size", "65536", \
      "--lifespan", "on", \
      "--proxy-headers", "--forwarded-allow-ips", "*", \

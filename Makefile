@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml $(wildcard $(LOCK))
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py devinfo --port $(PORT)
-	exec $(BIN)/uvicorn service.asgi:application --host 127.0.0.1 --port $(PORT) --ws-max-size 65536
+	exec $(BIN)/uvicorn service.asgi:application --host 127.0.0.1 --port $(PORT) --ws service.ws_protocol:LeanWebSocketProtocol --ws-max-size 65536
 
 # The suite runs on SQLite (the embedded default, with the live multi-process
 # tests, most of which run their servers on PostgreSQL), then the in-process

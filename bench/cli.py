@@ -255,7 +255,7 @@ class Target:
                     else "in-memory"
                 ),
                 "server_env": env,
-                "uvicorn_args": list(self.cluster.servers[0].extra_args),
+                "uvicorn_args": list(self.cluster.servers[0].uvicorn_args),
                 "server_pids": self.server_pids,
             }
         return {

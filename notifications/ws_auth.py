@@ -1,14 +1,19 @@
-"""ASGI middleware in front of the WebSocket consumer.
+"""The WebSocket endpoint in front of the consumer, in one frame.
 
-``OriginCheck`` refuses browser handshakes from Origins not allowed;
-``TokenAuthMiddleware`` resolves the user token into ``scope["user_id"]``.
-Either refusal closes before accept, which servers answer with HTTP 403, and
-nothing is sent. Cookies never authenticate a socket.
+``SocketEntry`` refuses browser handshakes from Origins not allowed, resolves
+the user token into ``scope["user_id"]`` and routes the one socket path to
+the consumer. Every refusal closes before accept, which servers answer with
+HTTP 403, and nothing is sent. Cookies never authenticate a socket.
+
+It is one object rather than a chain of middleware on purpose: each layer of
+a chain keeps its coroutine frame (and, the ASGI way, its own copy of the
+scope) alive for the whole life of the socket.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -46,18 +51,10 @@ def origin_allowed(origin: str) -> bool:
     return host in DEV_ORIGIN_HOSTS
 
 
-class OriginCheck:
+def origin_ok(scope: Scope) -> bool:
     """Browsers send Origin; it must match ALLOWED_ORIGINS exactly. No Origin: not a browser."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        origins = [v for k, v in scope.get("headers", []) if k == b"origin"]
-        if origins and not (len(origins) == 1 and origin_allowed(origins[0].decode("latin1"))):
-            await deny(receive, send)
-            return
-        await self.app(scope, receive, send)
+    origins = [v for k, v in scope.get("headers", []) if k == b"origin"]
+    return not origins or (len(origins) == 1 and origin_allowed(origins[0].decode("latin1")))
 
 
 def extract_token(scope: Scope) -> tuple[str | None, str | None]:
@@ -80,29 +77,77 @@ def extract_token(scope: Scope) -> tuple[str | None, str | None]:
     return None, answer
 
 
-class TokenAuthMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+def authenticate(scope: Scope) -> Scope | None:
+    """The scope's additions for a valid user token; None to refuse (also
+    while the process shuts down)."""
+    if state.shutting_down:
+        return None
+    token, subprotocol = extract_token(scope)
+    try:
+        if token is None:
+            raise InvalidToken("no token")
+        claims = verify_user_token(token)
+    except InvalidToken:
+        return None
+    return {
+        "user_id": claims.user_id,
+        "token_expires_at": claims.expires_at,
+        "notify_subprotocol": subprotocol,
+    }
+
+
+def route_path(scope: Scope) -> str | None:
+    """The path below ``root_path`` without leading slashes, as channels'
+    URLRouter matches it; None when the path is outside ``root_path``."""
+    path: str = scope.get("path", "")
+    root_path: str = scope.get("root_path", "")
+    if root_path:
+        if not path.startswith(root_path):
+            return None
+        path = path[len(root_path) :]
+    return path.lstrip("/")
+
+
+class SocketEntry:
+    """Origin allow-list, token auth and the one socket path, then the consumer.
+
+    The consumer gets uvicorn's scope itself, with ``user_id``,
+    ``token_expires_at`` and ``notify_subprotocol`` added: nothing above it
+    reads the scope after the handshake but uvicorn's log lines, so there is
+    no copy to keep alive. Any other path is refused like a bad token.
+    """
+
+    __slots__ = ("app", "path")
+
+    def __init__(self, path: str, consumer: Callable[[], ASGIApp]) -> None:
+        self.path = path.lstrip("/")
+        app: ASGIApp = _ConsumerApp(consumer)
+        if not delivery.has_direct_channels():
+            # Only a consumer that receives the channels way creates its
+            # channel in the layer before its own code runs (see
+            # RefuseWhenLayerDown); a direct channel is local and cannot fail.
+            app = RefuseWhenLayerDown(app)
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if state.shutting_down:
+        added = authenticate(scope) if origin_ok(scope) else None
+        if added is None or route_path(scope) != self.path:
             await deny(receive, send)
             return
-        token, subprotocol = extract_token(scope)
-        try:
-            if token is None:
-                raise InvalidToken("no token")
-            claims = verify_user_token(token)
-        except InvalidToken:
-            await deny(receive, send)
-            return
-        scope = {
-            **scope,
-            "user_id": claims.user_id,
-            "token_expires_at": claims.expires_at,
-            "notify_subprotocol": subprotocol,
-        }
+        scope.update(added)
         await self.app(scope, receive, send)
+
+
+class _ConsumerApp:
+    """A new consumer per socket, called without a frame of its own."""
+
+    __slots__ = ("consumer",)
+
+    def __init__(self, consumer: Callable[[], ASGIApp]) -> None:
+        self.consumer = consumer
+
+    def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
+        return self.consumer()(scope, receive, send)
 
 
 class RefuseWhenLayerDown:
@@ -146,12 +191,3 @@ async def refuse_unavailable(scope: Scope, send: Any) -> None:
     client sees (an HTTP 503 denial is logged by uvicorn as an app error)."""
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.close", "code": 1013})
-
-
-def websocket_auth_stack(app: ASGIApp) -> ASGIApp:
-    if not delivery.has_direct_channels():
-        # Only a consumer that receives the channels way creates its channel
-        # in the layer before its own code runs (see RefuseWhenLayerDown); a
-        # direct channel is local and cannot fail. One wrapper less per socket.
-        app = RefuseWhenLayerDown(app)
-    return OriginCheck(TokenAuthMiddleware(app))

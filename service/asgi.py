@@ -14,16 +14,14 @@ from django.core.asgi import get_asgi_application
 django_http = get_asgi_application()  # sets Django up before the imports below
 
 from channels.layers import get_channel_layer  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-from django.urls import path, re_path  # noqa: E402
 
 from api.publish_asgi import PublishEndpoint  # noqa: E402
 from notifications import channel_layer, delivery, presence  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
-from notifications.ws_auth import deny, websocket_auth_stack  # noqa: E402
+from notifications.ws_auth import SocketEntry  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
 from service.logs import install_uvicorn_scrubbing  # noqa: E402
@@ -39,10 +37,6 @@ def check_channel_layer() -> None:
         )
 
 
-async def not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    await deny(receive, send)
-
-
 check_channel_layer()
 if settings.DEBUG and "*" in settings.ALLOWED_HOSTS:
     logging.getLogger(__name__).warning(
@@ -51,21 +45,10 @@ if settings.DEBUG and "*" in settings.ALLOWED_HOSTS:
     )
 install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
 
-websocket_app = websocket_auth_stack(
-    URLRouter(
-        [
-            path("ws/notifications", NotificationConsumer.as_asgi()),
-            re_path(r"", not_found),  # type: ignore[arg-type]
-        ]
-    )
-)
-
-router = ProtocolTypeRouter(
-    {
-        "http": BodyLimit(PublishEndpoint(ASGIStaticFilesHandler(django_http))),
-        "websocket": websocket_app,
-    }
-)
+# Sockets: Origin, token and path checks in one frame (no middleware chain
+# or router whose frames and scope copies would live as long as the socket).
+websocket_app = SocketEntry("/ws/notifications", NotificationConsumer)
+http_app = BodyLimit(PublishEndpoint(ASGIStaticFilesHandler(django_http)))
 
 
 async def _close_sockets_for_reconnect() -> None:
@@ -93,7 +76,12 @@ async def _shutdown() -> None:
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
+    kind = scope["type"]
+    if kind == "websocket":
+        await websocket_app(scope, receive, send)
+    elif kind == "http":
+        await http_app(scope, receive, send)
+    elif kind == "lifespan":
         await lifecycle.lifespan(receive, send, on_startup=_startup, on_shutdown=_shutdown)
-        return
-    await router(scope, receive, send)
+    else:
+        raise ValueError(f"No application configured for scope type {kind!r}")

@@ -183,13 +183,18 @@ def test_the_command_serves_the_asgi_app_with_the_production_flags() -> None:
 
 
 def test_the_ws_implementation_is_the_one_the_tests_run() -> None:
-    """uvicorn's `auto` (what every other test uses) resolves to websockets-sansio."""
+    """The live tests' servers (LiveServer) use the image's --ws, a subclass of
+    websockets-sansio, which uvicorn's `auto` (the in-process tests) resolves to."""
     from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+    from service.ws_protocol import LeanWebSocketProtocol
+    from tests.support.servers import LEAN_WS
+
     cmd = support.exec_form((RUNTIME.last("CMD") or support.Instruction("", "", 0)).args)
     assert AutoWebSocketsProtocol is WebSocketsSansIOProtocol
-    assert support.option(cmd, "--ws") == "websockets-sansio"
+    assert support.option(cmd, "--ws") == LEAN_WS == "service.ws_protocol:LeanWebSocketProtocol"
+    assert issubclass(LeanWebSocketProtocol, WebSocketsSansIOProtocol)
 
 
 def test_the_healthcheck_asks_healthz_with_python_only() -> None:

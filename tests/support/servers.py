@@ -50,6 +50,8 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCALHOST = "127.0.0.1"
+# The WebSocket protocol the image serves with (Dockerfile: --ws).
+LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 
 # Environment variables a LiveServer never inherits from the test process; pass
 # them explicitly in ``env`` when the server should see them.
@@ -615,7 +617,8 @@ class LiveServer(_ManagedServer):
     ``REDIS_URL`` are *not* inherited (pass them in ``env``). With ``migrate=True``
     ``manage.py migrate --noinput`` runs once, with the same env, before the first
     start. ``start()`` waits until ``GET /healthz`` answers 200. Output of both
-    goes to ``log_path`` (see :meth:`log_text`).
+    goes to ``log_path`` (see :meth:`log_text`). ``ws`` is uvicorn's ``--ws``:
+    the image's lean protocol unless given (None: uvicorn's default).
     """
 
     def __init__(
@@ -626,6 +629,7 @@ class LiveServer(_ManagedServer):
         port: int | None = None,
         app: str = "service.asgi:application",
         extra_args: Sequence[str] = (),
+        ws: str | None = LEAN_WS,
         cwd: str | Path = REPO_ROOT,
         health_path: str = "/healthz",
         startup_timeout: float = 20.0,
@@ -637,6 +641,7 @@ class LiveServer(_ManagedServer):
         self.ws_url: str = f"ws://{self.host}:{self.port}"
         self.app = app
         self.extra_args: tuple[str, ...] = tuple(extra_args)
+        self.ws = ws
         self.cwd: Path = Path(cwd)
         self.health_path = health_path
         self.startup_timeout = startup_timeout
@@ -670,6 +675,11 @@ class LiveServer(_ManagedServer):
         if self._proc is None:
             raise RuntimeError("server not started")
         return self._proc.pid
+
+    @property
+    def uvicorn_args(self) -> tuple[str, ...]:
+        """uvicorn's arguments after the app, host and port."""
+        return (*(("--ws", self.ws) if self.ws else ()), *self.extra_args)
 
     @property
     def returncode(self) -> int | None:
@@ -717,7 +727,7 @@ class LiveServer(_ManagedServer):
             sys.executable, "-m", "uvicorn", self.app,
             "--host", self.host,
             "--port", str(self.port),
-            *self.extra_args,
+            *self.uvicorn_args,
         ]  # fmt: skip
         self._proc = proc = _spawn(args, log_path=self.log_path, env=self.env, cwd=self.cwd)
         deadline = time.monotonic() + self.startup_timeout

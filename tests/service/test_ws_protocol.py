@@ -1,0 +1,189 @@
+"""service.ws_protocol.LeanWebSocketProtocol on a real uvicorn server (in-process,
+real sockets, a websockets client): it serves like websockets-sansio and holds
+neither the handshake nor asyncio's queue and event once a socket is open.
+
+These fail when a new uvicorn uses the replaced objects differently.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import collections
+import contextlib
+import inspect
+import textwrap
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.protocols.websockets import websockets_sansio_impl
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from service.ws_protocol import (
+    HANDSHAKE_ATTRIBUTES,
+    LeanWebSocketProtocol,
+    SlimEvent,
+    SlimQueue,
+)
+
+LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
+BASE = websockets_sansio_impl.WebSocketsSansIOProtocol
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accept /ok and echo text frames; refuse anything else before accept."""
+    assert scope["type"] == "websocket"
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] != "/ok":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send({"type": "websocket.accept", "subprotocol": "notifications.v1"})
+    await send({"type": "websocket.send", "text": "hello"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") == "close":
+            await send({"type": "websocket.close", "code": 4000})
+            continue
+        await send({"type": "websocket.send", "text": "echo:" + message["text"]})
+
+
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[tuple[uvicorn.Server, str]]:
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, ws=LEAN_WS, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn did not start"
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield server, f"ws://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+def protocols(server: uvicorn.Server) -> list[LeanWebSocketProtocol]:
+    return [p for p in server.server_state.connections if isinstance(p, LeanWebSocketProtocol)]
+
+
+async def test_an_open_socket_holds_no_handshake_and_no_asyncio_queue_or_event() -> None:
+    async with (
+        serving() as (server, url),
+        connect(url + "/ok?token=x", subprotocols=["notifications.v1"]) as ws,  # type: ignore[list-item]
+    ):
+        assert await ws.recv() == "hello"
+        assert ws.subprotocol == "notifications.v1"
+        [protocol] = protocols(server)
+        state = vars(protocol)
+        for name in HANDSHAKE_ATTRIBUTES:
+            assert name not in state, f"{name} is still held after the handshake"
+        heavy = (asyncio.Queue, asyncio.Event, collections.deque)
+        held = {k: type(v).__name__ for k, v in state.items() if isinstance(v, heavy)}
+        assert held == {}
+        assert isinstance(protocol.queue, SlimQueue)
+        assert isinstance(protocol.writable, SlimEvent)
+        # It still works both ways, and closes like websockets-sansio.
+        for i in range(50):
+            await ws.send(f"m{i}")
+        assert [await ws.recv() for _ in range(50)] == [f"echo:m{i}" for i in range(50)]
+        await ws.send("close")
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 4000
+
+
+async def test_a_refusal_before_accept_is_still_a_403() -> None:
+    async with serving() as (server, url):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url + "/other"):
+                pass
+        assert refused.value.response.status_code == 403
+        await asyncio.sleep(0.1)
+        assert protocols(server) == []
+
+
+def _attribute_uses(cls: type, attribute: str) -> dict[str, set[str]]:
+    """Per method of ``cls``: which members of ``self.<attribute>`` it uses
+    ("" when it reads ``self.<attribute>`` itself)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    uses: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for sub in ast.walk(node):
+            if (
+                isinstance(sub, ast.Attribute)
+                and isinstance(sub.value, ast.Name)
+                and sub.value.id == "self"
+                and sub.attr == attribute
+            ):
+                uses.setdefault(node.name, set())
+        for sub in ast.walk(node):
+            if (
+                isinstance(sub, ast.Attribute)
+                and isinstance(sub.value, ast.Attribute)
+                and isinstance(sub.value.value, ast.Name)
+                and sub.value.value.id == "self"
+                and sub.value.attr == attribute
+            ):
+                uses.setdefault(node.name, set()).add(sub.attr)
+    return uses
+
+
+def test_uvicorn_uses_only_what_the_slim_queue_and_event_provide() -> None:
+    for attribute, slim in (("queue", SlimQueue), ("writable", SlimEvent)):
+        used = set().union(*_attribute_uses(BASE, attribute).values())
+        assert used, f"uvicorn no longer uses self.{attribute}: revisit service/ws_protocol.py"
+        missing = {name for name in used if not hasattr(slim, name)}
+        assert missing == set(), f"uvicorn uses self.{attribute}.{missing}"
+
+
+def test_uvicorn_reads_the_handshake_only_where_it_is_still_held() -> None:
+    # request/response/scope are dropped after the handshake is answered; the
+    # methods that read them must be the ones that run before that (or, for
+    # send, only while the handshake is not complete: checked above live).
+    allowed = {"handle_connect", "run_asgi", "send"}
+    for attribute in HANDSHAKE_ATTRIBUTES:
+        readers = set(_attribute_uses(BASE, attribute))
+        assert readers, f"uvicorn no longer keeps self.{attribute}: revisit service/ws_protocol.py"
+        assert readers <= allowed, f"self.{attribute} is read in {readers - allowed}"
+
+
+async def test_slim_queue_and_event_behave_like_asyncio_ones() -> None:
+    queue = SlimQueue()
+    assert queue.empty()
+    waiting = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    waiting.cancel()  # a cancelled reader loses nothing
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    reader = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert await reader == 1
+    assert not queue.empty() and queue.qsize() == 1
+    assert await queue.get() == 2
+    assert queue.empty() and vars_of(queue) == {"_items": None, "_getters": None}
+
+    event = SlimEvent()
+    waiters = [asyncio.create_task(event.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    event.set()
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    assert event.is_set() and await event.wait()
+    event.clear()
+    assert not event.is_set() and vars_of(event) == {"_is_set": False, "_waiters": None}
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in type(obj).__slots__}
