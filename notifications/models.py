@@ -120,9 +120,29 @@ def insert_notifications(
     for shared, rows in publications:
         prepared = tuple(_prepare(name, shared[name]) for name in _SHARED_COLUMNS)
         params.extend((user_id, seq, *prepared) for user_id, seq in rows)
+    if connection.vendor == "postgresql" and len(params) > 1:
+        _copy_rows(columns, params)
+        return
     with connection.cursor() as cursor:
         for start in range(0, len(params), _INSERT_CHUNK):
             cursor.executemany(sql, params[start : start + _INSERT_CHUNK])
+
+
+def _copy_rows(columns: Sequence[str], params: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: COPY, which the server ingests faster than INSERTs (jsonb
+    is parsed from COPY's text form; psycopg adapts the other values)."""
+    quote = connection.ops.quote_name
+    statement = (
+        f"COPY {quote(Notification._meta.db_table)} "
+        f"({', '.join(quote(_field(name).column) for name in columns)}) FROM STDIN"
+    )
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for row in params:
+            copy.write_row(row)
 
 
 def _prepare(name: str, value: Any) -> Any:

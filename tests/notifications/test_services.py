@@ -352,3 +352,18 @@ def test_purge_removes_expired_idempotency_records() -> None:
     services.notifications_purge(older_than_days=30)
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
     assert seqs("a") == [1, 2]
+
+
+TRICKY = "tab\there, newline\nthere, back\\slash, \\N, quote \" ' , é 🚚, \r, end\\"
+
+
+def test_rows_keep_every_character_through_the_bulk_insert() -> None:
+    # Several rows take the bulk path (executemany, or COPY on PostgreSQL,
+    # whose text format escapes tabs, newlines and backslashes).
+    data = {"k\tey": TRICKY, "nested": [TRICKY, {"\\": None, "n": 1.5, "big": 2**53}]}
+    result = publish(["a", "b\tc", "d\\e"], title=TRICKY, body=TRICKY, data=data)
+    rows = Notification.objects.filter(event_id=result.event_id).order_by("user_id")
+    assert [r.user_id for r in rows] == ["a", "b\tc", "d\\e"]
+    for row in rows:
+        assert (row.title, row.body, row.data) == (TRICKY, TRICKY, data)
+        assert row.source == "shop" and row.type == "t" and row.read_at is None
