@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.production.conftest import (
+    PUBLISH_PATH,
     LogGuard,
     ServerPool,
     Sockets,
@@ -27,6 +30,8 @@ from tests.production.conftest import (
     pg_connect,
     post_notification,
     prod_env,
+    publish_body,
+    publisher_headers,
     ws_connect,
 )
 from tests.support.servers import PostgresServer, RedisServer
@@ -37,7 +42,7 @@ SOCKETS = 50
 DRAIN_SECONDS = 2.0
 MARGIN = 10.0
 GRACE_PERIOD = 10.0  # the contract's default
-BIG_BATCH = 4000  # recipients of the request in flight at SIGTERM: takes a while to store
+BIG_BATCH = 4000  # recipients of the request in flight at SIGTERM
 
 
 @pytest.mark.timeout(120)
@@ -71,13 +76,24 @@ async def test_sigterm_turns_readyz_503_then_drains_sockets_with_1012_over_the_w
         # Warm the probe's keep-alive connection so that polling needs no new one.
         assert (await probe.get(server.url + "/readyz")).status_code == 200
 
-        # A request in flight when the signal arrives: one POST to thousands of users.
+        # A request in flight when the signal arrives, by construction: a POST to
+        # thousands of users whose body is only half sent until after SIGTERM.
         batch = [new_user("big") for _ in range(BIG_BATCH)]
+        body = json.dumps(publish_body(batch, title="in flight")).encode()
+        rest_of_body = asyncio.Event()
+
+        async def half_then_rest() -> AsyncIterator[bytes]:
+            yield body[: len(body) // 2]
+            await rest_of_body.wait()
+            yield body[len(body) // 2 :]
+
         in_flight = asyncio.create_task(
-            post_notification(publisher, server, batch, title="in flight")
+            publisher.post(
+                server.url + PUBLISH_PATH, content=half_then_rest(), headers=publisher_headers()
+            )
         )
-        await asyncio.sleep(0.15)
-        assert not in_flight.done(), "the request finished before SIGTERM: make it bigger"
+        await asyncio.sleep(0.3)
+        assert not in_flight.done(), in_flight.result()
 
         server.terminate()
         signalled = time.monotonic()
@@ -85,6 +101,13 @@ async def test_sigterm_turns_readyz_503_then_drains_sockets_with_1012_over_the_w
         readiness: list[tuple[float, int, dict[str, Any]]] = []
         refused_handshakes: list[str] = []
         late_post: dict[str, Any] = {}
+
+        async def finish_in_flight_once_draining() -> None:
+            while not any(code == 503 for _t, code, _b in readiness):
+                if time.monotonic() - signalled > 2.0:
+                    break
+                await asyncio.sleep(0.01)
+            rest_of_body.set()
 
         async def poll_readyz() -> None:
             while time.monotonic() - signalled < DRAIN_SECONDS + MARGIN:
@@ -127,6 +150,7 @@ async def test_sigterm_turns_readyz_503_then_drains_sockets_with_1012_over_the_w
 
         await asyncio.gather(
             poll_readyz(),
+            finish_in_flight_once_draining(),
             try_new_socket_during_drain(),
             post_right_after_signal(),
             *(s.wait_closed(timeout=DRAIN_SECONDS + MARGIN) for s in socks),
