@@ -153,7 +153,9 @@ def test_url_mode_batch_rate_and_sweep(
         }
     )
     target = [
-        "--url", server.url, "--api-key", api_key, "--jwt-secret", jwt_secret,
+        # "=" form: a random secret may start with "-", which argparse would
+        # take for an option (a CI failure once).
+        "--url", server.url, f"--api-key={api_key}", f"--jwt-secret={jwt_secret}",
         "--server-pid", str(server.pid), "--no-results",
     ]  # fmt: skip
 
