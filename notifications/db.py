@@ -1,10 +1,10 @@
 """ORM calls from async code: the one way this service leaves the event loop.
 
-``off_loop(func)`` is channels' ``database_sync_to_async`` (connections past
-their age are closed before and after) plus one more step: the thread's
-query log is cleared. ``with_fresh_connections(func)`` does the same around
-a plain function, for threads that are not started by ``off_loop`` (the
-publish writer, notifications/group_commit.py).
+``with_fresh_connections(func)`` closes connections past their age before
+and after ``func`` (what channels' ``database_sync_to_async`` does) and also
+clears the thread's query log. ``off_loop(func)`` runs that in a worker
+thread; the publish writer (notifications/group_commit.py) uses the wrapper
+directly in its own thread.
 
 Why the query log: with ``DEBUG`` on, Django logs every query of a
 connection (up to 9,000 of them) and clears the log only in the thread that
@@ -17,28 +17,13 @@ tests/endurance/test_endurance.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any, ParamSpec, TypeVar
 
-from channels.db import DatabaseSyncToAsync
+from asgiref.sync import sync_to_async
 from django.db import close_old_connections, reset_queries
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class _OffLoop(DatabaseSyncToAsync):  # type: ignore[misc]
-    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
-        reset_queries()
-        try:
-            return super().thread_handler(loop, *args, **kwargs)
-        finally:
-            reset_queries()
-
-
-def off_loop(func: Callable[P, R], *, executor: Executor | None = None) -> Callable[P, Any]:
-    """``func`` as a coroutine function run in a worker thread (not thread-sensitive)."""
-    return _OffLoop(func, thread_sensitive=False, executor=executor)
 
 
 def with_fresh_connections(func: Callable[P, R]) -> Callable[P, R]:
@@ -54,3 +39,9 @@ def with_fresh_connections(func: Callable[P, R]) -> Callable[P, R]:
             reset_queries()
 
     return run
+
+
+def off_loop(func: Callable[P, R]) -> Callable[P, Any]:
+    """``func`` as a coroutine function run in a worker thread (not thread-sensitive),
+    between the same cleanups as ``with_fresh_connections``."""
+    return sync_to_async(with_fresh_connections(func), thread_sensitive=False)

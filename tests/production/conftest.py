@@ -25,8 +25,7 @@ import random
 import re
 import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +36,17 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.support.live import (  # noqa: F401 (re-exported to the tests)
+    ME_PATH,
+    PUBLISH_PATH,
+    WAIT,
+    WS_PATH,
+    Frame,
+    Socket,
+    eventually,
+    new_user,
+    stored_notifications_as,
+)
 from tests.support.servers import LiveServer, PostgresServer, RedisServer
 
 # --------------------------------------------------------------------------- secrets
@@ -46,13 +56,6 @@ OTHER_SECRET = "prod-other-" + secrets.token_hex(24)
 JWT_SECRET = secrets.token_hex(24)  # 48 characters
 DJANGO_SECRET_KEY = secrets.token_urlsafe(50)
 assert len(JWT_SECRET) == 48
-
-PUBLISH_PATH = "/api/v1/notifications"
-ME_PATH = "/api/v1/me/notifications"
-WS_PATH = "/ws/notifications"
-WAIT = 30.0
-
-Frame = dict[str, Any]
 
 
 def prod_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -77,10 +80,6 @@ def prod_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
 def make_token(sub: str, *, exp_in: float = 3600, secret: str = JWT_SECRET) -> str:
     now = int(time.time())
     return jwt.encode({"sub": sub, "iat": now, "exp": now + int(exp_in)}, secret, "HS256")
-
-
-def new_user(prefix: str = "u") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def publisher_headers(secret: str = SHOP_SECRET) -> dict[str, str]:
@@ -287,15 +286,7 @@ async def stored_notifications(
     http: httpx.AsyncClient, server: LiveServer, user: str
 ) -> list[Frame]:
     """Every stored notification of ``user`` over the user API, oldest first."""
-    results: list[Frame] = []
-    url: str | None = f"{server.url}{ME_PATH}?limit=200"
-    while url is not None:
-        response = await http.get(url, headers=user_headers(user))
-        assert response.status_code == 200, response.text
-        page = response.json()
-        results += page["results"]
-        url = page["next"]
-    return list(reversed(results))
+    return await stored_notifications_as(http, server, user_headers(user))
 
 
 async def presence(http: httpx.AsyncClient, server: LiveServer, user: str) -> dict[str, Any]:
@@ -329,25 +320,6 @@ async def metric_value(
     return 0.0
 
 
-async def eventually(
-    fetch: Callable[[], Awaitable[Any]],
-    until: Callable[[Any], bool],
-    *,
-    timeout: float = WAIT,
-    interval: float = 0.2,
-    what: str = "",
-) -> Any:
-    """Poll ``await fetch()`` until ``until(value)``; returns that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fetch()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout}s waiting for {what}; last: {value!r}")
-        await asyncio.sleep(interval)
-
-
 def pg_connect(postgres_server: PostgresServer, database_url: str) -> psycopg.Connection[Any]:
     return postgres_server.connect(db_name(database_url))
 
@@ -379,97 +351,6 @@ async def ws_connect(
         max_size=None,
         **kwargs,
     )
-
-
-class Socket:
-    """A websockets client connection whose frames a background task collects."""
-
-    def __init__(self, ws: ClientConnection, label: str) -> None:
-        self.ws = ws
-        self.label = label
-        self.frames: list[Frame] = []
-        self.closed_at: float | None = None
-        self._changed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for message in self.ws:
-                assert isinstance(message, str), f"{self.label}: binary frame"
-                self.frames.append(json.loads(message))
-                self._changed.set()
-        except ConnectionClosed:
-            pass
-        finally:
-            self.closed_at = time.monotonic()
-            self._changed.set()
-
-    @property
-    def closed(self) -> bool:
-        return self._reader.done()
-
-    @property
-    def close_code(self) -> int | None:
-        return self.ws.close_code
-
-    def of_type(self, frame_type: str) -> list[Frame]:
-        return [f for f in self.frames if f.get("type") == frame_type]
-
-    def notifications(self) -> list[Frame]:
-        return [f["notification"] for f in self.of_type("notification")]
-
-    def ids(self) -> list[int]:
-        return [int(n["id"]) for n in self.notifications()]
-
-    async def wait_for(
-        self, predicate: Callable[[Socket], bool], timeout: float = WAIT, what: str = ""
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate(self):
-            if self.closed:
-                raise AssertionError(
-                    f"{self.label} closed (code {self.close_code}) while waiting for "
-                    f"{what or predicate}; last frames: {self.frames[-5:]}"
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"{self.label}: gave up after {timeout}s waiting for {what or predicate}; "
-                    f"{len(self.frames)} frames, last: {self.frames[-3:]}"
-                )
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-
-    async def ready(self, timeout: float = WAIT) -> Frame:
-        await self.wait_for(lambda s: bool(s.of_type("ready")), timeout, "the ready frame")
-        return self.of_type("ready")[0]
-
-    async def wait_count(self, count: int, timeout: float = WAIT) -> list[Frame]:
-        await self.wait_for(
-            lambda s: len(s.of_type("notification")) >= count, timeout, f"{count} notifications"
-        )
-        return self.notifications()
-
-    async def ping(self, timeout: float = WAIT) -> None:
-        """Round trip: everything queued before the pong has arrived after this."""
-        pongs = len(self.of_type("pong"))
-        await self.ws.send('{"type": "ping"}')
-        await self.wait_for(lambda s: len(s.of_type("pong")) > pongs, timeout, "a pong")
-
-    async def wait_closed(self, timeout: float = WAIT) -> int | None:
-        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        return self.close_code
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(), 10)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._reader), 10)
-        if not self._reader.done():
-            self._reader.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader
 
 
 class Sockets:
