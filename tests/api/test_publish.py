@@ -790,7 +790,8 @@ def test_key_comparison_runs_over_every_key(
     assert (found.name if found else None) == {"first": "a", "last": "d", "wrong": None}[presented]
 
 
-def test_raw_secret_overrides_still_work_for_tests(settings: Any) -> None:
-    """Test suites may still put ``{name: secret}`` into settings; it is hashed on use."""
-    settings.NOTIFY_API_KEYS = {"shop": SHOP_SECRET}
-    assert authentication.publisher_for_secret(SHOP_SECRET) == authentication.Publisher("shop")
+def test_a_raw_secret_in_settings_is_refused_not_hashed(settings: Any) -> None:
+    """Settings hold only start-up's parsed digests; no branch accepts a raw secret."""
+    settings.NOTIFY_API_KEYS = {"shop": (SHOP_SECRET,)}
+    with pytest.raises(TypeError, match="not PublisherKey"):
+        authentication.publisher_for_secret(SHOP_SECRET)
