@@ -68,7 +68,7 @@ async def test_publish_is_503_with_retry_after_while_postgres_is_down_and_recove
 
     own_postgres.stop()
 
-    status, body = await eventually(
+    _status, body = await eventually(
         functools.partial(readyz, http, server),
         lambda answer: answer[0] == 503,
         what="/readyz to turn 503 with PostgreSQL stopped",
