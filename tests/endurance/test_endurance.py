@@ -1,7 +1,7 @@
 """Endurance: one process through many connections and many notifications, on Redis +
 PostgreSQL, with its resources measured before and after.
 
-* 20,000 WebSocket connect -> ready -> close cycles (50 clients at a time, a new
+* 40,000 WebSocket connect -> ready -> close cycles (50 clients at a time, a new
   user id each time);
 * 100,000 notifications: 1,000 POSTs of 100 recipients to 200 connected users,
   every delivery counted (in order, none missing);
@@ -46,7 +46,7 @@ from tests.support.servers import REPO_ROOT, LiveServer, PostgresServer, RedisSe
 
 pytestmark = [pytest.mark.endurance, pytest.mark.live]
 
-CYCLES = int(os.environ.get("ENDURANCE_CYCLES", "20000"))
+CYCLES = int(os.environ.get("ENDURANCE_CYCLES", "40000"))
 CONCURRENCY = 50
 USERS = 200
 POSTS = int(os.environ.get("ENDURANCE_POSTS", "1000"))
@@ -58,10 +58,13 @@ ERROR_MARKERS = ("Traceback", '"level": "ERROR"', '"level": "CRITICAL"', '" 500'
 
 # Bounds (docs/security.md, "Attacks tried").
 RSS_GROWTH = 50 * MIB
-# Growth must level off: the second half of the cycles may add at most this much
-# (or half of what the first half added, if more). A steady leak adds as much in
-# the second half as in the first: 2.6 KiB a cycle is about 25 MiB per 10,000.
-LATE_RSS_GROWTH_MIB = 8.0
+# Growth must level off: the last quarter of the cycles may add at most this
+# much (or half of what the first quarter added, if more). A steady leak adds as
+# much late as early: 2.6 KiB a cycle is about 25 MiB per 10,000 cycles.
+# Measured (docs/security.md): about 1 KiB a cycle for the first 20,000-30,000
+# cycles, then flat (40,000 cycles by quarter: +11.8, +9.8, +7.9, +0.4 MiB), so
+# the run is 40,000 cycles long: 20,000 end before the growth levels off.
+LATE_RSS_GROWTH_MIB = 4.0
 FD_GROWTH = 20
 REDIS_CLIENT_GROWTH = 5
 PG_POOL_MAX = 16
@@ -244,8 +247,8 @@ async def connect_cycles(server: LiveServer, count: int, prefix: str) -> list[in
     return codes
 
 
-@pytest.mark.timeout(240)
-async def test_20000_connect_disconnect_cycles(stack: Stack, http: httpx.AsyncClient) -> None:
+@pytest.mark.timeout(900)
+async def test_40000_connect_disconnect_cycles(stack: Stack, http: httpx.AsyncClient) -> None:
     server, meter = stack.server, stack.meter
     await connect_cycles(server, 500, "warm")  # warm-up: imports, pools, thread pools
     await asyncio.sleep(1)
@@ -277,11 +280,11 @@ async def test_20000_connect_disconnect_cycles(stack: Stack, http: httpx.AsyncCl
     assert len(codes) == CYCLES // 8 * 8 and set(codes) == {1000}, set(codes)
     assert sockets_open == 0
     check_bounds(before, after)
-    first_half = rss_checkpoints[4] - rss_checkpoints[0]
-    second_half = rss_checkpoints[8] - rss_checkpoints[4]
-    assert second_half <= max(LATE_RSS_GROWTH_MIB, first_half / 2), (
-        f"RSS still growing: {first_half:.1f} MiB in the first half of the cycles, "
-        f"{second_half:.1f} MiB in the second; checkpoints {rss_checkpoints}"
+    first_quarter = rss_checkpoints[2] - rss_checkpoints[0]
+    last_quarter = rss_checkpoints[8] - rss_checkpoints[6]
+    assert last_quarter <= max(LATE_RSS_GROWTH_MIB, first_quarter / 2), (
+        f"RSS still growing: {first_quarter:.1f} MiB in the first quarter of the cycles, "
+        f"{last_quarter:.1f} MiB in the last; checkpoints {rss_checkpoints}"
     )
     assert (await http.get(server.url + "/readyz")).status_code == 200
 
