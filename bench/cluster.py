@@ -179,6 +179,10 @@ class Cluster:
                 "JWT_SECRET": self.jwt_secret,
                 "NOTIFY_PUBLISH_RATE": "1000000/s",
                 "DATABASE_URL": database_url,
+                # The image's logging (its defaults, stated so that the bench
+                # process's own environment cannot change them).
+                "LOG_LEVEL": "INFO",
+                "NOTIFY_JSON_LOGS": "true",
             }
             if self.redis is not None:
                 env["REDIS_URL"] = self.redis.url
