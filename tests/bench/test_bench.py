@@ -300,7 +300,7 @@ def test_a_delivery_the_servers_drop_is_counted_lost(
     second = live_server_factory(env, migrate=False)
     (line,) = run_bench(
         ["run", "--scenario", "batch", "--sockets", "4", "--batch", "4", "--count", "2",
-         "--concurrency", "1", "--drain-timeout", "2", "--no-results", "--no-warmup",
+         "--concurrency", "1", "--drain-timeout", "8", "--no-results", "--no-warmup",
          "--url", first.url, "--url", second.url,
          f"--api-key={api_key}", f"--jwt-secret={jwt_secret}"],
         exit_code=1,
