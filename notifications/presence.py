@@ -1,8 +1,8 @@
 """Who is connected, counted across every process of the deployment.
 
 Without Redis, a counter in this process (there is only one). With Redis,
-each socket is a member of the sorted set ``presence:<user>`` scored by its
-expiry; this process refreshes its members every ``HEARTBEAT`` seconds, so
+each socket is a member of the sorted set ``presence:{<user's group>}``
+scored by its expiry; this process refreshes its members every ``HEARTBEAT`` seconds, so
 the sockets of a process that died without cleanup drop out after ``TTL``.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from redis import asyncio as aioredis
 
-from notifications import redis_clients
+from notifications import delivery, redis_clients
 from service.config import RedisSettings
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,9 @@ class RedisPresence:
         return client
 
     def _key(self, user_id: str) -> str:
-        return f"{self.prefix}:presence:{user_id}"
+        # Hash-tagged with the user's group name, as the user's sharded
+        # channel is: on a Redis Cluster one user's keys share a slot.
+        return f"{self.prefix}:presence:{{{delivery.group_name(user_id)}}}"
 
     async def connected(self, user_id: str, channel: str) -> None:
         member = f"{PROCESS_ID}:{channel}"

@@ -1,5 +1,6 @@
 """Redis clients for shared state other than the channel layer (presence,
-rate limits): the first REDIS_URL, or the Sentinel-managed master."""
+rate limits): the first REDIS_URL, the Sentinel-managed master, or the
+cluster (REDIS_CLUSTER_URL, notifications/redis_cluster.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
+from notifications import redis_cluster
 from service.config import RedisSettings
 
 _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 3}
@@ -21,7 +23,10 @@ def configured() -> RedisSettings | None:
     return value
 
 
-def sync_client(cfg: RedisSettings) -> redis.Redis:
+def sync_client(cfg: RedisSettings) -> Any:
+    """A redis.Redis, or a redis.cluster.RedisCluster (the same commands)."""
+    if cfg.cluster_url:
+        return redis_cluster.sync_client(cfg.cluster_url)
     if cfg.sentinels:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(cfg.sentinels), sentinel_kwargs=cfg.sentinel_kwargs, **_TIMEOUTS
@@ -33,7 +38,10 @@ def sync_client(cfg: RedisSettings) -> redis.Redis:
     return redis.Redis.from_url(cfg.urls[0], **_TIMEOUTS)
 
 
-def async_client(cfg: RedisSettings) -> aioredis.Redis:
+def async_client(cfg: RedisSettings) -> Any:
+    """A redis.asyncio.Redis, or a cluster client (the same commands)."""
+    if cfg.cluster_url:
+        return redis_cluster.async_client(cfg.cluster_url)
     if cfg.sentinels:
         sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
             list(cfg.sentinels), sentinel_kwargs=cfg.sentinel_kwargs, **_TIMEOUTS

@@ -19,7 +19,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from api.publish_asgi import PublishEndpoint  # noqa: E402
-from notifications import channel_layer, delivery, presence  # noqa: E402
+from notifications import channel_layer, cluster_layer, delivery, presence  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
 from service import lifecycle  # noqa: E402
@@ -57,10 +57,21 @@ async def _close_sockets_for_reconnect() -> None:
     lifecycle.state.spawn(lifecycle.drain(window=1.0))
 
 
+async def _close_group_sockets(groups: set[str]) -> None:
+    # Redis Cluster: these groups' subscriptions moved (slot migration,
+    # failover) and may have missed pushes. Their sockets resume with since.
+    def in_groups(sock: Any) -> bool:
+        user = getattr(sock, "user_id", None)
+        return user is not None and delivery.group_name(user) in groups
+
+    lifecycle.state.spawn(lifecycle.drain(window=1.0, only=in_groups))
+
+
 async def _startup() -> None:
     delivery.bind_loop(asyncio.get_running_loop())
     install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
+    cluster_layer.groups_lost_listeners.append(_close_group_sockets)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
     lifecycle.state.spawn(presence.backend().heartbeat_forever())
 

@@ -126,15 +126,19 @@ def database(env: environ.Env, *, base_dir: Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class RedisSettings:
     """Where shared state lives: plain URLs (the first also holds presence and
-    rate limits), or a Sentinel-managed master."""
+    rate limits), a Sentinel-managed master, or a Redis Cluster (any node)."""
 
     urls: tuple[str, ...]
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_master: str | None = None
     sentinel_kwargs: dict[str, Any] | None = None
+    cluster_url: str | None = None
 
 
 def redis_settings(env: environ.Env) -> RedisSettings | None:
+    cluster = redis_cluster_settings(env)
+    if cluster is not None:
+        return cluster
     sentinels_raw: str = env.str("REDIS_SENTINELS", default="")
     if sentinels_raw:
         master: str = env.str("REDIS_SENTINEL_MASTER", default="")
@@ -170,6 +174,28 @@ def redis_settings(env: environ.Env) -> RedisSettings | None:
     return RedisSettings(urls=hosts)
 
 
+def redis_cluster_settings(env: environ.Env) -> RedisSettings | None:
+    """REDIS_CLUSTER_URL: any node of a cluster; refused beside another Redis setting."""
+    url: str = env.str("REDIS_CLUSTER_URL", default="").strip()
+    if not url:
+        return None
+    others = [name for name in ("REDIS_URL", "REDIS_SENTINELS") if env.str(name, default="")]
+    if others:
+        raise ImproperlyConfigured(
+            f"REDIS_CLUSTER_URL and {' and '.join(others)} are both set: a deployment uses one "
+            "Redis, so unset one of them."
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or "," in url:
+        raise ImproperlyConfigured(
+            f"REDIS_CLUSTER_URL must be one redis:// or rediss:// URL of any cluster node "
+            f"(the others are discovered), got {url!r}."
+        )
+    if parts.path not in ("", "/", "/0"):
+        raise ImproperlyConfigured("REDIS_CLUSTER_URL names a database; a cluster has only 0.")
+    return RedisSettings(urls=(), cluster_url=url)
+
+
 def channel_layer(env: environ.Env, redis: RedisSettings | None) -> dict[str, Any]:
     if redis is None:
         return {
@@ -177,6 +203,15 @@ def channel_layer(env: environ.Env, redis: RedisSettings | None) -> dict[str, An
             # The in-memory layer drops over capacity; a large bound keeps
             # bursts in, the database covers anything that still drops.
             "CONFIG": {"capacity": 10_000, "expiry": 60},
+        }
+    if redis.cluster_url:
+        # Sharded pub/sub, one connection per master (notifications/cluster_layer.py).
+        return {
+            "BACKEND": "notifications.cluster_layer.ClusterNotifyLayer",
+            "CONFIG": {
+                "url": redis.cluster_url,
+                "prefix": env.str("NOTIFY_REDIS_PREFIX", default="notify"),
+            },
         }
     # One connection kwargs dict per shard; several comma-separated URLs
     # shard groups by consistent hash, as channels-redis does.

@@ -43,9 +43,10 @@ state = ProcessState()
 Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
-async def drain(window: float) -> None:
-    """Close every open socket with 1012, in batches over ``window`` seconds."""
-    sockets: list[Closable] = list(state.sockets)
+async def drain(window: float, only: Callable[[Any], bool] | None = None) -> None:
+    """Close every open socket (or those ``only`` picks) with 1012, in batches
+    over ``window`` seconds."""
+    sockets: list[Closable] = [s for s in state.sockets if only is None or only(s)]
     if not sockets:
         return
     batches = min(DRAIN_BATCHES, len(sockets))

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.redis_cluster import RedisCluster
 from tests.support.servers import LiveServer, LiveServerFactory, PostgresServer, RedisServer
 
 
@@ -31,6 +32,23 @@ def fresh_redis_server() -> Iterator[RedisServer]:
     """A private redis-server for one test: free to ``stop()`` / ``start()``."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """One Redis Cluster (3 masters, 3 replicas) for the session: don't break it.
+
+    Tests that kill a master or move slots use ``fresh_redis_cluster``.
+    """
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def fresh_redis_cluster() -> Iterator[RedisCluster]:
+    """A private Redis Cluster for one test: free to kill masters and move slots."""
+    with RedisCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

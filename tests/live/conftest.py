@@ -36,7 +36,8 @@ from tests.support.live import (  # noqa: F401 (re-exported to the tests)
     new_user,
     stored_notifications_as,
 )
-from tests.support.servers import LiveServer, PostgresServer, RedisServer
+from tests.support.redis_cluster import REDIS_TOPOLOGIES, redis_env
+from tests.support.servers import LiveServer, PostgresServer
 
 SHOP_SECRET = "live-shop-publisher-secret-7d1f0c9a8b6e5d4c3b2a1f0e9d8c7b6a"
 JWT_SECRET = "live-test-jwt-secret-0123456789abcdef-0123456789abcdef-0123456789ab"
@@ -116,14 +117,15 @@ def single_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     stop_server(server)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="package", params=REDIS_TOPOLOGIES)
 def pair(
-    redis_server: RedisServer, postgres_server: PostgresServer
+    request: pytest.FixtureRequest, postgres_server: PostgresServer
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    """Two processes, A and B, on one Redis and one PostgreSQL database."""
+    """Two processes, A and B, on one Redis (standalone, or a Redis Cluster)
+    and one PostgreSQL database."""
     database_url = postgres_server.create_database()
     prefix = f"livetest{uuid.uuid4().hex[:8]}"
-    env = server_env(database_url, redis_server.url, NOTIFY_REDIS_PREFIX=prefix)
+    env = server_env(database_url, NOTIFY_REDIS_PREFIX=prefix, **redis_env(request, request.param))
     a = start_server(env)
     try:
         b = start_server(env, migrate=False)

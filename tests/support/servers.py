@@ -57,7 +57,7 @@ LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 
 # Environment variables a LiveServer never inherits from the test process; pass
 # them explicitly in ``env`` when the server should see them.
-_NOT_INHERITED = ("DATABASE_URL", "REDIS_URL")
+_NOT_INHERITED = ("DATABASE_URL", "REDIS_URL", "REDIS_CLUSTER_URL")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -635,9 +635,10 @@ class PostgresServer(_ManagedServer):
 class LiveServer(_ManagedServer):
     """The real app: ``python -m uvicorn service.asgi:application`` on ``127.0.0.1:<port>``.
 
-    ``env`` is merged over ``os.environ``, except that ``DATABASE_URL`` and
-    ``REDIS_URL`` are *not* inherited (pass them in ``env``). With ``migrate=True``
-    ``manage.py migrate --noinput`` runs once, with the same env, before the first
+    ``env`` is merged over ``os.environ``, except that ``DATABASE_URL``,
+    ``REDIS_URL`` and ``REDIS_CLUSTER_URL`` are *not* inherited (pass them in
+    ``env``). With ``migrate=True`` ``manage.py migrate --noinput`` runs once, with the
+    same env, before the first
     start. ``start()`` waits until ``GET /healthz`` answers 200. Output of both
     goes to ``log_path`` (see :meth:`log_text`). ``ws`` is uvicorn's ``--ws``:
     the image's lean protocol unless given (None: uvicorn's default).
