@@ -27,7 +27,6 @@ from typing import Any
 
 from channels_redis.serializers import registry
 from redis.asyncio.cluster import ClusterNode
-from redis.exceptions import RedisError
 
 from notifications import redis_cluster
 from notifications.cluster_subscriber import ClusterSubscriber
@@ -212,7 +211,7 @@ async def _publish(client: redis_cluster.BoundedCluster, items: list[tuple[str, 
                 pipe.execute_command("SPUBLISH", channel, data)
             await pipe.execute()
             return
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # RedisError, or a connection closed under it
             if time.monotonic() > deadline:
                 raise
             # The client refreshes its slot map itself on MOVED and lost nodes.

@@ -5,17 +5,20 @@ redis-py's asyncio cluster client does not wait for a free connection: past
 sockets opens one connection per concurrent call. Both hurt a ramp of
 hundreds of handshakes (a capped pool made most of them fail once). Here
 concurrent commands and pipelines each wait on a semaphore instead, so a
-node sees at most ``2 * CONCURRENCY`` connections from a process, and the cap
-is set above that so it is never what refuses a call.
+node sees at most ``2 * CONCURRENCY`` connections from a process. The
+client's own cap stays unset (redis-py 7.4 counts a connection whose send
+failed as taken for good, so a cap would close a node off after enough
+failures).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import redis.cluster
-from redis.asyncio.cluster import ClusterPipeline
+from redis.asyncio.cluster import ClusterPipeline, NodesManager
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 # Calls in flight per process (each holds at most one connection per node).
@@ -35,6 +38,9 @@ class BoundedCluster(AsyncRedisCluster):
         # Separate bounds: a pipeline may issue commands for its redirections.
         self.command_slots = asyncio.Semaphore(CONCURRENCY)
         self.pipeline_slots = asyncio.Semaphore(CONCURRENCY)
+        # The same object, with the refresh below (NodesManager has __slots__
+        # and is built inside RedisCluster.__init__, so it cannot be wrapped).
+        self.nodes_manager.__class__ = AdoptingNodesManager
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         async with self.command_slots:
@@ -42,6 +48,33 @@ class BoundedCluster(AsyncRedisCluster):
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         return BoundedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class AdoptingNodesManager(NodesManager):
+    __slots__ = ()
+
+    async def initialize(self) -> None:
+        """The client's slot-map refresh (after MOVED or a lost node), then
+        one node object per address.
+
+        redis-py 7.4 keeps the old node objects in ``nodes_cache`` but routes
+        through new ones in ``slots_cache``; the next refresh drops those with
+        their connections open ("Unclosed ClusterNode object" errors, sockets
+        left to the garbage collector). Here the slot map routes through the
+        cached objects, and objects no longer referenced are disconnected.
+        """
+        before = _node_objects(self)
+        await super().initialize()
+        adopted: dict[int, list[Any]] = {}
+        for slot, nodes in self.slots_cache.items():
+            if id(nodes) not in adopted:  # slots of one range share their list
+                adopted[id(nodes)] = [self.nodes_cache.get(node.name, node) for node in nodes]
+            self.slots_cache[slot] = adopted[id(nodes)]
+        current = _node_objects(self)
+        for key, node in before.items():
+            if key not in current:
+                with contextlib.suppress(Exception):
+                    await node.disconnect()
 
 
 class BoundedPipeline(ClusterPipeline):
@@ -55,7 +88,6 @@ class BoundedPipeline(ClusterPipeline):
 def async_client(url: str) -> BoundedCluster:
     client = BoundedCluster.from_url(
         url,
-        max_connections=2 * CONCURRENCY + 8,
         # Retries that follow a failover: a refreshed slot map and another try.
         cluster_error_retry_attempts=3,
         **TIMEOUTS,
@@ -67,6 +99,17 @@ def async_client(url: str) -> BoundedCluster:
 def sync_client(url: str) -> redis.cluster.RedisCluster:
     """For the writer threads (few, so the per-node pools stay small)."""
     return redis.cluster.RedisCluster.from_url(url, cluster_error_retry_attempts=3, **TIMEOUTS)
+
+
+def _node_objects(manager: Any) -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for nodes in manager.slots_cache.values():
+        for node in nodes:
+            found[id(node)] = node
+    for table in (manager.nodes_cache, manager.startup_nodes):
+        for node in table.values():
+            found[id(node)] = node
+    return found
 
 
 async def ping_primaries(client: AsyncRedisCluster) -> None:

@@ -58,15 +58,16 @@ DJANGO_SECRET_KEY = secrets.token_urlsafe(50)
 assert len(JWT_SECRET) == 48
 
 
-def prod_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
-    """The environment of one production process."""
+def prod_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str, str]:
+    """The environment of one production process (``redis_url`` None: pass
+    ``REDIS_CLUSTER_URL`` in ``extra``)."""
     env = {
         "DEBUG": "false",
         "DJANGO_SECRET_KEY": DJANGO_SECRET_KEY,
         "NOTIFY_API_KEYS": f"shop:{SHOP_SECRET}",
         "JWT_SECRET": JWT_SECRET,
         "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
+        **({"REDIS_URL": redis_url} if redis_url is not None else {}),
         "NOTIFY_PUBLISH_RATE": "100000/s",
         "LOG_LEVEL": "INFO",
         "NOTIFY_JSON_LOGS": "true",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from tests.production.conftest import (
     prod_env,
     stored_notifications,
 )
+from tests.support.redis_cluster import REDIS_TOPOLOGIES, redis_env
 from tests.support.servers import LiveServer, RedisServer
 
 pytestmark = pytest.mark.live
@@ -36,9 +38,22 @@ CONCURRENCY = 32
 DRAIN_TIMEOUT = 60.0
 
 
-@pytest.fixture(scope="module")
-def trio(module_pool: ServerPool, module_redis: RedisServer, module_db: str) -> list[LiveServer]:
-    return module_pool.start_many(3, prod_env(module_db, module_redis.url))
+@pytest.fixture(scope="module", params=REDIS_TOPOLOGIES)
+def trio(request: pytest.FixtureRequest, module_db: str) -> Iterator[list[LiveServer]]:
+    """Three processes on a private redis-server, or on the session's Redis Cluster."""
+    if request.param == "redis":
+        redis: RedisServer = request.getfixturevalue("module_redis")
+        env = prod_env(module_db, redis.url)
+    else:
+        # A prefix of its own: the session's cluster is shared with other modules.
+        prefix = f"fanout{random.getrandbits(32):08x}"
+        cluster = redis_env(request, request.param)
+        env = prod_env(module_db, None, NOTIFY_REDIS_PREFIX=prefix, **cluster)
+    pool = ServerPool()  # one topology's servers at a time
+    try:
+        yield pool.start_many(3, env)
+    finally:
+        pool.close_all()
 
 
 def plan_posts(users: list[str], rng: random.Random) -> list[list[str]]:

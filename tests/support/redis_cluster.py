@@ -40,6 +40,8 @@ def _node_args() -> tuple[str, ...]:
         # The bus on a free port of its own (the default, port + 10000, may be
         # taken or out of range).
         "--cluster-port", str(free_port()),
+        # Replicas sync at once (a replica that never synced cannot take over).
+        "--repl-diskless-sync-delay", "0",
     )  # fmt: skip
 
 
@@ -141,7 +143,8 @@ class RedisCluster:
         raise AssertionError(f"no master owns slot {slot}")
 
     def wait_healthy(self, *, expected_masters: int = 3, timeout: float = 60.0) -> None:
-        """Every running node says cluster_state:ok and sees ``expected_masters`` masters."""
+        """Every running node says cluster_state:ok and sees ``expected_masters``
+        masters, and every running replica is in sync with its master."""
         deadline = time.monotonic() + timeout
         last = ""
         while True:
@@ -150,12 +153,14 @@ class RedisCluster:
                 for server in self.running():
                     with self.client_of(server) as client:
                         info = client.cluster("INFO")
+                        replication = client.info("replication")
                         states.append(
                             info["cluster_state"] == "ok"
                             and int(info["cluster_slots_ok"]) == 16384
                             and int(info["cluster_size"]) == expected_masters
+                            and replication.get("master_link_status", "up") == "up"
                         )
-                        last = str(info)
+                        last = f"{info} {replication}"
                 if states and all(states):
                     return
             except redis.RedisError as exc:
@@ -167,10 +172,21 @@ class RedisCluster:
     # ------------------------------------------------------------------ faults
 
     def kill_master_of(self, slot: int) -> Node:
-        """SIGKILL the master owning ``slot``; returns it. Its replica takes over."""
+        """SIGKILL the master owning ``slot``; returns it. Its replica takes over
+        (see :meth:`wait_failover`)."""
         node = self.owner_of(slot)
         node.server.kill()
         return node
+
+    def wait_failover(self, slot: int, dead: Node, timeout: float = 60.0) -> Node:
+        """Wait until another master owns ``slot`` and the cluster is ok again."""
+        deadline = time.monotonic() + timeout
+        while (owner := self.owner_of(slot)) == dead:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica took over slot {slot} from {dead}")
+            time.sleep(0.2)
+        self.wait_healthy(timeout=max(1.0, deadline - time.monotonic()))
+        return owner
 
     def migrate_slot(self, slot: int, target: Node) -> None:
         """Move ``slot`` and its keys to ``target``, as ``redis-cli --cluster reshard`` does."""
