@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the system binaries the test-suite starts for real are present:
-#   * redis-server
+#   * redis-server, and redis-cli (redis-tools: the tests build a Redis Cluster with it)
 #   * PostgreSQL server binaries (initdb, pg_ctl, postgres) in /usr/lib/postgresql/<ver>/bin
 #   * Debian's chromium at /usr/bin/chromium (tests/clients drive it with Playwright)
 #
@@ -44,6 +44,7 @@ find_pg_bindir() {
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [[ -n "$(find_pg_bindir)" ]] || missing+=(postgresql)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 

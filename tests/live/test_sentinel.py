@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 
+from notifications.delivery import group_name
 from tests.live.conftest import (
     Sockets,
     new_user,
@@ -88,7 +89,8 @@ async def test_delivery_and_presence_through_sentinel(
     # subscriptions and its presence entry are there.
     direct = redis_server.client()
     assert direct.pubsub_channels("sentineltest*"), "no layer subscription in the master"
-    assert direct.zcard(f"notify:presence:{user}") == 1
+    # Hash-tagged by the user's group (one slot per user on a Redis Cluster).
+    assert direct.zcard(f"notify:presence:{{{group_name(user)}}}") == 1
     direct.close()
 
     answer = await publish(http, sentinel_server, [user], title="via sentinel")

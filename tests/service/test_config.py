@@ -141,6 +141,27 @@ MISCONFIGURED = [
     ),
     pytest.param({"ALLOWED_ORIGINS": "ftp://x.example"}, "ALLOWED_ORIGINS", id="origin-ftp"),
     pytest.param({"REDIS_URL": "http://redis:6379"}, "REDIS_URL", id="redis-url-scheme"),
+    pytest.param(
+        {"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000", "REDIS_URL": "redis://127.0.0.1:6379/0"},
+        "REDIS_CLUSTER_URL and REDIS_URL are both set",
+        id="redis-cluster-and-redis-url",
+    ),
+    pytest.param(
+        {"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000", "REDIS_SENTINELS": "127.0.0.1:26379"},
+        "REDIS_CLUSTER_URL and REDIS_SENTINELS are both set",
+        id="redis-cluster-and-sentinels",
+    ),
+    pytest.param(
+        {"REDIS_CLUSTER_URL": "http://127.0.0.1:7000"}, "REDIS_CLUSTER_URL", id="cluster-scheme"
+    ),
+    pytest.param(
+        {"REDIS_CLUSTER_URL": "redis://a:7000,redis://b:7001"},
+        "REDIS_CLUSTER_URL",
+        id="cluster-several-urls",
+    ),
+    pytest.param(
+        {"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000/3"}, "REDIS_CLUSTER_URL", id="cluster-db"
+    ),
 ]
 
 
@@ -204,6 +225,16 @@ def test_several_workers_with_redis_start() -> None:
     result = start({"WEB_CONCURRENCY": "4", "REDIS_URL": "redis://127.0.0.1:1/0"}, report=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Redis" in json.loads(result.stdout.strip().splitlines()[-1])["layer"]
+
+
+def test_several_workers_with_a_redis_cluster_start() -> None:
+    result = start(
+        {"WEB_CONCURRENCY": "4", "REDIS_CLUSTER_URL": "redis://127.0.0.1:1"}, report=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["layer"] == (
+        "notifications.cluster_layer.ClusterNotifyLayer"
+    )
 
 
 # --------------------------------------------------------------------------- normalize_origin
