@@ -87,6 +87,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="with --spawn: a private PostgreSQL instead of one shared SQLite file",
     )
     target.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="with --spawn: a Redis Cluster (3 masters + 3 replicas, REDIS_CLUSTER_URL) "
+        "instead of one redis-server",
+    )
+    target.add_argument(
         "--no-redis",
         action="store_true",
         help="with --spawn 1: the in-process channel layer instead of Redis",
@@ -240,6 +246,7 @@ class Target:
             self.cluster = Cluster(
                 args.spawn,
                 redis=not args.no_redis,
+                redis_cluster=args.redis_cluster,
                 postgres=args.postgres,
                 server_env=dict(args.server_env),
                 uvicorn_args=args.server_arg,
@@ -270,9 +277,12 @@ class Target:
                 "database": self.cluster.database,
                 "postgres_settings": self.cluster.postgres_settings,
                 "config": self.cluster.config,
-                "redis": self.cluster.redis is not None,
+                "redis": self.cluster.redis is not None or self.cluster.redis_cluster is not None,
+                "redis_topology": self.cluster.redis_topology,
                 "redis_layer": (
-                    env.get("NOTIFY_REDIS_LAYER", "pubsub")
+                    "sharded pubsub"
+                    if self.cluster.redis_cluster is not None
+                    else env.get("NOTIFY_REDIS_LAYER", "pubsub")
                     if self.cluster.redis is not None
                     else "in-memory"
                 ),
@@ -288,6 +298,7 @@ class Target:
             "postgres_settings": None,
             "config": None,
             "redis": None,
+            "redis_topology": None,
             "redis_layer": None,
             "server_env": {},
             "server_pids": self.server_pids,

@@ -24,6 +24,7 @@ if str(REPO_ROOT) not in sys.path:  # `tests.support.servers` lives in the repo
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.deploy.support import dockerfile_stages, exec_form  # noqa: E402
+from tests.support.redis_cluster import RedisCluster  # noqa: E402
 from tests.support.servers import LiveServer, PostgresServer, RedisServer  # noqa: E402
 
 # A lighter configuration than the image's, offered only under this label:
@@ -142,6 +143,7 @@ class Cluster:
         n: int,
         *,
         redis: bool = True,
+        redis_cluster: bool = False,
         postgres: bool = False,
         server_env: Mapping[str, str] | None = None,
         uvicorn_args: Sequence[str] = (),
@@ -157,13 +159,17 @@ class Cluster:
         self.api_key = random_secret(40)
         self.jwt_secret = random_secret(48)
         self.redis: RedisServer | None = None
+        # --redis-cluster: 3 masters + 3 replicas on loopback instead of one server.
+        self.redis_cluster: RedisCluster | None = None
         self.postgres: PostgresServer | None = None
         self.servers: list[LiveServer] = []
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="bench-"))
         self._log_offsets: dict[int, int] = {}
         self._crashed: list[str] | None = None
         try:
-            if redis:
+            if redis and redis_cluster:
+                self.redis_cluster = RedisCluster()
+            elif redis:
                 self.redis = RedisServer()
             if postgres:
                 # Production durability: every commit flushed before it is acked.
@@ -186,6 +192,8 @@ class Cluster:
             }
             if self.redis is not None:
                 env["REDIS_URL"] = self.redis.url
+            if self.redis_cluster is not None:
+                env["REDIS_CLUSTER_URL"] = self.redis_cluster.url
             env.update(server_env or {})
             self.env = env
             args = (*image_uvicorn_args(), *(LIGHT_ARGS if light else ()), *uvicorn_args)
@@ -215,6 +223,12 @@ class Cluster:
     @property
     def redis_pid(self) -> int | None:
         return self.redis.pid if self.redis is not None and self.redis.is_running else None
+
+    @property
+    def redis_topology(self) -> str:
+        if self.redis_cluster is not None:
+            return "cluster: 3 masters + 3 replicas"
+        return "standalone" if self.redis is not None else "none"
 
     @property
     def database(self) -> str:
@@ -284,6 +298,9 @@ class Cluster:
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 self.redis.close()
+        if self.redis_cluster is not None:
+            with contextlib.suppress(Exception):
+                self.redis_cluster.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:

@@ -151,6 +151,23 @@ def test_spawn_unicast_max_rate(tmp_path: Path) -> None:
 
 
 @pytest.mark.live
+def test_spawn_on_a_redis_cluster(tmp_path: Path) -> None:
+    """``--redis-cluster``: the run goes through two processes on a 3+3 Redis Cluster."""
+    (line,) = run_bench(
+        [
+            "run", "--spawn", "2", "--redis-cluster", "--scenario", "unicast",
+            "--sockets", "12", "--count", "60", "--concurrency", "4",
+            "--drain-timeout", "10", "--results", str(tmp_path / "r.jsonl"),
+        ]
+    )  # fmt: skip
+    assert_clean_delivery(line, expected=60)
+    assert line["target"]["redis_topology"] == "cluster: 3 masters + 3 replicas"
+    assert line["target"]["redis_layer"] == "sharded pubsub"
+    assert line["server_logs"]["total"]["errors"] == 0
+    assert line["servers_crashed"] == []
+
+
+@pytest.mark.live
 def test_url_mode_batch_rate_and_sweep(
     live_server_factory: LiveServerFactory, redis_server: RedisServer, tmp_path: Path
 ) -> None:
