@@ -15,6 +15,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -203,3 +204,56 @@ async def test_slots_migrated_while_publishing_lose_nothing_and_leave_no_stale_s
             )
 
     await run_while_publishing(cluster, pool, module_db, http, moving + staying, migrate)
+
+
+@pytest.mark.timeout(180)
+async def test_one_subscriber_connection_per_master_per_process(
+    fresh_redis_cluster: RedisCluster,  # no other process subscribes on it
+    pool: ServerPool,
+    module_db: str,
+    http: httpx.AsyncClient,
+) -> None:
+    """Subscriptions are grouped per master: however many users a process serves,
+    each master sees one sharded-pub/sub connection from it."""
+    redis_cluster = fresh_redis_cluster
+    prefix = f"grouped{random.getrandbits(32):08x}"
+    env = prod_env(module_db, None, REDIS_CLUSTER_URL=redis_cluster.url, NOTIFY_REDIS_PREFIX=prefix)
+    a, b = pool.start_many(2, env)
+    users = [f"grouped-{i}-{random.getrandbits(32):08x}" for i in range(30)]
+    masters = redis_cluster.masters()
+    by_master = Counter(
+        redis_cluster.owner_of(slot_of(f"{prefix}:{{{group_name(u)}}}")).node_id for u in users
+    )
+    assert len(by_master) == len(masters), "every master should own some of the users"
+    clients = [ResumingClient(u, [a, b]) for u in users] + [
+        ResumingClient(u, [b, a]) for u in users
+    ]
+    try:
+        await asyncio.gather(*(c.wait_ready() for c in clients))
+
+        def subscribers(node_server: Any) -> list[int]:
+            """The ssub count of each client of the node holding sharded subscriptions."""
+            with redis_cluster.client_of(node_server) as client:
+                entries = client.execute_command("CLIENT", "LIST")
+            counts = [int(e.get("ssub", 0)) for e in _client_list(entries)]
+            return sorted(c for c in counts if c > 0)
+
+        for node in masters:
+            # Two processes: two connections, each subscribed to this master's users.
+            ours = subscribers(node.server)
+            assert ours == [by_master[node.node_id]] * 2, (node, ours)
+        response = await post_notification(http, a, users, title="to all")
+        assert response.status_code == 202
+        await asyncio.gather(*(c.wait_ids(1) for c in clients))
+    finally:
+        await asyncio.gather(*(c.stop() for c in clients))
+
+
+def _client_list(raw: Any) -> list[dict[str, str]]:
+    """CLIENT LIST as dicts (redis-py parses it for some versions, not others)."""
+    if isinstance(raw, list):
+        return [dict(entry) for entry in raw]
+    return [
+        dict(part.split("=", 1) for part in line.split() if "=" in part)
+        for line in str(raw).splitlines()
+    ]
