@@ -84,6 +84,11 @@ NOTIFY_JWT = config.jwt_settings(env, debug=DEBUG)
 NOTIFY_PUBLISH_RATE: tuple[float, float] = config.rate(
     env.str("NOTIFY_PUBLISH_RATE", default="1000/s"), "NOTIFY_PUBLISH_RATE"
 )
+# Recipients per second per publisher key, beside the request rate: a publish
+# costs one request and one token per recipient (docs/configuration.md).
+NOTIFY_PUBLISH_RECIPIENT_RATE: tuple[float, float] = config.recipient_rate(
+    env.str("NOTIFY_PUBLISH_RECIPIENT_RATE", default="10000/s")
+)
 NOTIFY_RETENTION_DAYS: int = env.int("NOTIFY_RETENTION_DAYS", default=30)
 NOTIFY_WS_MAX_FRAME_BYTES: int = env.int("NOTIFY_WS_MAX_FRAME_BYTES", default=64 * 1024)
 NOTIFY_WS_FRAME_RATE: tuple[float, float] = config.rate(
