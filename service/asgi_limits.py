@@ -8,12 +8,14 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from service.middleware import security_headers
+
 
 class BodyTooLarge(Exception):
     pass
 
 
-async def _reply_413(send: Any, limit: int) -> None:
+async def _reply_413(send: Any, limit: int, path: str) -> None:
     body = orjson.dumps({"detail": f"Request body is over the {limit} byte limit."})
     await send(
         {
@@ -23,6 +25,7 @@ async def _reply_413(send: Any, limit: int) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *((k.encode(), v.encode()) for k, v in security_headers(path).items()),
             ],
         }
     )
@@ -37,7 +40,7 @@ class BodyLimit:
         limit: int = settings.NOTIFY_MAX_BODY_BYTES
         for name, value in scope.get("headers", []):
             if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await _reply_413(send, limit)
+                await _reply_413(send, limit, scope.get("path", ""))
                 return
         received = 0
 
@@ -53,4 +56,4 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
-            await _reply_413(send, limit)
+            await _reply_413(send, limit, scope.get("path", ""))

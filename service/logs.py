@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from typing import Any
+from urllib.parse import unquote
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -27,9 +28,23 @@ _SECRET_PATTERNS = [
 ]
 
 
-def scrub(text: str) -> str:
+def _scrub_raw(text: str) -> str:
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
+    return text
+
+
+def scrub(text: str) -> str:
+    """``text`` without secrets; when percent-decoding reveals one (``?tok%65n=``,
+    ``token=%65yJ...``), the decoded line, scrubbed."""
+    text = _scrub_raw(text)
+    decoded = text
+    for _ in range(3):  # double and triple encoding too
+        if "%" not in decoded:
+            break
+        decoded = unquote(decoded)
+        if _scrub_raw(decoded) != decoded:
+            return _scrub_raw(decoded)
     return text
 
 
