@@ -552,13 +552,18 @@ def logging_config(env: environ.Env, *, json_lines: bool) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"scrub": {"()": "service.logs.ScrubSecretsFilter"}},
+        "filters": {
+            "scrub": {"()": "service.logs.ScrubSecretsFilter"},
+            # Django logs a bad Host header (answered 400) at ERROR with a
+            # traceback: the client's mistake, not the service's.
+            "client_error": {"()": "service.logs.ClientErrorFilter"},
+        },
         "formatters": {"json": formatter},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
-                "filters": ["scrub"],
+                "filters": ["scrub", "client_error"],
             }
         },
         "root": {"handlers": ["stdout"], "level": level},

@@ -64,6 +64,21 @@ class ScrubSecretsFilter(logging.Filter):
         return True
 
 
+class ClientErrorFilter(logging.Filter):
+    """Records about a client's bad request (Django's ``django.security.*``: a
+    disallowed or malformed Host, a suspicious path) become one WARNING line
+    without a traceback; the request was answered 400 and nothing failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("django.security."):
+            return True
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -187,3 +187,39 @@ async def test_odd_sub_values_are_refused(
     )
     assert response.status_code == 401, response.text
     no_errors_since(server, offset)
+
+
+async def raw_status(server: LiveServer, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 30)
+    finally:
+        writer.close()
+    return line.split(b" ", 2)[1]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+        b"GET /api/v1/me/notifications HTTP/1.1\r\nHost: bad host!\r\n\r\n",
+        b"GET /demo HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n",
+        b"GET /\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /healthz?\xff=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /%ff%fe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /api/v1/me/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer \xff\xfe\r\n\r\n",
+    ],
+    ids=["host", "host-syntax", "host-bytes", "path-bytes", "query-bytes", "path-escapes", "auth"],
+)
+async def test_unauthenticated_junk_is_a_4xx_and_at_most_a_warning(
+    server: LiveServer, request_bytes: bytes
+) -> None:
+    """Invalid Host headers logged ERROR with a traceback (django.security) before."""
+    offset = len(server.log_text())
+    status = await raw_status(server, request_bytes)
+    assert status.startswith(b"4"), status
+    await asyncio.sleep(0.3)  # the log line of this request
+    no_errors_since(server, offset)
