@@ -38,11 +38,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One process, SQLite, in-memory layer, default frame budget (20/s, burst 40).
 
     uvicorn's own keepalive is pushed out of the way (600 s), so that only the
-    frame budget can end a flooding socket within the test.
+    frame budget (or the send queue, 50 frames here) can end a socket within
+    the test.
     """
     db: Path = tmp_path_factory.mktemp("control") / "db.sqlite3"
     live = LiveServer(
-        server_env(f"sqlite:///{db.resolve()}"),
+        server_env(f"sqlite:///{db.resolve()}", NOTIFY_WS_SEND_QUEUE="50"),
         startup_timeout=30.0,
         extra_args=("--ws-ping-interval", "600"),
     )
@@ -57,6 +58,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         assert not problems, "server logged errors:\n" + "\n".join(problems[:30])
     finally:
         print("\n".join(live.log_text().splitlines()[-40:]))
+        live.close()
+
+
+@pytest.fixture(scope="module")
+def keepalive_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """uvicorn's keepalive at 5 s + 5 s, the default send queue (1000 frames)."""
+    db: Path = tmp_path_factory.mktemp("keepalive") / "db.sqlite3"
+    live = LiveServer(
+        server_env(f"sqlite:///{db.resolve()}"),
+        startup_timeout=30.0,
+        extra_args=("--ws-ping-interval", "5", "--ws-ping-timeout", "5"),
+    )
+    try:
+        yield live
+    finally:
         live.close()
 
 
@@ -216,3 +232,48 @@ async def test_an_oversized_handshake_line_is_answered_and_closed(
         with contextlib.suppress(Exception):
             await writer.wait_closed()
     assert answer.split(b" ", 2)[1] == status, answer[:200]
+
+
+async def wait_presence(http: httpx.AsyncClient, server: LiveServer, user: str, n: int) -> None:
+    async with asyncio.timeout(30):
+        while (await presence(http, server, user))["connections"] != n:
+            await asyncio.sleep(0.1)
+
+
+async def test_a_4008_to_a_client_that_never_reads_ends_the_connection(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """The send queue overflows (4008) while writing is paused: before, the close
+    waited for the buffer to drain (forever) and presence kept counting the socket."""
+    user = new_user("deaf")
+    sock = await raw_upgrade(server, user)
+    try:
+        await wait_presence(http, server, user, 1)
+        pad = {"pad": "x" * 8000}
+        for _ in range(1000):
+            await publish(http, server, [user], data=pad)
+            if (await presence(http, server, user))["connections"] == 0:
+                break
+        await wait_presence(http, server, user, 0)
+        await read_until_closed(sock, timeout=30)
+    finally:
+        sock.close()
+
+
+async def test_a_keepalive_timeout_with_unsent_data_ends_the_connection(
+    keepalive_server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """No pong and megabytes unsent: uvicorn's keepalive close used to wait for
+    the buffer forever (the socket stayed open and counted in presence)."""
+    server = keepalive_server
+    user = new_user("mute")
+    sock = await raw_upgrade(server, user)
+    try:
+        await wait_presence(http, server, user, 1)
+        pad = {"pad": "x" * 60_000}
+        for _ in range(100):  # about 6 MB, more than the kernel buffers hold
+            await publish(http, server, [user], data=pad)
+        await wait_presence(http, server, user, 0)
+        await read_until_closed(sock, timeout=30)
+    finally:
+        sock.close()
