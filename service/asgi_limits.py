@@ -32,6 +32,24 @@ async def _reply_413(send: Any, limit: int, path: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+# How much of an oversized body is read and dropped before the 413: the
+# server closes the connection after it, and closing on unread data resets
+# the connection, so a client still uploading would see a reset instead of
+# the 413. Bodies declared larger than this get the 413 at once.
+DRAIN_BYTES = 16 * 1024 * 1024
+
+
+async def _drain(receive: Any, budget: int) -> None:
+    """Read and drop the rest of the body, up to ``budget`` bytes."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 class BodyLimit:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -40,6 +58,8 @@ class BodyLimit:
         limit: int = settings.NOTIFY_MAX_BODY_BYTES
         for name, value in scope.get("headers", []):
             if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                if value.isdigit() and int(value) <= DRAIN_BYTES:
+                    await _drain(receive, DRAIN_BYTES)
                 await _reply_413(send, limit, scope.get("path", ""))
                 return
         received = 0
@@ -56,4 +76,5 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
+            await _drain(receive, DRAIN_BYTES)
             await _reply_413(send, limit, scope.get("path", ""))
