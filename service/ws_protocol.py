@@ -19,11 +19,13 @@ It also closes what uvicorn leaves open to a client that sends but never reads
   frames, handed over in ``scope["notify_frame_budget"]``); over it, close 1008;
 * a PING that arrives while writing is paused is not answered: the connection
   is cut (uvicorn would queue a PONG per PING without bound);
-* every server-side close (keepalive timeout, the application's 4008/1008,
-  abuse, a client's close, shutdown) whose data cannot leave ends in
-  ``transport.abort()``: at once while writing is paused, else after
-  ``CLOSE_BOUND_SECONDS`` (``transport.close()`` alone waits for a buffer that
-  a non-reading client never drains);
+* every server-side close whose data cannot leave ends in
+  ``transport.abort()`` (``transport.close()`` alone waits for a buffer that a
+  non-reading client never drains): a keepalive timeout, abuse or a parser
+  error at once while writing is paused, else after ``CLOSE_BOUND_SECONDS``;
+  the application's close (4008, 1008, 4401, 1012) is queued behind the unsent
+  data and the connection cut after ``close_timeout`` + ``CLOSE_BOUND_SECONDS``
+  (15 s) if the client has not taken it; the application is told at once;
 * a handshake the parser refuses (a request or header line over 8 KiB) is
   answered 414/431 and closed (uvicorn wrote nothing and kept it open).
 
@@ -175,10 +177,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         kind = message["type"]
         if self.cut and kind in ("websocket.send", "websocket.close"):
             raise ClientDisconnected()
-        if kind == "websocket.close" and self.handshake_complete and not self.writable.is_set():
+        paused = not self.writable.is_set()
+        if kind == "websocket.close" and self.handshake_complete and paused and not self.close_sent:
             # 4008/1008 to a client that does not read: waiting for the
-            # buffer to drain would wait forever.
-            self.cut_now(int(message.get("code", 1000)))
+            # buffer to drain could wait forever.
+            self.close_behind_data(int(message.get("code", 1000)))
             return
         try:
             await super().send(message)
@@ -188,7 +191,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         if kind == "websocket.close" and self.close_timer is not None:
             # uvicorn's timer only calls close(), which waits for the buffer.
             self.close_timer.cancel()
-            self.close_timer = self.loop.call_later(CLOSE_BOUND_SECONDS, self.transport.abort)
+            self.close_timer = self.loop.call_later(self.close_timeout, self.close_transport)
 
     def release_handshake(self) -> None:
         for name in HANDSHAKE_ATTRIBUTES:
@@ -252,6 +255,23 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.writable.is_set():
             self.transport.write(output)
         self.close_transport()
+
+    def close_behind_data(self, code: int) -> None:
+        """The application's close while writing is paused: the close frame goes
+        behind the unsent data, so a client that reads again soon still sees its
+        code (4008: resume with since); the connection is cut if the data is
+        not taken within ``close_timeout`` + CLOSE_BOUND_SECONDS."""
+        self.close_sent = self.cut = True
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": ""})
+        self.conn.send_close(code)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.close()
+        if self.abort_timer is not None:
+            self.abort_timer.cancel()
+        self.abort_timer = self.loop.call_later(
+            self.close_timeout + CLOSE_BOUND_SECONDS, self.transport.abort
+        )
 
     def close_transport(self) -> None:
         """close(), and abort() if data is still unsent: at once while writing
