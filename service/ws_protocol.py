@@ -217,14 +217,21 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     # -- control frames ------------------------------------------------------
 
     def handle_ping(self) -> None:
-        pong = b"".join(self.conn.data_to_send())
-        if self.close_sent or self.transport.is_closing() or not self.charge_frame():
+        # websockets queued one PONG per PING of the whole read (a list entry
+        # each); the first PING event answers and charges them all, the
+        # others of that read find nothing left.
+        pongs = self.conn.data_to_send()
+        if not pongs or self.close_sent or self.transport.is_closing():
             return
         if not self.writable.is_set():
             # It sends but does not read: a PONG would only grow the buffer.
             self.cut_now(CLOSE_ABUSE)
             return
-        self.transport.write(pong)
+        granted, _retry = self.frame_budget.take_many(len(pongs))
+        if granted:
+            self.transport.write(b"".join(pongs[:granted]))
+        if granted < len(pongs):
+            self.refuse_frames()
 
     def handle_pong(self, event: Frame) -> None:
         if self.close_sent or not self.charge_frame():
@@ -235,9 +242,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         """Take one frame from the socket's budget; over it, close 1008."""
         if self.frame_budget.take() == 0:
             return True
+        self.refuse_frames()
+        return False
+
+    def refuse_frames(self) -> None:
         self.logger.warning("WebSocket closed 1008: control frames over NOTIFY_WS_FRAME_RATE")
         self.cut_now(CLOSE_ABUSE)
-        return False
 
     # -- closing -------------------------------------------------------------
 

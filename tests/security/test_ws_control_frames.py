@@ -181,6 +181,7 @@ async def test_a_ping_flood_without_reading_is_cut_and_hurts_no_one(
     print(f"sent {sent} pings; got {kinds.count(PONG)} pongs; rss {before} -> peak {peak}")
     # The frame budget: a burst of 40, then 20/s while the flood lasted.
     assert kinds.count(PONG) <= 40 + 20 * elapsed, (kinds.count(PONG), elapsed)
+    assert kinds.count(CLOSE) <= 1
     assert peak - before < 64 * MIB, (before, peak)
 
     # The server forgot the socket: presence counts only the sibling.
