@@ -32,11 +32,12 @@ BUILDS: dict[str, Path] = {
     "production": DEPLOY / "overlays" / "production",
     "base+servicemonitor": HERE / "kustomize" / "base-with-servicemonitor",
     "production+sentinel": HERE / "kustomize" / "production-sentinel",
+    "production+observability": HERE / "kustomize" / "production-with-observability",
 }
 # The overlays one deploys (the base and the fixtures are building blocks).
 OVERLAYS = ("dev", "production")
 # Builds whose pods must run in production mode as rendered.
-COMPLETE = (*OVERLAYS, "production+sentinel")
+COMPLETE = (*OVERLAYS, "production+sentinel", "production+observability")
 
 APP_IMAGE = "notify-push"
 SECRET_NAME = "notify-push-secrets"
