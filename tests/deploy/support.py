@@ -286,10 +286,17 @@ def dockerfile_stages(text: str | None = None) -> list[Stage]:
         logical.append((start, " ".join(part for part in buffer if part)))
         buffer = []
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, by their defaults
     for number, line in logical:
         keyword, _, args = line.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            name, _, default = args.strip().partition("=")
+            global_args[name] = default
+            continue
         if keyword == "FROM":
+            for name, default in global_args.items():
+                args = args.replace("${" + name + "}", default)
             parts = args.split()
             name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
             stages.append(Stage(parts[0], name))
