@@ -4,8 +4,8 @@ of notifications, users' sequences and idempotency records.
 Nothing here writes: change data through the API, so that sockets and streams
 hear of it. Writes the admin does make (staff accounts in ``auth``) are
 logged by ``log_admin_write``. Every list is one query for its rows whatever
-the page size (no per-row lookups), and searches use exact matches that the
-indexes serve.
+the page size (no per-row lookups), and searches are exact matches; a plain
+term is a user id, which the (user_id, seq) index serves.
 """
 
 from __future__ import annotations
@@ -84,9 +84,12 @@ class ReadFilter(admin.SimpleListFilter):
 class NotificationAdmin(ReadOnlyAdmin):
     list_display = ("user_id", "seq", "type", "source", "title", "created_at", "is_read")
     list_filter = (ReadFilter, "created_at")
-    # A term is a user id, a type or a source (exact), or an event id (a UUID).
-    search_fields = ("=user_id", "=type", "=source")
-    search_help_text = "A user id, type or source (exact), or an event id."
+    # Custom terms (get_search_results): a plain term is a user id, served by
+    # the (user_id, seq) index; an OR over several columns would scan the table.
+    search_fields = ("=user_id",)
+    search_help_text = (
+        "A user id, an event id (UUID), type:<type> or source:<publisher> (exact matches)."
+    )
     ordering = ("-id",)
     fields = (
         "user_id",
@@ -108,9 +111,14 @@ class NotificationAdmin(ReadOnlyAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-        event_id = _as_uuid(search_term)
+        term = search_term.strip()
+        event_id = _as_uuid(term)
         if event_id is not None:
             return queryset.filter(event_id=event_id), False
+        field, colon, value = term.partition(":")
+        if colon and field in ("type", "source", "user"):
+            column = "user_id" if field == "user" else field
+            return queryset.filter(**{column: value.strip()}), False
         return super().get_search_results(request, queryset, search_term)
 
     def lookup_allowed(self, lookup: str, value: str, request: Any = None) -> bool:

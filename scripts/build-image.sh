@@ -50,6 +50,9 @@ ulimits=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+# Two builds at once (parallel test runs) must not both make the base.
+exec 9>"${TMPDIR:-/tmp}/notify-push-build-base.lock"
+flock 9
 if ((rebuild_base)) || ! "${podman[@]}" image exists "$base_tag"; then
     echo "build-image: making $base_tag from Debian packages ..." >&2
     # python3.11 and venv (the Dockerfile's `python -m venv`), `python`, CA
@@ -66,6 +69,7 @@ if ((rebuild_base)) || ! "${podman[@]}" image exists "$base_tag"; then
     "${podman[@]}" import --quiet --change 'CMD ["python"]' "$work/base.tar" "$base_tag" >/dev/null
     rm -f "$work/base.tar"
 fi
+flock -u 9
 
 printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$work/pip.conf"
 "${podman[@]}" build --quiet --format docker --network host "${ulimits[@]}" \

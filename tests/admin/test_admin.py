@@ -128,8 +128,14 @@ def test_notifications_list_search_and_detail(staff: Client) -> None:
     assert rows(page) == 5
     by_user = staff.get(changelist("notification"), {"q": "alice"}).content.decode()
     assert rows(by_user) == 3 and "bob" not in by_user
-    assert rows(staff.get(changelist("notification"), {"q": "billing"}).content.decode()) == 2
-    assert rows(staff.get(changelist("notification"), {"q": "order.shipped"}).content.decode()) == 5
+    by_source = staff.get(changelist("notification"), {"q": "source:billing"}).content.decode()
+    assert rows(by_source) == 2
+    by_type = staff.get(changelist("notification"), {"q": "type:order.shipped"}).content.decode()
+    assert rows(by_type) == 5
+    assert rows(staff.get(changelist("notification"), {"q": "type:other"}).content.decode()) == 0
+    # A plain term is a user id only (no scan of type and source).
+    assert rows(staff.get(changelist("notification"), {"q": "billing"}).content.decode()) == 0
+    assert rows(staff.get(changelist("notification"), {"q": "user:bob"}).content.decode()) == 2
     event = Notification.objects.filter(user_id="bob").first()
     assert event is not None
     by_event = staff.get(changelist("notification"), {"q": str(event.event_id)}).content.decode()
