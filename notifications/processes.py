@@ -25,7 +25,7 @@ from notifications.presence import HEARTBEAT, PROCESS_ID, TTL
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "notify"
+PREFIX = "notify"  # the key prefix of presence.backend()
 STARTED_AT = time.time()
 
 
@@ -57,7 +57,12 @@ def describe(client: redis.Redis, process_ids: Iterable[str]) -> dict[str, dict[
     ids = sorted(set(process_ids))
     if not ids:
         return {}
-    values: list[bytes | None] = client.mget([process_key(i) for i in ids])  # type: ignore[assignment]
+    # One GET per key in a pipeline, not MGET: the keys may live in different
+    # slots of a Redis Cluster.
+    pipe = client.pipeline(transaction=False)
+    for process_id in ids:
+        pipe.get(process_key(process_id))
+    values: list[bytes | None] = pipe.execute()
     found: dict[str, dict[str, Any]] = {}
     for process_id, value in zip(ids, values, strict=True):
         found[process_id] = json.loads(value) if value else {}
