@@ -35,7 +35,8 @@ async def _reply_413(send: Any, limit: int, path: str) -> None:
 # How much of an oversized body is read and dropped before the 413: the
 # server closes the connection after it, and closing on unread data resets
 # the connection, so a client still uploading would see a reset instead of
-# the 413. Bodies declared larger than this get the 413 at once.
+# the 413. Bodies declared larger than this, and streamed bodies without a
+# Content-Length, get the 413 at once.
 DRAIN_BYTES = 16 * 1024 * 1024
 
 
@@ -76,5 +77,5 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
-            await _drain(receive, DRAIN_BYTES)
+            # A streamed (chunked) body has no announced end to drain to.
             await _reply_413(send, limit, scope.get("path", ""))
