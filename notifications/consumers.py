@@ -128,7 +128,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def connect(self) -> None:
         self.user_id = self.scope["user_id"]
-        self._bucket = TokenBucket(*settings.NOTIFY_WS_FRAME_RATE)
+        # One budget per socket for every frame the client sends: the server's
+        # protocol (service/ws_protocol.py) charges PINGs and PONGs to it.
+        self._bucket = self.scope.get("notify_frame_budget") or TokenBucket(
+            *settings.NOTIFY_WS_FRAME_RATE
+        )
         try:
             await delivery.join(self.user_id, self.channel_name)
         except Exception as exc:
@@ -136,6 +140,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             # later) so the client knows to retry, as ws_auth does when the
             # layer fails even earlier.
             logger.warning("channel layer unavailable; refusing socket (%s)", type(exc).__name__)
+            metrics.HANDSHAKES_REFUSED.labels(reason="unavailable").inc()
             await self.accept(self.scope.get("notify_subprotocol"))
             await self.close(code=CLOSE_TRY_AGAIN)
             return
@@ -417,6 +422,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if self._closed:
             return
         self._closed = True
+        metrics.SOCKET_CLOSES.labels(code=str(code)).inc()
         if self._writer is not None:
             self._writer.cancel()
         self._outbox = None

@@ -27,6 +27,12 @@ TTL = 30.0
 PROCESS_ID = uuid.uuid4().hex[:12]
 
 
+def key_for(user_id: str, prefix: str = "notify") -> str:
+    """The user's sorted set, hash-tagged with the user's group name as the
+    user's sharded channel is: on a Redis Cluster one user's keys share a slot."""
+    return f"{prefix}:presence:{{{delivery.group_name(user_id)}}}"
+
+
 class MemoryPresence:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
@@ -67,9 +73,7 @@ class RedisPresence:
         return client
 
     def _key(self, user_id: str) -> str:
-        # Hash-tagged with the user's group name, as the user's sharded
-        # channel is: on a Redis Cluster one user's keys share a slot.
-        return f"{self.prefix}:presence:{{{delivery.group_name(user_id)}}}"
+        return key_for(user_id, self.prefix)
 
     async def connected(self, user_id: str, channel: str) -> None:
         member = f"{PROCESS_ID}:{channel}"

@@ -15,12 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from notifications import delivery
+from notifications import delivery, metrics
 from notifications.tokens import InvalidToken, verify_user_token
 from service.config import DEV_ORIGIN_HOSTS, normalize_origin
 from service.lifecycle import state
@@ -70,11 +69,18 @@ def extract_token(scope: Scope) -> tuple[str | None, str | None]:
     for protocol in subprotocols:
         if protocol.startswith(BEARER_PREFIX):
             return protocol[len(BEARER_PREFIX) :], answer
-    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
-    tokens = query.get("token")
-    if tokens:
-        return tokens[0], answer
-    return None, answer
+    return query_token(scope.get("query_string", b"")), answer
+
+
+def query_token(query_string: bytes) -> str | None:
+    """The first literal ``token=`` parameter, not percent-decoded: a JWT needs
+    no encoding, and a decoded name or value (``tok%65n=``, ``token=%65yJ``)
+    would authenticate in a form the log scrubber does not recognise."""
+    for part in query_string.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name == b"token" and value:
+            return value.decode("latin-1")
+    return None
 
 
 def authenticate(scope: Scope) -> Scope | None:
@@ -94,6 +100,15 @@ def authenticate(scope: Scope) -> Scope | None:
         "token_expires_at": claims.expires_at,
         "notify_subprotocol": subprotocol,
     }
+
+
+def refusal_reason(scope: Scope, added: Scope | None) -> str:
+    """Why SocketEntry refused (for the metric; only computed on a refusal)."""
+    if not origin_ok(scope):
+        return "origin"
+    if state.shutting_down:
+        return "shutting_down"
+    return "token" if added is None else "path"
 
 
 def route_path(scope: Scope) -> str | None:
@@ -132,6 +147,7 @@ class SocketEntry:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         added = authenticate(scope) if origin_ok(scope) else None
         if added is None or route_path(scope) != self.path:
+            metrics.HANDSHAKES_REFUSED.labels(reason=refusal_reason(scope, added)).inc()
             await deny(receive, send)
             return
         scope.update(added)
@@ -189,5 +205,6 @@ class RefuseWhenLayerDown:
 async def refuse_unavailable(scope: Scope, send: Any) -> None:
     """Accept and at once close with 1013 (try again later): a reason every
     client sees (an HTTP 503 denial is logged by uvicorn as an app error)."""
+    metrics.HANDSHAKES_REFUSED.labels(reason="unavailable").inc()
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.close", "code": 1013})

@@ -27,6 +27,12 @@ config.check_debug_hosts(debug=DEBUG, hosts=ALLOWED_HOSTS)
 NOTIFY_ALLOWED_ORIGINS: list[str] | None = config.allowed_origins(env)
 
 INSTALLED_APPS = [
+    # The admin's apps are always installed, so `migrate` and `createsuperuser`
+    # work whether or not the admin is served (NOTIFY_ADMIN_ENABLED below).
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",
     "channels",
@@ -56,7 +62,13 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": []},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
     }
 ]
 
@@ -75,7 +87,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # The request body limit is enforced by the publish parser (413), not by
 # Django's generic 400.
-NOTIFY_MAX_BODY_BYTES: int = env.int("NOTIFY_MAX_BODY_BYTES", default=1024 * 1024)
+# 6 MiB: the largest body the contract allows in compact JSON with raw UTF-8
+# (10,000 recipients of 128 four-byte characters, 64 KiB of data) is 5.3 MB.
+NOTIFY_MAX_BODY_BYTES: int = env.int("NOTIFY_MAX_BODY_BYTES", default=6 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFY_MAX_BODY_BYTES
 
 # name -> its PublisherKey entries (SHA-256 digests only, never the secret).
@@ -83,6 +97,11 @@ NOTIFY_API_KEYS: dict[str, tuple[config.PublisherKey, ...]] = config.api_keys(en
 NOTIFY_JWT = config.jwt_settings(env, debug=DEBUG)
 NOTIFY_PUBLISH_RATE: tuple[float, float] = config.rate(
     env.str("NOTIFY_PUBLISH_RATE", default="1000/s"), "NOTIFY_PUBLISH_RATE"
+)
+# Recipients per second per publisher key, beside the request rate: a publish
+# costs one request and one token per recipient (docs/configuration.md).
+NOTIFY_PUBLISH_RECIPIENT_RATE: tuple[float, float] = config.recipient_rate(
+    env.str("NOTIFY_PUBLISH_RECIPIENT_RATE", default="10000/s")
 )
 NOTIFY_RETENTION_DAYS: int = env.int("NOTIFY_RETENTION_DAYS", default=30)
 NOTIFY_WS_MAX_FRAME_BYTES: int = env.int("NOTIFY_WS_MAX_FRAME_BYTES", default=64 * 1024)
@@ -98,6 +117,19 @@ NOTIFY_DRAIN_SECONDS: float = env.float("NOTIFY_DRAIN_SECONDS", default=5.0)
 NOTIFY_DEMO_ENABLED: bool = env.bool("DEMO_ENABLED", default=DEBUG)
 
 config.check_single_process_layer(CHANNEL_LAYERS["default"])
+
+# The Django admin at /admin/ for staff users (docs/operations.md, "Admin"): on
+# in dev mode, off in production unless enabled. Its middleware runs for
+# /admin/ only; its cookies are scoped to /admin/.
+NOTIFY_ADMIN_ENABLED: bool = env.bool("NOTIFY_ADMIN_ENABLED", default=DEBUG)
+if NOTIFY_ADMIN_ENABLED:
+    MIDDLEWARE.append("service.admin_middleware.admin_only_middleware")
+# The admin's checks look for its middleware in MIDDLEWARE; it runs in the above.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
+SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = "/admin/"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Strict"
+SESSION_COOKIE_AGE = 8 * 3600
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
