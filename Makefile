@@ -46,7 +46,8 @@ run: install
 
 # The suite runs on SQLite (the embedded default, with the live multi-process
 # tests, most of which run their servers on PostgreSQL), then the in-process
-# database tests again on a real PostgreSQL. The in-process consumer tests
+# database tests again on a real PostgreSQL, and once more through a real
+# PgBouncer in transaction mode (docs/deploy.md). The in-process consumer tests
 # stay on SQLite: asgiref's test communicator leaves each test's thread
 # connection open, which exhausts psycopg's pool (not seen under uvicorn,
 # where the live tests cover the consumer on PostgreSQL).
@@ -54,6 +55,8 @@ test: install
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 	NOTIFY_TEST_DATABASE=postgres $(BIN)/pytest -m "not live" \
+		--ignore=tests/notifications/test_consumers.py $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	NOTIFY_TEST_DATABASE=pgbouncer $(BIN)/pytest -m "not live" \
 		--ignore=tests/notifications/test_consumers.py $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: install

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the system binaries the test-suite starts for real are present:
 #   * redis-server, and redis-cli (redis-tools: the tests build a Redis Cluster with it)
+#   * pgbouncer (the PostgreSQL tests also run through it, in transaction mode)
 #   * PostgreSQL server binaries (initdb, pg_ctl, postgres) in /usr/lib/postgresql/<ver>/bin
 #   * Debian's chromium at /usr/bin/chromium (tests/clients drive it with Playwright)
 #   * promtool, from Debian's prometheus package (tests/observability checks the
@@ -47,6 +48,7 @@ find_pg_bindir() {
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+[[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
 [[ -n "$(find_pg_bindir)" ]] || missing+=(postgresql)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
@@ -77,6 +79,10 @@ if ((${#missing[@]} > 0)); then
     fi
     if [[ ! -x /usr/bin/chromium ]]; then
         echo "ensure-system-deps: /usr/bin/chromium still not found after install" >&2
+        exit 1
+    fi
+    if [[ ! -x /usr/sbin/pgbouncer ]] && ! command -v pgbouncer >/dev/null 2>&1; then
+        echo "ensure-system-deps: pgbouncer still not found after install" >&2
         exit 1
     fi
     if ! command -v promtool >/dev/null 2>&1; then

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.pgbouncer import PgBouncer
 from tests.support.redis_cluster import RedisCluster
 from tests.support.servers import LiveServer, LiveServerFactory, PostgresServer, RedisServer
 
@@ -59,6 +60,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     """
     with PostgresServer(durable=False) as server:  # test-only speed settings
         yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server: PostgresServer) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the session's PostgreSQL."""
+    with PgBouncer(postgres_server) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture
@@ -116,13 +124,15 @@ def live_server_factory() -> Iterator[LiveServerFactory]:
 def django_db_modify_db_settings(
     django_db_modify_db_settings_parallel_suffix: None, request: pytest.FixtureRequest
 ) -> None:
-    """With NOTIFY_TEST_DATABASE=postgres, the database tests run on a real PostgreSQL.
+    """With NOTIFY_TEST_DATABASE=postgres, the database tests run on a real PostgreSQL;
+    with NOTIFY_TEST_DATABASE=pgbouncer, on it through a real PgBouncer in
+    transaction mode (docs/deploy.md#pgbouncer).
 
     Settings are loaded (for SQLite) before any fixture runs, so the default
     connection's settings are rewritten in place, from the same code that
     reads DATABASE_URL in production (``service.config.database``).
     """
-    if os.environ.get("NOTIFY_TEST_DATABASE", "sqlite") != "postgres":
+    if os.environ.get("NOTIFY_TEST_DATABASE", "sqlite") not in ("postgres", "pgbouncer"):
         return
     import environ
     from django.conf import settings
@@ -131,9 +141,12 @@ def django_db_modify_db_settings(
     from service import config
 
     server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.url
+    if os.environ["NOTIFY_TEST_DATABASE"] == "pgbouncer":
+        url = request.getfixturevalue("pgbouncer").url
     env = environ.Env()
     previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = server.url
+    os.environ["DATABASE_URL"] = url
     try:
         wanted = config.database(env, base_dir=Path.cwd())
     finally:
@@ -164,7 +177,7 @@ def django_db_setup(
     """On PostgreSQL, end sessions that worker threads left on the test database
     (asgiref's thread pools outlive the tests) so that it can be dropped."""
     yield
-    if os.environ.get("NOTIFY_TEST_DATABASE", "sqlite") != "postgres":
+    if os.environ.get("NOTIFY_TEST_DATABASE", "sqlite") not in ("postgres", "pgbouncer"):
         return
     from django.db import connection
 
