@@ -43,6 +43,7 @@ class ClusterSubscriber:
         self._on_message = on_message
         self._on_lost = on_lost
         self._lost: set[str] = set()
+        self._placing: set[str] = set()  # joins subscribing right now
         self._connecting = asyncio.Lock()
         self._check_now = asyncio.Event()
         self._checker: asyncio.Task[None] | None = None
@@ -56,7 +57,11 @@ class ClusterSubscriber:
         if self._checker is None or self._checker.done():
             self._checker = asyncio.ensure_future(self._check_forever())
         if channel not in self.where:
-            await self._place(channel)
+            self._placing.add(channel)
+            try:
+                await self._place(channel)
+            finally:
+                self._placing.discard(channel)
 
     async def discard(self, channel: str) -> None:
         self.wanted.discard(channel)
@@ -66,10 +71,11 @@ class ClusterSubscriber:
                 await node.unsubscribe(channel)
 
     def problem(self) -> str | None:
-        """None while the check runs and every wanted channel is subscribed."""
+        """None while the check runs and every wanted channel is subscribed
+        (or being subscribed by a join right now)."""
         if self._checker is not None and self._checker.done():
             return "cluster subscriber check stopped"
-        unplaced = len(self.wanted - self.where.keys())
+        unplaced = len(self.wanted - self.where.keys() - self._placing)
         return f"{unplaced} channels not subscribed" if unplaced else None
 
     async def close(self) -> None:

@@ -88,8 +88,8 @@ class BoundedPipeline(ClusterPipeline):
 def async_client(url: str) -> BoundedCluster:
     client = BoundedCluster.from_url(
         url,
-        # Retries that follow a failover: a refreshed slot map and another try.
-        cluster_error_retry_attempts=3,
+        # redis-py's default retries (3, with backoff) follow a failover: a
+        # refreshed slot map and another try.
         **TIMEOUTS,
     )
     assert isinstance(client, BoundedCluster)  # from_url is cls(...)
@@ -98,7 +98,7 @@ def async_client(url: str) -> BoundedCluster:
 
 def sync_client(url: str) -> redis.cluster.RedisCluster:
     """For the writer threads (few, so the per-node pools stay small)."""
-    return redis.cluster.RedisCluster.from_url(url, cluster_error_retry_attempts=3, **TIMEOUTS)
+    return redis.cluster.RedisCluster.from_url(url, **TIMEOUTS)
 
 
 def _node_objects(manager: Any) -> dict[int, Any]:
