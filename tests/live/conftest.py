@@ -135,7 +135,15 @@ def pair(
     stop_server(a)
 
 
-_ERROR_MARKERS = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback", '" 500')
+# JSON lines (NOTIFY_LOG_FORMAT=json) and text lines (dev mode's default).
+_ERROR_MARKERS = (
+    '"level": "ERROR"',
+    '"level": "CRITICAL"',
+    " ERROR    ",
+    " CRITICAL ",
+    "Traceback",
+    '" 500',
+)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

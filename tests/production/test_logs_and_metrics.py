@@ -5,7 +5,7 @@ line)"; publisher secrets are credentials too. Operations: ``/metrics`` exposes 
 least: notify_sockets_open (gauge), notify_notifications_accepted_total,
 notify_notifications_delivered_total, notify_notifications_dropped_total
 (counters), notify_publish_seconds, notify_delivery_seconds (histograms)".
-docs/configuration.md: ``NOTIFY_JSON_LOGS`` (default true) renders uvicorn's own
+docs/configuration.md: ``NOTIFY_LOG_FORMAT=json`` (production default) renders uvicorn's own
 lines as JSON too.
 """
 
