@@ -24,7 +24,15 @@ __all__ = ["SHOP_SECRET", "Fault", "FaultyProxy", "make_token"]
 SECRET_KEY = "client-tests-django-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 
 _SERVERS: list[LiveServer] = []
-_ERROR_MARKERS = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback", '" 500')
+# JSON lines (production's default format) and text lines (dev mode's).
+_ERROR_MARKERS = (
+    '"level": "ERROR"',
+    '"level": "CRITICAL"',
+    " ERROR    ",
+    " CRITICAL ",
+    "Traceback",
+    '" 500',
+)
 
 
 def client_server_env(database_url: str, **extra: str) -> dict[str, str]:
