@@ -87,3 +87,24 @@ def test_ctrl_c_ends_make_run_quietly(tmp_path: Path) -> None:
     assert "Traceback" not in output
     assert "Application shutdown complete" in rest
     assert not any(line.startswith("{") for line in output.splitlines()), "text logs in dev mode"
+
+
+def recipe(target: str) -> list[str]:
+    """The recipe lines of ``target`` in the Makefile (continuations joined)."""
+    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    body = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        body.append(line.strip())
+    return body
+
+
+def test_make_run_and_the_install_echo_no_recipe_and_announce_the_install() -> None:
+    # The first run installs silently for a minute or two otherwise, then echoes shell.
+    for target in ("$(STAMP)", "run"):
+        lines = recipe(target)
+        assert lines and all(line.startswith("@") for line in lines), (target, lines)
+    assert any(line.startswith('@echo "Installing') for line in recipe("$(STAMP)"))
