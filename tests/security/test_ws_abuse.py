@@ -30,11 +30,11 @@ from tests.live.conftest import (
     publish,
     server_env,
 )
-from tests.support.servers import LiveServer
+from tests.support.servers import LOG_ERROR_MARKERS, LiveServer
 
 pytestmark = pytest.mark.live
 
-ERROR_MARKERS = ("Traceback", '"level": "ERROR"', '"level": "CRITICAL"', '" 500')
+ERROR_MARKERS = LOG_ERROR_MARKERS
 MAX_FRAME = 64 * 1024
 
 
