@@ -24,7 +24,8 @@ def test_dev_index_links_the_demo_the_docs_and_the_example(dev: Any) -> None:
         assert link in html
     assert "curl -s -X POST http://testserver/api/v1/notifications" in html
     assert "Authorization: Bearer dev-publisher-key" in html
-    assert "ws://testserver/ws/notifications?token=$(.venv/bin/python manage.py issue_token" in html
+    assert "TOKEN=$(.venv/bin/python manage.py issue_token alice)" in html
+    assert "ws://testserver/ws/notifications?token=$TOKEN" in html
     assert "Page not found" not in html
 
 
