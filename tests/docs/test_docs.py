@@ -1,4 +1,5 @@
-"""The docs as a newcomer uses them: every Python snippet runs, every file named exists.
+"""The docs as a newcomer uses them: every Python snippet runs, the README's curl
+commands work pasted into a fresh terminal, every file named exists.
 
 Each fenced ``python`` block of README.md and docs/*.md runs, as written, in
 its own interpreter against a live dev-mode server (real uvicorn, the dev
@@ -10,11 +11,14 @@ server's. A block that is not meant to run is marked by the line
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +75,57 @@ def test_python_snippet_runs(where: str, code: str, dev_server: LiveServer, tmp_
         check=False,
     )
     assert result.returncode == 0, f"{where} failed:\n{code}\n{result.stderr}"
+
+
+SH_FENCE = re.compile(r"^```sh\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def readme_shell_blocks() -> list[str]:
+    """The README's shell blocks that call the API (each one terminal's paste)."""
+    text = (REPO / "README.md").read_text()
+    return [block for block in SH_FENCE.findall(text) if "curl " in block]
+
+
+def test_each_shell_block_defines_the_variables_it_uses() -> None:
+    # Each block is pasted into its own terminal: nothing carries over.
+    for block in SH_FENCE.findall((REPO / "README.md").read_text()):
+        used = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", block))
+        defined = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", block, re.MULTILINE))
+        assert used <= defined, f"uses {used - defined} it does not set:\n{block}"
+
+
+def json_documents(text: str) -> list[Any]:
+    """The JSON documents in ``text``, one after another (curl -s adds no newline)."""
+    decoder = json.JSONDecoder()
+    found, at = [], 0
+    while at < len(text.rstrip()):
+        document, end = decoder.raw_decode(text, at)
+        found.append(document)
+        at = end
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return found
+
+
+@pytest.mark.live
+def test_the_readme_curl_blocks_work_pasted_into_a_fresh_shell(dev_server: LiveServer) -> None:
+    blocks = readme_shell_blocks()
+    assert len(blocks) >= 2, "the publish and the user API blocks"
+    env = {k: v for k, v in os.environ.items() if k not in ("TOKEN", "DATABASE_URL", "REDIS_URL")}
+    for block in blocks:
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block.replace(DOC_ADDRESS, dev_server.url)],
+            cwd=REPO,
+            env={**env, "DEBUG": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, f"{block}\n{result.stderr}"
+        answers = json_documents(result.stdout)
+        assert answers, block
+        assert all("detail" not in answer for answer in answers), (block, answers)
 
 
 # A relative link [x](path) or a backticked file name ending in .md.
