@@ -20,6 +20,9 @@ from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
+# `make run` starts a real uvicorn.
+pytestmark = pytest.mark.live
+
 
 @pytest.fixture
 def taken_port() -> Iterator[int]:
