@@ -164,8 +164,8 @@ async def test_responses_echo_a_request_id(pair: list[LiveServer], http: httpx.A
     assert len(generated.headers["X-Request-ID"]) >= 8
     assert generated.headers["X-Request-ID"] != mine
 
-    # Errors too. (django.request's "Unauthorized" WARNING is written after the
-    # middleware has reset the id, so it carries none; the response header does.)
+    # Errors too (every line of the request carries the id as well:
+    # tests/live/test_dev_logs.py).
     rid = f"req-{uuid.uuid4().hex[:16]}"
     refused = await http.post(
         a.url + PUBLISH_PATH,
