@@ -542,7 +542,7 @@ def log_format(env: environ.Env, *, debug: bool, at_terminal: bool) -> str:
             "NOTIFY_JSON_LOGS is no longer read: set NOTIFY_LOG_FORMAT=json (or text) instead."
         )
     default = "text" if debug or at_terminal else "json"
-    value: str = env.str("NOTIFY_LOG_FORMAT", default=default).strip().lower()
+    value: str = env.str("NOTIFY_LOG_FORMAT", default="").strip().lower() or default
     if value not in LOG_FORMATS:
         raise ImproperlyConfigured(f"NOTIFY_LOG_FORMAT must be json or text, got {value!r}.")
     return value
