@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from notifications import delivery
+from notifications import delivery, metrics
 from notifications.tokens import InvalidToken, verify_user_token
 from service.config import DEV_ORIGIN_HOSTS, normalize_origin
 from service.lifecycle import state
@@ -98,7 +98,7 @@ _JWT_REASONS = {
 }
 
 
-def refusal_reason(exc: InvalidToken) -> str:
+def token_refusal(exc: InvalidToken) -> str:
     """Why a token was refused, for the log: fixed words, never the token."""
     reason = str(exc)
     return _JWT_REASONS.get(reason, reason)
@@ -115,12 +115,22 @@ def authenticate(scope: Scope) -> Scope | str:
             raise InvalidToken("no token")
         claims = verify_user_token(token)
     except InvalidToken as exc:
-        return refusal_reason(exc)
+        return token_refusal(exc)
     return {
         "user_id": claims.user_id,
         "token_expires_at": claims.expires_at,
         "notify_subprotocol": subprotocol,
     }
+
+
+def refusal_reason(scope: Scope, added: Scope | str) -> str:
+    """Why SocketEntry refused, as the metric's label (only computed on a refusal;
+    ``added`` is authenticate's answer, a str when it refused)."""
+    if not origin_ok(scope):
+        return "origin"
+    if state.shutting_down:
+        return "shutting_down"
+    return "token" if isinstance(added, str) else "path"
 
 
 def route_path(scope: Scope) -> str | None:
@@ -158,11 +168,13 @@ class SocketEntry:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         added = authenticate(scope) if origin_ok(scope) else origin_refusal(scope)
-        if isinstance(added, dict) and route_path(scope) != self.path:
-            added = f"no socket at {scope.get('path', '')!r}"
-        if isinstance(added, str):
+        refused = added if isinstance(added, str) else None
+        if refused is None and route_path(scope) != self.path:
+            refused = f"no socket at {scope.get('path', '')!r}"
+        if refused is not None or isinstance(added, str):
+            metrics.HANDSHAKES_REFUSED.labels(reason=refusal_reason(scope, added)).inc()
             client = scope.get("client") or ("-", 0)
-            logger.info("websocket refused (403) from %s: %s", client[0], added)
+            logger.info("websocket refused (403) from %s: %s", client[0], refused)
             await deny(receive, send)
             return
         scope.update(added)
@@ -220,5 +232,6 @@ class RefuseWhenLayerDown:
 async def refuse_unavailable(scope: Scope, send: Any) -> None:
     """Accept and at once close with 1013 (try again later): a reason every
     client sees (an HTTP 503 denial is logged by uvicorn as an app error)."""
+    metrics.HANDSHAKES_REFUSED.labels(reason="unavailable").inc()
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.close", "code": 1013})
