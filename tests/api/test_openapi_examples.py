@@ -12,6 +12,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.api.conftest import make_token
+from tests.support.keys import dev_api_keys_setting
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +22,7 @@ DEV_KEY = "dev-publisher-key"
 @pytest.fixture
 def schema(settings: Any) -> dict[str, Any]:
     settings.DEBUG = True
-    settings.NOTIFY_API_KEYS = {"dev": DEV_KEY}
+    settings.NOTIFY_API_KEYS = dev_api_keys_setting()
     response = APIClient().get("/api/schema", {"format": "json"})
     assert response.status_code == 200
     document: dict[str, Any] = response.json()

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from notifications.tokens import verify_user_token
+from tests.support.keys import dev_api_keys_setting
 
 
 @pytest.mark.parametrize("ttl", ["0", "-5"])
@@ -31,7 +32,7 @@ def test_issue_token_with_a_positive_ttl_is_valid() -> None:
 def test_devinfo_names_the_demo_first_in_aligned_columns(settings: Any) -> None:
     settings.DEBUG = True
     settings.NOTIFY_DEMO_ENABLED = True
-    settings.NOTIFY_API_KEYS = {"dev": "dev-publisher-key"}
+    settings.NOTIFY_API_KEYS = dev_api_keys_setting()
     out = io.StringIO()
     call_command("devinfo", "--port", "8123", stdout=out)
     rows = [line for line in out.getvalue().splitlines() if line.startswith("  ")]

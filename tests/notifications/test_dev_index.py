@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from tests.support.keys import dev_api_keys_setting
+
 
 @pytest.fixture
 def dev(settings: Any) -> Any:
     settings.DEBUG = True
     settings.NOTIFY_DEMO_ENABLED = True
-    settings.NOTIFY_API_KEYS = {"dev": "dev-publisher-key"}
+    settings.NOTIFY_API_KEYS = dev_api_keys_setting()
     return settings
 
 
