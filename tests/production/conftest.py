@@ -70,7 +70,7 @@ def prod_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str
         **({"REDIS_URL": redis_url} if redis_url is not None else {}),
         "NOTIFY_PUBLISH_RATE": "100000/s",
         "LOG_LEVEL": "INFO",
-        "NOTIFY_JSON_LOGS": "true",
+        "NOTIFY_LOG_FORMAT": "json",
         # Never let the test process's own settings leak into the server.
         "NOTIFY_TEST_DATABASE": "",
     }
