@@ -1,4 +1,5 @@
-"""OpenAPI extras: the two bearer schemes and the error answers of each operation.
+"""OpenAPI extras: the two bearer schemes, the error answers of each
+operation, and the publish operation, which no Django route serves.
 
 Imported by ``api.apps`` so drf-spectacular finds the extensions.
 """
@@ -9,9 +10,16 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from api import serializers as s
+from api.authentication import PublisherKeyAuthentication
+from api.parsers import LimitedJSONParser
+from api.publish import IDEMPOTENCY_HEADER
+from api.publish_asgi import PATH as PUBLISH_PATH
 
 
 class PublisherKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
@@ -61,3 +69,35 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         )
         for code in codes
     }
+
+
+class PublishOperation(APIView):
+    """Schema only, never routed: POST /api/v1/notifications is served by
+    api/publish_asgi.py in front of Django. This view carries the operation's
+    description into the document (``add_publish_operation``)."""
+
+    authentication_classes = [PublisherKeyAuthentication]
+    parser_classes = [LimitedJSONParser]
+
+    @extend_schema(
+        request=s.PublishRequest,
+        responses={202: s.PublishResponse, **errors(400, 401, 403, 413, 415, 422, 429, 503)},
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER)],
+        summary="Publish a notification to one or many users",
+        description=(
+            "Stores one notification per distinct recipient (committed before the 202), "
+            "then pushes each to its user's open connections."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        raise NotImplementedError("schema only: never routed")
+
+
+Endpoint = tuple[str, str, str, Any]
+
+
+def add_publish_operation(endpoints: list[Endpoint]) -> list[Endpoint]:
+    """drf-spectacular preprocessing hook (SPECTACULAR_SETTINGS): the
+    operations of the URLconf, plus the publish operation served outside it."""
+    view = PublishOperation.as_view()
+    return [*endpoints, (PUBLISH_PATH, PUBLISH_PATH.lstrip("/"), "POST", view)]

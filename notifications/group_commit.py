@@ -12,6 +12,7 @@ request cannot fail the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -62,10 +63,10 @@ class AsyncGroupCommitter(Generic[In, Out]):
             self._pending.append((item, future))
             start, self._running = not self._running, True
         if start:
-            loop.run_in_executor(self._executor, self._drain, loop)
+            loop.run_in_executor(self._executor, self._drain)
         return await future
 
-    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _drain(self) -> None:
         try:
             while True:
                 with self._lock:
@@ -73,14 +74,14 @@ class AsyncGroupCommitter(Generic[In, Out]):
                     if not group:
                         self._running = False
                         return
-                self._run(loop, group)
+                self._run(group)
         except BaseException as exc:
             # Not a commit error (those are outcomes): nobody may wait forever.
             with self._lock:
                 stranded, self._running = list(self._pending), False
                 self._pending.clear()
             for _item, future in stranded:
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                _hand_back(future, None, exc)
             raise
 
     def _take(self) -> list[tuple[In, asyncio.Future[Out]]]:
@@ -94,20 +95,25 @@ class AsyncGroupCommitter(Generic[In, Out]):
             size += item_size
         return group
 
-    def _run(
-        self, loop: asyncio.AbstractEventLoop, group: list[tuple[In, asyncio.Future[Out]]]
-    ) -> None:
+    def _run(self, group: list[tuple[In, asyncio.Future[Out]]]) -> None:
         try:
             outcomes = self._commit([item for item, _future in group])
         except Exception as exc:
             if len(group) == 1:
-                loop.call_soon_threadsafe(_settle, group[0][1], None, exc)
+                _hand_back(group[0][1], None, exc)
                 return
             for one in group:
-                self._run(loop, [one])
+                self._run([one])
             return
         for (_item, future), outcome in zip(group, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, outcome, None)
+            _hand_back(future, outcome, None)
+
+
+def _hand_back(future: asyncio.Future[Any], outcome: Any, error: BaseException | None) -> None:
+    """Settle ``future`` on its own loop: requests may come from several loops
+    (a synchronous caller runs one per call), and one drain serves them all."""
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+        future.get_loop().call_soon_threadsafe(_settle, future, outcome, error)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any, error: BaseException | None) -> None:

@@ -17,7 +17,7 @@ from prometheus_client import (
 
 from notifications.db import off_loop
 from notifications.delivery import layer_health
-from service.lifecycle import state
+from notifications.runtime import state
 
 logger = logging.getLogger(__name__)
 
