@@ -2,7 +2,7 @@
 
 Requests wait on the event loop; one writer thread takes every request
 queued at that moment and commits them together
-(``services.notifications_publish_rated``), then goes on with what queued
+(``publishing.notifications_publish_rated``), then goes on with what queued
 meanwhile. One commit, one counter upsert, one insert and one pipelined
 push per group instead of per request, and no thread per waiting request.
 A group that fails as a whole is retried one request at a time, so a bad

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from notifications import metrics
 from notifications.credentials import bearer_credential
 from notifications.origins import origin_allowed
 from notifications.runtime import state
@@ -75,6 +76,15 @@ def authenticate(scope: Scope) -> Scope | None:
     }
 
 
+def refusal_reason(scope: Scope, added: Scope | None) -> str:
+    """Why SocketEntry refused (for the metric; only computed on a refusal)."""
+    if not origin_ok(scope):
+        return "origin"
+    if state.shutting_down:
+        return "shutting_down"
+    return "token" if added is None else "path"
+
+
 def route_path(scope: Scope) -> str | None:
     """The path below ``root_path`` without leading slashes, as channels'
     URLRouter matches it; None when the path is outside ``root_path``."""
@@ -105,6 +115,7 @@ class SocketEntry:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         added = authenticate(scope) if origin_ok(scope) else None
         if added is None or route_path(scope) != self.path:
+            metrics.HANDSHAKES_REFUSED.labels(reason=refusal_reason(scope, added)).inc()
             await deny(receive, send)
             return
         scope.update(added)
