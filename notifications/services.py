@@ -42,6 +42,7 @@ _writer: AsyncGroupCommitter[Publication, PublishOutcome] = AsyncGroupCommitter(
     with_fresh_connections(lambda group: notifications_publish_rated(publications=group)),
     executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-writer"),
     size_of=lambda publication: max(1, len(publication.recipients)),
+    key_of=lambda publication: publication.source,
 )
 
 
