@@ -25,10 +25,11 @@ from rest_framework import exceptions
 from rest_framework import serializers as drf_serializers
 
 from api import serializers as s
+from api.authentication import presented_credential
 from api.errors import exception_handler
 from api.parsers import parse_json_body, require_json_content_type
 from notifications import metrics, publishing, services
-from notifications.credentials import Publisher, bearer_credential, publisher_for_secret
+from notifications.credentials import Publisher, publisher_for_secret
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 AUTH_HEADER = 'Bearer realm="publisher"'
@@ -42,7 +43,7 @@ class Answer:
 
 
 def _authenticate(authorization: bytes) -> Publisher:
-    secret = bearer_credential(authorization)
+    secret = presented_credential(authorization, "publisher key")
     if secret is None:
         raise exceptions.NotAuthenticated()
     publisher = publisher_for_secret(secret)

@@ -1,5 +1,6 @@
-"""OpenAPI extras: the two bearer schemes, the error answers of each
-operation, and the publish operation, which no Django route serves.
+"""OpenAPI extras: the two bearer schemes, the error answers of each operation,
+examples that work as they are in Swagger's "Try it out" (the README's body),
+and the publish operation, which no Django route serves.
 
 Imported by ``api.apps`` so drf-spectacular finds the extensions.
 """
@@ -8,9 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,7 +37,8 @@ class PublisherKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unt
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "A publisher secret from NOTIFY_API_KEYS.",
+            "description": "A publisher secret from NOTIFY_API_KEYS."
+            + (" In dev mode (DEBUG on), `dev-publisher-key` works." if settings.DEBUG else ""),
         }
 
 
@@ -43,8 +51,28 @@ class UserTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untype
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": "A user JWT minted by the host application (sub, exp).",
+            "description": "A user JWT minted by the host application (sub, exp)."
+            + (
+                " In dev mode, mint one with `.venv/bin/python manage.py issue_token alice`."
+                if settings.DEBUG
+                else ""
+            ),
         }
+
+
+# The README's publish body: what "Try it out" sends unless edited.
+PUBLISH_EXAMPLE: dict[str, Any] = {
+    "recipients": ["alice"],
+    "type": "order.shipped",
+    "title": "Your order is on its way",
+    "data": {"order_id": 1234},
+}
+
+
+def path_example(name: str, value: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name, str, OpenApiParameter.PATH, examples=[OpenApiExample(value, value=value)]
+    )
 
 
 _DESCRIPTIONS = {
@@ -82,12 +110,18 @@ class PublishOperation(APIView):
     @extend_schema(
         request=s.PublishRequest,
         responses={202: s.PublishResponse, **errors(400, 401, 403, 413, 415, 422, 429, 503)},
-        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER)],
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Optional: a retry with the same key and body is not stored twice.",
+            )
+        ],
+        examples=[OpenApiExample("An order shipped", value=PUBLISH_EXAMPLE, request_only=True)],
         summary="Publish a notification to one or many users",
-        description=(
-            "Stores one notification per distinct recipient (committed before the 202), "
-            "then pushes each to its user's open connections."
-        ),
+        description="Stores one notification per recipient and pushes each, at once, to "
+        "every open socket of that user. 202 once stored.",
     )
     def post(self, request: Request) -> Response:
         raise NotImplementedError("schema only: never routed")

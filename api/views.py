@@ -7,7 +7,7 @@ import binascii
 from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from api import serializers as s
 from api.authentication import PublisherKeyAuthentication, User, UserTokenAuthentication
 from api.parsers import LimitedJSONParser, require_json
-from api.schema import errors
+from api.schema import errors, path_example
 from notifications import presence, selectors, services
 from notifications.credentials import Publisher
 from notifications.errors import NotificationNotFound
@@ -47,7 +47,9 @@ class UserView(APIView):
 
 class PresenceView(PublisherView):
     @extend_schema(
-        responses={200: s.Presence, **errors(401)}, summary="Open sockets of a user, all processes"
+        responses={200: s.Presence, **errors(401)},
+        parameters=[path_example("user_id", "alice")],
+        summary="Open sockets of a user, all processes",
     )
     def get(self, request: Request, user_id: str) -> Response:
         count = async_to_sync(presence.backend().count)(user_id)
@@ -96,6 +98,7 @@ class MyNotificationsView(UserView):
 class MyNotificationView(UserView):
     @extend_schema(
         responses={200: s.NotificationOut, **errors(401, 404)},
+        parameters=[path_example("notification_id", "1")],
         summary="One of my notifications",
         operation_id="me_notification_retrieve",
     )
@@ -119,6 +122,10 @@ class MarkReadView(UserView):
     @extend_schema(
         request=s.MarkReadRequest,
         responses={200: s.MarkReadResponse, **errors(400, 401, 404, 413, 415)},
+        examples=[
+            OpenApiExample("Everything", value={"all": True}, request_only=True),
+            OpenApiExample("Some", value={"ids": ["1"]}, request_only=True),
+        ],
         summary="Mark read",
     )
     def post(self, request: Request) -> Response:
