@@ -29,7 +29,6 @@ import logging
 import time
 from collections import deque
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from channels.consumer import get_handler_name
@@ -42,7 +41,8 @@ from notifications.db import off_loop
 from notifications.ids import parse_id
 from notifications.ratelimit import TokenBucket
 from notifications.rendering import NotificationDict
-from service.lifecycle import state
+from notifications.runtime import state
+from notifications.scope import query_param
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +189,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         )
 
     def _query_param(self, name: str) -> str | None:
-        values = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get(name)
-        return values[0] if values else None
+        return query_param(self.scope, name)
 
     def _schedule_expiry(self, expires_at: float) -> None:
         delay = max(0.0, expires_at - time.time())

@@ -66,10 +66,6 @@ def open_channel(deliver: Callable[[dict[str, Any]], None]) -> str | None:
     return None if opener is None else str(opener(deliver))
 
 
-def has_direct_channels() -> bool:
-    return hasattr(get_channel_layer(), "new_direct_channel")
-
-
 def close_channel(channel_name: str) -> None:
     get_channel_layer().drop_direct_channel(channel_name)
 

@@ -4,6 +4,7 @@ cluster (REDIS_CLUSTER_URL, notifications/redis_cluster.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -13,7 +14,19 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
 from notifications import redis_cluster
-from service.config import RedisSettings
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where shared state lives: plain URLs (the first also holds presence and
+    rate limits), a Sentinel-managed master, or a Redis Cluster (any node)."""
+
+    urls: tuple[str, ...]
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
+    sentinel_kwargs: dict[str, Any] | None = None
+    cluster_url: str | None = None
+
 
 _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 3}
 

@@ -26,6 +26,7 @@ from notifications import (  # noqa: E402
     processes,
 )
 from notifications.consumers import NotificationConsumer  # noqa: E402
+from notifications.runtime import state  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
@@ -61,7 +62,7 @@ http_app = RequestIdScope(BodyLimit(PublishEndpoint(StaticFiles(django_http))))
 async def _close_sockets_for_reconnect() -> None:
     # The subscriber connection broke: these sockets may no longer receive
     # pushes. Close them (1012) so clients reconnect and resume with since.
-    lifecycle.state.spawn(lifecycle.drain(window=1.0))
+    state.spawn(lifecycle.drain(window=1.0))
 
 
 async def _close_group_sockets(groups: set[str]) -> None:
@@ -71,7 +72,7 @@ async def _close_group_sockets(groups: set[str]) -> None:
         user = getattr(sock, "user_id", None)
         return user is not None and delivery.group_name(user) in groups
 
-    lifecycle.state.spawn(lifecycle.drain(window=1.0, only=in_groups))
+    state.spawn(lifecycle.drain(window=1.0, only=in_groups))
 
 
 async def _startup() -> None:
@@ -80,12 +81,12 @@ async def _startup() -> None:
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     cluster_layer.groups_lost_listeners.append(_close_group_sockets)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
-    lifecycle.state.spawn(presence.backend().heartbeat_forever())
-    lifecycle.state.spawn(processes.announce_forever())  # for notify_inspect
+    state.spawn(presence.backend().heartbeat_forever())
+    state.spawn(processes.announce_forever())  # for notify_inspect
 
 
 async def _shutdown() -> None:
-    for task in list(lifecycle.state.background):
+    for task in list(state.background):
         task.cancel()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # This worker's live gauges (open sockets) stop counting.
