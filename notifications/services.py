@@ -31,6 +31,7 @@ from notifications.models import (
     UserSequence,
     insert_notifications,
 )
+from notifications.push import services as push_services
 from notifications.ratelimit import publisher_limiter
 from notifications.rendering import NotificationDict, timestamp
 
@@ -58,6 +59,7 @@ class Publication:
     data: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     request_hash: str = ""
+    push: str = "auto"  # Web Push: auto | always | never (notifications/push/)
 
 
 def request_hash(data: dict[str, Any]) -> str:
@@ -75,6 +77,7 @@ def notifications_publish(
     data: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
+    push: str = "auto",
 ) -> PublishResult:
     """Store one notification per recipient (deduplicated) and push them after commit.
 
@@ -89,6 +92,7 @@ def notifications_publish(
         data=data if data is not None else {},
         idempotency_key=idempotency_key,
         request_hash=request_hash,
+        push=push,
     )
     (outcome,) = notifications_publish_many(publications=[publication])
     if isinstance(outcome, Exception):
@@ -143,6 +147,7 @@ def notifications_publish_many(
     next_id = {user: last_ids[user] - count + 1 for user, count in wanted.items()}
     inserts: list[tuple[dict[str, Any], list[tuple[str, int]]]] = []
     pushes: list[tuple[str, NotificationDict]] = []
+    owed: list[tuple[str, NotificationDict, str]] = []  # Web Push, by mode
     for index, publication, users, event_id in accepted:
         shared: NotificationDict = {
             "type": publication.type,
@@ -159,10 +164,12 @@ def notifications_publish_many(
             next_id[user] = seq + 1
             rows.append((user, seq))
             pushes.append((user, {"id": str(seq), **shared}))
+            owed.append((user, pushes[-1][1], publication.push))
         stored = {**shared, "event_id": event_id, "created_at": now}
         inserts.append((stored, rows))
         outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
     insert_notifications(inserts)
+    push_services.record_owed(owed, committed_at=now)  # same transaction: durable debt
     if pushes:
         transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
     return [outcome for outcome in outcomes if outcome is not None]

@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from api.publish_asgi import PublishEndpoint  # noqa: E402
 from notifications import channel_layer, delivery, presence  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
+from notifications.push import runtime as push_runtime  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
@@ -63,9 +64,13 @@ async def _startup() -> None:
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
     lifecycle.state.spawn(presence.backend().heartbeat_forever())
+    if settings.NOTIFY_PUSH_WORKER_IN_PROCESS:
+        await push_runtime.start()  # Web Push (off without VAPID_PRIVATE_KEY)
 
 
 async def _shutdown() -> None:
+    # Sends in flight finish (or go back to the outbox) before the process exits.
+    await push_runtime.stop(grace=settings.NOTIFY_DRAIN_SECONDS)
     for task in list(lifecycle.state.background):
         task.cancel()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import environ
 
-from service import config
+from service import config, push_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "notifications.apps.NotificationsConfig",
     "api.apps.ApiConfig",
+    "notifications.push.apps.PushConfig",
 ]
 
 # Only middleware that is async-capable: a sync one would push every request
@@ -98,6 +99,12 @@ NOTIFY_DRAIN_SECONDS: float = env.float("NOTIFY_DRAIN_SECONDS", default=5.0)
 NOTIFY_DEMO_ENABLED: bool = env.bool("DEMO_ENABLED", default=DEBUG)
 
 config.check_single_process_layer(CHANNEL_LAYERS["default"])
+
+# Web Push (notifications/push/, docs/push.md): None = off, no VAPID_PRIVATE_KEY.
+NOTIFY_PUSH: push_config.PushSettings | None = push_config.push_settings(env)
+# The push worker inside every service process (off when a separate
+# `manage.py push_worker` Deployment does the sending).
+NOTIFY_PUSH_WORKER_IN_PROCESS: bool = env.bool("NOTIFY_PUSH_WORKER_IN_PROCESS", default=True)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
