@@ -85,22 +85,32 @@ def push_env(vapid: Vapid, service: PushService, **extra: str) -> dict[str, str]
     }
 
 
+class Outbox:
+    """The outbox table, read straight from the database."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def rows(self, user: str, *, attempts: int | None = None) -> int:
+        query = "SELECT count(*) FROM notify_push_outbox WHERE user_id = %s"
+        params: list[Any] = [user]
+        if attempts is not None:
+            query += " AND attempts = %s"
+            params.append(attempts)
+        with psycopg.connect(self.database_url) as conn:
+            row = conn.execute(query, params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
 class Deployment:
     """Two service processes (A, B) on one PostgreSQL database and one Redis."""
 
     def __init__(self, database_url: str, env: dict[str, str]) -> None:
-        self.database_url = database_url
+        self.outbox = Outbox(database_url)
         self.env = env
         self.a = start_server(env)
         self.b = start_server(env, migrate=False)
-
-    def outbox_rows(self, user: str) -> int:
-        with psycopg.connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM notify_push_outbox WHERE user_id = %s", [user]
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
 
     def close(self) -> None:
         stop_server(self.b)
@@ -153,10 +163,10 @@ async def publish(
     return body
 
 
-async def drained(dep: Deployment, user: str, timeout: float = 30.0) -> None:
+async def drained(outbox: Outbox, user: str, timeout: float = 30.0) -> None:
     """Until the outbox owes ``user`` nothing (every row settled)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while await asyncio.to_thread(dep.outbox_rows, user):
+    while await asyncio.to_thread(outbox.rows, user):
         assert loop.time() < deadline, f"outbox still owes {user} pushes after {timeout}s"
         await asyncio.sleep(0.05)

@@ -57,7 +57,7 @@ async def test_offline_user_gets_an_encrypted_signed_push(
     assert 0 < int(received.headers["TTL"]) <= 86400
     assert received.headers["Urgency"] == "normal"
     assert 1 <= len(received.headers["Topic"]) <= 32
-    await drained(deployment, user)
+    await drained(deployment.outbox, user)
 
 
 async def test_auto_skips_a_user_connected_to_another_process_always_does_not(
@@ -69,11 +69,11 @@ async def test_auto_skips_a_user_connected_to_another_process_always_does_not(
     socket = await sockets.open(deployment.b, user)  # connected on B only
     auto = await publish(http, deployment.a, [user], title="auto")
     await socket.wait_for(lambda s: any(f.get("type") == "notification" for f in s.frames))
-    await drained(deployment, user)  # the row was resolved: nothing owed
+    await drained(deployment.outbox, user)  # the row was resolved: nothing owed
     assert push_service.messages(sub) == []
     await publish(http, deployment.a, [user], title="always", push="always")
     await push_service.until(lambda: push_service.delivered(sub))
-    await drained(deployment, user)
+    await drained(deployment.outbox, user)
     assert [p["title"] for p in push_service.delivered(sub)] == ["always"]
     assert auto["recipients"] == 1
 
@@ -87,7 +87,7 @@ async def test_never_sends_nothing_and_offline_auto_sends(
     await publish(http, deployment.a, [user], title="never", push="never")
     await publish(http, deployment.a, [user], title="auto")
     await push_service.until(lambda: push_service.delivered(sub))
-    await drained(deployment, user)
+    await drained(deployment.outbox, user)
     assert [p["title"] for p in push_service.delivered(sub)] == ["auto"]
 
 
@@ -102,7 +102,7 @@ async def test_each_subscription_of_the_user_gets_one(
     await subscribe(http, deployment.a, other, theirs)
     await publish(http, deployment.b, [user], title="mine")
     await push_service.until(lambda: all(push_service.delivered(s) for s in mine))
-    await drained(deployment, user)
+    await drained(deployment.outbox, user)
     assert push_service.messages(theirs) == []
 
 
@@ -135,7 +135,7 @@ async def test_429_and_500_are_retried_until_201(
     push_service.answer(sub, 429, retry_after="1")
     await publish(http, deployment.a, [user], title="retried")
     await push_service.until(lambda: push_service.delivered(sub), timeout=60)
-    await drained(deployment, user)
+    await drained(deployment.outbox, user)
     statuses = [r.status for r in push_service.messages(sub)]
     assert statuses == [500, 429, 201]
     first, second, third = push_service.messages(sub)
@@ -155,7 +155,7 @@ async def test_410_deletes_the_subscription_400_keeps_it(
     push_service.answer(gone, 410)
     push_service.answer(refused, 400)
     await publish(http, deployment.a, [user])
-    await drained(deployment, user)
+    await drained(deployment.outbox, user)
     assert [r.status for r in push_service.messages(gone)] == [410]
     assert [r.status for r in push_service.messages(refused)] == [400]  # not retried
     listed = (await http.get(deployment.a.url + SUBSCRIPTIONS, headers=user_headers(user))).json()
@@ -177,7 +177,7 @@ async def test_muted_types_get_no_push_but_stay_in_the_feed(
     for kind in ("marketing", "marketing.promo.spring", "chat.typing", "order.shipped"):
         await publish(http, deployment.a, [user], type=kind)
     await push_service.until(lambda: push_service.delivered(sub))
-    await drained(deployment, user)
+    await drained(deployment.outbox, user)
     assert [p["type"] for p in push_service.delivered(sub)] == ["order.shipped"]
     feed = (
         await http.get(deployment.a.url + "/api/v1/me/notifications", headers=user_headers(user))
@@ -196,5 +196,5 @@ async def test_a_subscription_moves_to_the_user_who_registers_it(
     await publish(http, deployment.a, [first], title="to first")
     await publish(http, deployment.a, [second], title="to second")
     await push_service.until(lambda: push_service.delivered(sub))
-    await asyncio.gather(drained(deployment, first), drained(deployment, second))
+    await asyncio.gather(drained(deployment.outbox, first), drained(deployment.outbox, second))
     assert [p["title"] for p in push_service.delivered(sub)] == ["to second"]
