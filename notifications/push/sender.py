@@ -28,7 +28,10 @@ Result = Literal["delivered", "gone", "dropped", "retry"]
 MAX_ANSWER_BYTES = 16 * 1024
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DEADLINE = 20.0  # a whole request, however slowly the service trickles bytes
-CONNECTIONS_PER_HOST = 64
+# Requests in flight per push service host (and pooled connections): more
+# only queue inside the pool, where the time waiting would count against
+# the request's deadline. Measured best at 8..16 (docs/performance.md).
+IN_FLIGHT_PER_HOST = 16
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 3600.0
 
@@ -52,6 +55,7 @@ class Sender:
     def __init__(self, cfg: PushSettings) -> None:
         self._ssl = ssl_context(cfg)
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
 
     def _client(self, key: str) -> httpx.AsyncClient:
         client = self._clients.get(key)
@@ -62,19 +66,21 @@ class Sender:
                 follow_redirects=False,
                 trust_env=False,  # no proxy from the environment: push goes direct
                 limits=httpx.Limits(
-                    max_connections=CONNECTIONS_PER_HOST,
-                    max_keepalive_connections=CONNECTIONS_PER_HOST,
+                    max_connections=IN_FLIGHT_PER_HOST,
+                    max_keepalive_connections=IN_FLIGHT_PER_HOST,
                 ),
             )
             self._clients[key] = client
+            self._slots[key] = asyncio.Semaphore(IN_FLIGHT_PER_HOST)
         return client
 
     async def send(
         self, endpoint: str, body: bytes, headers: dict[str, str], *, subscription_id: int
     ) -> Outcome:
         host = origin(endpoint)
+        self._client(host)
         try:
-            async with asyncio.timeout(DEADLINE):
+            async with self._slots[host], asyncio.timeout(DEADLINE):
                 status, retry_after = await self._post(host, endpoint, body, headers)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             logger.warning(

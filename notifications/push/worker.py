@@ -102,7 +102,7 @@ class PushWorker:
             except Exception:
                 logger.exception("push worker batch failed; retrying after %.0fs", POLL)
                 worked = 0
-            if worked < self.batch and not self._stopping:
+            if not worked and not self._stopping:  # idle: wait for a commit or the poll
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL)

@@ -152,7 +152,9 @@ class CertificateAuthority:
 
 
 class PushService:
-    def __init__(self, vapid_public_key: str, *, subject: str | None = None) -> None:
+    def __init__(
+        self, vapid_public_key: str, *, subject: str | None = None, check_every: int = 1
+    ) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="test-push-"))
         self.ca = CertificateAuthority(self.directory)
         self.port = free_port()
@@ -160,6 +162,13 @@ class PushService:
         self.origin = f"https://{self.host}"
         self.vapid_public_key = vapid_public_key
         self.subject = subject
+        # Decrypt and verify every n-th message (the benchmark's lighter load);
+        # the others are only counted. Tests check them all.
+        self.check_every = check_every
+        self.checked = 0
+        self._seen = 0
+        self._counts: dict[int, int] = defaultdict(int)
+        self._last_at = 0.0
         self.subscriptions: dict[str, Subscription] = {}
         self.received: list[Received] = []
         self._answers: dict[str, deque[tuple[int, dict[str, str]]]] = defaultdict(deque)
@@ -210,6 +219,15 @@ class PushService:
                     raise AssertionError(f"push service: condition not met in {timeout}s")
                 self._changed.wait(left)
 
+    def count(self, status: int) -> int:
+        with self._lock:
+            return self._counts[status]
+
+    def last_at(self) -> float:
+        """When the latest answer was given (time.monotonic())."""
+        with self._lock:
+            return self._last_at
+
     async def until(self, predicate: Any, timeout: float = 30.0) -> None:
         """``wait_for`` without blocking the test's event loop."""
         await asyncio.to_thread(self.wait_for, predicate, timeout)
@@ -248,19 +266,35 @@ class PushService:
         with self._lock:
             sub = self.subscriptions.get(token)
             scripted = self._answers[token].popleft() if self._answers[token] else (201, {})
+            self._seen += 1
+            check = self._seen % self.check_every == 0
         status, extra = scripted
         if sub is None:
             status, extra = 404, {}
+        elif not check:
+            if len(body) > 4096 or headers.get("Content-Encoding") != "aes128gcm":
+                record.error = "bad size or encoding"
+                status, extra = 400, {}
+            return self._answer(record, status, extra, keep=False)
         else:
+            self.checked += 1
             try:
                 record.claims = self._check_vapid(headers)
                 record.payload = self._decrypt(sub, headers, body)
             except Exception as exc:
                 record.error = f"{type(exc).__name__}: {exc}"
                 status, extra = 400, {}
+        return self._answer(record, status, extra, keep=True)
+
+    def _answer(
+        self, record: Received, status: int, extra: dict[str, str], *, keep: bool
+    ) -> web.Response:
         record.status = status
         with self._changed:
-            self.received.append(record)
+            if keep or record.error:
+                self.received.append(record)
+            self._counts[status] += 1
+            self._last_at = time.monotonic()
             self._changed.notify_all()
         return web.Response(status=status, headers=extra)
 
