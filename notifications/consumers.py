@@ -136,6 +136,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             # later) so the client knows to retry, as ws_auth does when the
             # layer fails even earlier.
             logger.warning("channel layer unavailable; refusing socket (%s)", type(exc).__name__)
+            metrics.HANDSHAKES_REFUSED.labels(reason="unavailable").inc()
             await self.accept(self.scope.get("notify_subprotocol"))
             await self.close(code=CLOSE_TRY_AGAIN)
             return
@@ -417,6 +418,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if self._closed:
             return
         self._closed = True
+        metrics.SOCKET_CLOSES.labels(code=str(code)).inc()
         if self._writer is not None:
             self._writer.cancel()
         self._outbox = None

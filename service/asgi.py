@@ -19,7 +19,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from api.publish_asgi import PublishEndpoint  # noqa: E402
-from notifications import channel_layer, delivery, presence  # noqa: E402
+from notifications import channel_layer, delivery, presence, processes  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.push import runtime as push_runtime  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
@@ -66,6 +66,7 @@ async def _startup() -> None:
     lifecycle.state.spawn(presence.backend().heartbeat_forever())
     if settings.NOTIFY_PUSH_WORKER_IN_PROCESS:
         await push_runtime.start()  # Web Push (off without VAPID_PRIVATE_KEY)
+    lifecycle.state.spawn(processes.announce_forever())  # for notify_inspect
 
 
 async def _shutdown() -> None:
