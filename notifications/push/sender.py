@@ -28,10 +28,10 @@ Result = Literal["delivered", "gone", "dropped", "retry"]
 MAX_ANSWER_BYTES = 16 * 1024
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DEADLINE = 20.0  # a whole request, however slowly the service trickles bytes
-# Requests in flight per push service host (and pooled connections): more
-# only queue inside the pool, where the time waiting would count against
-# the request's deadline. Measured best at 8..16 (docs/performance.md).
-IN_FLIGHT_PER_HOST = 16
+# Per push service host: SHARDS clients x CONNECTIONS_PER_SHARD connections,
+# the most requests in flight at once (see HostPool).
+SHARDS = 16
+CONNECTIONS_PER_SHARD = 2
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 3600.0
 
@@ -51,37 +51,79 @@ def ssl_context(cfg: PushSettings) -> ssl.SSLContext:
     return context
 
 
-class Sender:
-    def __init__(self, cfg: PushSettings) -> None:
-        self._ssl = ssl_context(cfg)
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+class HostPool:
+    """Connections to one push service: ``SHARDS`` httpx clients of
+    ``CONNECTIONS_PER_SHARD`` each, a request going to the least busy one.
+    One client with all the connections costs more CPU per request as the
+    connections grow (httpcore checks every pooled connection on each
+    request), measured in docs/performance.md."""
 
-    def _client(self, key: str) -> httpx.AsyncClient:
-        client = self._clients.get(key)
-        if client is None:
-            client = httpx.AsyncClient(
-                verify=self._ssl,
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.clients = [
+            httpx.AsyncClient(
+                verify=context,
                 timeout=TIMEOUT,
                 follow_redirects=False,
                 trust_env=False,  # no proxy from the environment: push goes direct
                 limits=httpx.Limits(
-                    max_connections=IN_FLIGHT_PER_HOST,
-                    max_keepalive_connections=IN_FLIGHT_PER_HOST,
+                    max_connections=CONNECTIONS_PER_SHARD,
+                    max_keepalive_connections=CONNECTIONS_PER_SHARD,
                 ),
             )
-            self._clients[key] = client
-            self._slots[key] = asyncio.Semaphore(IN_FLIGHT_PER_HOST)
-        return client
+            for _ in range(SHARDS)
+        ]
+        self.busy = [0] * SHARDS
+        # Waiting happens here, not in a client's pool, where it would count
+        # against the request's deadline.
+        self.slots = asyncio.Semaphore(SHARDS * CONNECTIONS_PER_SHARD)
+
+    async def post(
+        self, endpoint: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, str | None]:
+        async with self.slots:
+            shard = min(range(SHARDS), key=self.busy.__getitem__)
+            self.busy[shard] += 1
+            try:
+                async with asyncio.timeout(DEADLINE):
+                    return await _post(self.clients[shard], endpoint, body, headers)
+            finally:
+                self.busy[shard] -= 1
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+async def _post(
+    client: httpx.AsyncClient, endpoint: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, str | None]:
+    request = client.build_request("POST", endpoint, content=body, headers=headers)
+    response = await client.send(request, stream=True)
+    try:
+        read = 0
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read > MAX_ANSWER_BYTES:
+                break  # the status is all that matters; close the rest
+    finally:
+        await response.aclose()
+    return response.status_code, response.headers.get("retry-after")
+
+
+class Sender:
+    def __init__(self, cfg: PushSettings) -> None:
+        self._ssl = ssl_context(cfg)
+        self._pools: dict[str, HostPool] = {}
 
     async def send(
         self, endpoint: str, body: bytes, headers: dict[str, str], *, subscription_id: int
     ) -> Outcome:
         host = origin(endpoint)
-        self._client(host)
+        pool = self._pools.get(host)
+        if pool is None:
+            pool = self._pools[host] = HostPool(self._ssl)
         try:
-            async with self._slots[host], asyncio.timeout(DEADLINE):
-                status, retry_after = await self._post(host, endpoint, body, headers)
+            status, retry_after = await pool.post(endpoint, body, headers)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             logger.warning(
                 "push to subscription %s on %s failed: %s",
@@ -92,25 +134,10 @@ class Sender:
             return Outcome("retry")
         return classify(status, retry_after, host=host, subscription_id=subscription_id)
 
-    async def _post(
-        self, host: str, endpoint: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, str | None]:
-        request = self._client(host).build_request("POST", endpoint, content=body, headers=headers)
-        response = await self._client(host).send(request, stream=True)
-        try:
-            read = 0
-            async for chunk in response.aiter_raw():
-                read += len(chunk)
-                if read > MAX_ANSWER_BYTES:
-                    break  # the status is all that matters; close the rest
-        finally:
-            await response.aclose()
-        return response.status_code, response.headers.get("retry-after")
-
     async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.close()
 
 
 def classify(status: int, retry_after: str | None, *, host: str, subscription_id: int) -> Outcome:
