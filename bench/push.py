@@ -44,7 +44,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4, help="publishes in flight")
     p.add_argument("--check-every", type=int, default=20, help="decrypt and verify 1 in N")
     p.add_argument("--target", type=float, default=1000.0, help="pushes/s aimed for")
-    return p.parse_args(list(argv))
+    args = p.parse_args(list(argv))
+    if args.batch > args.users:  # a publish counts each recipient once
+        p.error("--batch must not exceed --users")
+    return args
 
 
 def vapid_pair() -> tuple[str, str]:
@@ -109,7 +112,7 @@ async def publish_all(server: LiveServer, users: list[str], args: argparse.Names
 def run(args: argparse.Namespace) -> dict[str, Any]:
     private, public = vapid_pair()
     service = PushService(public, subject=SUBJECT, check_every=args.check_every)
-    postgres = PostgresServer()
+    postgres = PostgresServer(durable=True)  # as production runs it
     server: LiveServer | None = None
     try:
         env = {
