@@ -128,7 +128,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def connect(self) -> None:
         self.user_id = self.scope["user_id"]
-        self._bucket = TokenBucket(*settings.NOTIFY_WS_FRAME_RATE)
+        # One budget per socket for every frame the client sends: the server's
+        # protocol (service/ws_protocol.py) charges PINGs and PONGs to it.
+        self._bucket = self.scope.get("notify_frame_budget") or TokenBucket(
+            *settings.NOTIFY_WS_FRAME_RATE
+        )
         try:
             await delivery.join(self.user_id, self.channel_name)
         except Exception as exc:

@@ -15,7 +15,6 @@ django_http = get_asgi_application()  # sets Django up before the imports below
 
 from channels.layers import get_channel_layer  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from api.publish_asgi import PublishEndpoint  # noqa: E402
@@ -26,6 +25,8 @@ from notifications.ws_auth import SocketEntry  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
 from service.logs import install_uvicorn_scrubbing  # noqa: E402
+from service.middleware import RequestIdScope  # noqa: E402
+from service.static import StaticFiles  # noqa: E402
 
 
 def check_channel_layer() -> None:
@@ -44,12 +45,12 @@ if settings.DEBUG and "*" in settings.ALLOWED_HOSTS:
         "DEBUG is on and ALLOWED_HOSTS is '*': fine for a throwaway container, never for "
         "production (set DEBUG=false)."
     )
-install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
+install_uvicorn_scrubbing(settings.NOTIFY_LOG_FORMAT)
 
 # Sockets: Origin, token and path checks in one frame (no middleware chain
 # or router whose frames and scope copies would live as long as the socket).
 websocket_app = SocketEntry("/ws/notifications", NotificationConsumer)
-http_app = BodyLimit(PublishEndpoint(ASGIStaticFilesHandler(django_http)))
+http_app = RequestIdScope(BodyLimit(PublishEndpoint(StaticFiles(django_http))))
 
 
 async def _close_sockets_for_reconnect() -> None:
@@ -60,7 +61,7 @@ async def _close_sockets_for_reconnect() -> None:
 
 async def _startup() -> None:
     delivery.bind_loop(asyncio.get_running_loop())
-    install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
+    install_uvicorn_scrubbing(settings.NOTIFY_LOG_FORMAT)
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
     lifecycle.state.spawn(presence.backend().heartbeat_forever())

@@ -1,4 +1,9 @@
-"""JSON log lines, a request id on each, and no secret in any line.
+"""Log lines as JSON (production) or text (dev), a request id on each, no secret in any.
+
+``NOTIFY_LOG_FORMAT`` picks the format (service/config.py ``log_format``):
+JSON by default in production, readable text in dev mode or at a terminal.
+Both formatters scrub the final line, so the format never decides whether a
+token is written.
 
 uvicorn configures its own loggers before Django starts, so
 ``install_uvicorn_scrubbing`` also puts the scrubbing filter on them: its
@@ -14,6 +19,7 @@ import logging
 import re
 import time
 from typing import Any
+from urllib.parse import unquote
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -27,9 +33,23 @@ _SECRET_PATTERNS = [
 ]
 
 
-def scrub(text: str) -> str:
+def _scrub_raw(text: str) -> str:
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
+    return text
+
+
+def scrub(text: str) -> str:
+    """``text`` without secrets; when percent-decoding reveals one (``?tok%65n=``,
+    ``token=%65yJ...``), the decoded line, scrubbed."""
+    text = _scrub_raw(text)
+    decoded = text
+    for _ in range(3):  # double and triple encoding too
+        if "%" not in decoded:
+            break
+        decoded = unquote(decoded)
+        if _scrub_raw(decoded) != decoded:
+            return _scrub_raw(decoded)
     return text
 
 
@@ -46,6 +66,21 @@ class ScrubSecretsFilter(logging.Filter):
             record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.args, dict):
             record.args = {k: scrub(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+class ClientErrorFilter(logging.Filter):
+    """Records about a client's bad request (Django's ``django.security.*``: a
+    disallowed or malformed Host, a suspicious path) become one WARNING line
+    without a traceback; the request was answered 400 and nothing failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("django.security."):
+            return True
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = None
+        record.exc_text = None
         return True
 
 
@@ -66,8 +101,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def install_uvicorn_scrubbing(*, json_lines: bool = True) -> None:
-    """Scrub uvicorn's lines and, unless asked not to, render them as JSON too."""
+class TextFormatter(logging.Formatter):
+    """``12:00:01 WARNING  django.request  Unauthorized: /x  [request_id]``, scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        line = f"{when} {record.levelname:<8} {record.name}  {record.getMessage()}"
+        rid = request_id.get()
+        if rid:
+            line += f"  [{rid}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return scrub(line)
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def install_uvicorn_scrubbing(log_format: str = "json") -> None:
+    """Scrub uvicorn's lines and render them in ``log_format`` like every other line
+    (with the request id, which uvicorn's own formatters leave out)."""
     scrubber = ScrubSecretsFilter()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
@@ -76,5 +130,4 @@ def install_uvicorn_scrubbing(*, json_lines: bool = True) -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, ScrubSecretsFilter) for f in handler.filters):
                 handler.addFilter(scrubber)
-            if json_lines:
-                handler.setFormatter(JsonFormatter())
+            handler.setFormatter(formatter(log_format))

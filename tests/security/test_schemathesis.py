@@ -31,7 +31,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.support.servers import LiveServer
+from tests.support.servers import LOG_ERROR_MARKERS, LiveServer
 
 pytestmark = pytest.mark.live
 
@@ -41,7 +41,7 @@ USER = "alice"
 VAPID_KEY = base64.urlsafe_b64encode(
     ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
 ).decode()
-ERROR_MARKERS = ("Traceback", '"level": "ERROR"', '"level": "CRITICAL"', '" 500')
+ERROR_MARKERS = LOG_ERROR_MARKERS
 
 
 def user_token(user: str = USER) -> str:
