@@ -26,6 +26,19 @@ def _b64url_key(value: str, size: int, name: str) -> str:
     return value.rstrip("=")
 
 
+# What Chrome's PushSubscription.toJSON() looks like (the key is the P-256
+# generator point, a valid public key; auth is 16 bytes).
+SUBSCRIPTION_EXAMPLE: dict[str, Any] = {
+    "endpoint": "https://fcm.googleapis.com/fcm/send/dQw4w9WgXcQ:APA91bExample",
+    "expirationTime": None,
+    "keys": {
+        "p256dh": "BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKW"
+        "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU",
+        "auth": "AAECAwQFBgcICQoLDA0ODw",
+    },
+}
+
+
 class SubscriptionKeys(serializers.Serializer[dict[str, Any]]):
     p256dh = StrictCharField(max_length=128, help_text="The browser's P-256 key, base64url.")
     auth = StrictCharField(max_length=64, help_text="The 16-byte auth secret, base64url.")

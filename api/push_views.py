@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from api import push_serializers as ps
 from api.parsers import require_json
-from api.schema import errors
+from api.schema import errors, path_example
 from api.views import UserView, _user
 from notifications.push import selectors, services
 from notifications.rendering import timestamp
@@ -54,6 +54,13 @@ class PublicKeyView(APIView):
 class PushSubscriptionsView(UserView):
     @extend_schema(
         request=ps.SubscriptionIn,
+        examples=[
+            OpenApiExample(
+                "A browser's PushSubscription.toJSON()",
+                value=ps.SUBSCRIPTION_EXAMPLE,
+                request_only=True,
+            )
+        ],
         responses={
             201: ps.SubscriptionOut,
             200: ps.SubscriptionOut,
@@ -86,7 +93,11 @@ class PushSubscriptionsView(UserView):
 
 
 class PushSubscriptionView(UserView):
-    @extend_schema(responses={204: None, **errors(401, 404)}, summary="Remove a push subscription")
+    @extend_schema(
+        parameters=[path_example("subscription_id", "1")],
+        responses={204: None, **errors(401, 404)},
+        summary="Remove a push subscription",
+    )
     def delete(self, request: Request, subscription_id: str) -> Response:
         _require_push()
         found = subscription_id.isdigit() and len(subscription_id) < 19
@@ -106,6 +117,13 @@ class PreferencesView(UserView):
 
     @extend_schema(
         request=ps.Preferences,
+        examples=[
+            OpenApiExample(
+                "Mute marketing",
+                value={"push": {"muted_types": ["marketing.*"]}},
+                request_only=True,
+            )
+        ],
         responses={200: ps.Preferences, **errors(400, 401, 404, 413, 415)},
         summary="Replace my preferences (push.muted_types: types muted for Web Push only)",
     )

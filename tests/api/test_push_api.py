@@ -45,8 +45,8 @@ def browser_subscription(endpoint: str) -> dict[str, Any]:
 FCM = "https://fcm.googleapis.com/fcm/send/abc:APA91b-token"
 
 
-@pytest.fixture
-def push_on(settings: Any) -> push_config.PushSettings:
+def push_settings() -> push_config.PushSettings:
+    """Web Push on, with a fresh key and the default (public) push services."""
     key = ec.generate_private_key(ec.SECP256R1())
     raw = b64(key.private_numbers().private_value.to_bytes(32, "big"))
     env = environ.Env()
@@ -57,6 +57,12 @@ def push_on(settings: Any) -> push_config.PushSettings:
     finally:
         del os.environ["VAPID_PRIVATE_KEY"], os.environ["VAPID_SUBJECT"]
     assert cfg is not None
+    return cfg
+
+
+@pytest.fixture
+def push_on(settings: Any) -> push_config.PushSettings:
+    cfg = push_settings()
     settings.NOTIFY_PUSH = cfg
     return cfg
 
