@@ -201,3 +201,33 @@ def test_publish_refuses_an_unknown_push_mode(publish: Callable[..., Any]) -> No
     response = publish({"recipients": ["a"], "type": "t", "push": "sometimes"})
     assert response.status_code == 400
     assert "push" in response.json()
+
+
+def test_deleting_a_users_push_data_removes_subscriptions_owed_pushes_and_preferences(
+    push_on: push_config.PushSettings, user_client: Callable[[str], APIClient]
+) -> None:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from notifications.push import services
+    from notifications.push.models import PushOutbox
+
+    for user in ("alice", "bob"):
+        client = user_client(user)
+        endpoint = f"{FCM}-{user}"
+        assert client.post(SUBS, browser_subscription(endpoint), format="json").status_code == 201
+        assert (
+            client.put(PREFS, {"push": {"muted_types": ["x.*"]}}, format="json").status_code == 200
+        )
+    notification = {"id": "1", "type": "t", "title": "", "body": "", "data": {},
+                    "created_at": "2026-11-27T00:00:00.000000Z"}  # fmt: skip
+    with transaction.atomic():
+        owed = services.record_owed(
+            [("alice", notification, "auto"), ("bob", notification, "always")],
+            committed_at=timezone.now(),
+        )
+    assert owed == 2
+    services.user_push_data_delete(user_id="alice")
+    assert list(PushSubscription.objects.values_list("user_id", flat=True)) == ["bob"]
+    assert list(PushOutbox.objects.values_list("user_id", flat=True)) == ["bob"]
+    assert list(PushPreference.objects.values_list("user_id", flat=True)) == ["bob"]
