@@ -59,7 +59,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service notifications api
+	$(BIN)/mypy service notifications api realtime
 
 lock: install
 	$(BIN)/pip freeze --exclude-editable | LC_ALL=C sort > "$(LOCK).tmp"
