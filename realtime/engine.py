@@ -134,13 +134,17 @@ class StreamSession:
     async def start(self, *, since: str | None, expires_at: float) -> None:
         """After the transport accepted: count the connection, arm the expiry,
         replay what follows ``since`` and send ``ready``."""
-        state.sockets.add(self)
-        metrics.SOCKETS_OPEN.inc()
-        self._counted = True
-        await presence.backend().connected(self.user_id, self.channel_name)
-        delay = max(0.0, expires_at - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
         async with self._turn:
+            # Live events that came before this wait in the backlog; from
+            # now on they are handled (after the replay: the turn is ours).
+            self._counted = True
+            if self._backlog and self._pump is None:
+                self._pump = _task(self._work_backlog())
+            state.sockets.add(self)
+            metrics.SOCKETS_OPEN.inc()
+            await presence.backend().connected(self.user_id, self.channel_name)
+            delay = max(0.0, expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
             await self._replay_then_ready(since)
 
     async def _replay_then_ready(self, since_raw: str | None) -> None:
@@ -182,7 +186,8 @@ class StreamSession:
         """Called by the layer for each message, in order, as it arrives."""
         if self._closed:
             return
-        if self._pump is None and not self._turn.locked() and self._handle_now(message):
+        started = self._counted
+        if started and self._pump is None and not self._turn.locked() and self._handle_now(message):
             return
         backlog = self._backlog
         if backlog is None:
@@ -192,7 +197,7 @@ class StreamSession:
             _task(self.close(CloseCode.SLOW))
             return
         backlog.append(message)
-        if self._pump is None:
+        if self._pump is None and started:
             self._pump = _task(self._work_backlog())
 
     def _handle_now(self, message: dict[str, Any]) -> bool:
@@ -363,14 +368,14 @@ class StreamSession:
         if self._writer is not None and self._writer is not asyncio.current_task():
             self._writer.cancel()
         self._outbox = None
+        # The close may wait behind unsent data (a client that does not
+        # read); stop counting and feeding this connection first, not when
+        # the transport finally goes.
+        await self._leave()
         try:
             await self.transport.end(code)
         except Exception:  # already gone
             logger.debug("close after disconnect", exc_info=True)
-        # The close may wait behind unsent data (a client that does not
-        # read); stop counting and feeding this connection now, not when the
-        # transport finally goes.
-        await self._leave()
 
     async def disconnected(self) -> None:
         """The client went away."""
