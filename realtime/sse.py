@@ -39,10 +39,14 @@ PATH = "/api/v1/me/stream"
 KEEPALIVE_SECONDS = 10.0  # the contract: a comment at least every 15 s
 RETRY_MS = 1000  # EventSource's reconnect delay after a dropped stream
 END_TIMEOUT = 1.0  # how long the close event may wait for a client to take it
-_SECURITY = [(k.encode(), v.encode()) for k, v in security_headers(PATH).items()]
+# The API's ``Cache-Control: no-store`` gives way to the contract's ``no-cache``.
+_SECURITY = [
+    (k.lower().encode(), v.encode())
+    for k, v in security_headers(PATH).items()
+    if k.lower() != "cache-control"
+]
 _STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
 Headers = list[tuple[bytes, bytes]]
@@ -67,7 +71,7 @@ class StreamEndpoint:
         headers = _headers(scope)
         rid = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
         token = request_id.set(rid)
-        base = [(b"x-request-id", rid.encode()), *_SECURITY]
+        base = [(b"x-request-id", rid.encode()), (b"cache-control", b"no-cache"), *_SECURITY]
         try:
             await _serve(scope, headers, receive, send, base)
         except Refused as refused:
