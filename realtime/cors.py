@@ -56,3 +56,31 @@ def preflight(origin: str) -> Headers:
         (b"access-control-max-age", str(MAX_AGE).encode()),
         (b"vary", b"origin"),
     ]
+
+
+class ClientScriptCors:
+    """The browser client (``/static/notify/``) importable by allowed origins:
+    a module script from another origin is fetched in CORS mode. Static files
+    are answered outside Django's middleware, hence this ASGI wrapper."""
+
+    PREFIX = "/static/notify/"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        origin = None
+        if scope["type"] == "http" and scope["path"].startswith(self.PREFIX):
+            raw = [v for k, v in scope["headers"] if k == b"origin"]
+            origin = raw[0].decode("latin-1") if len(raw) == 1 else None
+        if origin is None or not origin_allowed(origin):
+            await self.app(scope, receive, send)
+            return
+        extra = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"origin")]
+
+        async def send_with_cors(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

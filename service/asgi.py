@@ -22,6 +22,7 @@ from api.publish_asgi import PublishEndpoint  # noqa: E402
 from notifications import channel_layer, delivery, presence  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
+from realtime.cors import ClientScriptCors  # noqa: E402
 from realtime.sse import StreamEndpoint  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
@@ -50,7 +51,9 @@ install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
 # or router whose frames and scope copies would live as long as the socket).
 websocket_app = SocketEntry("/ws/notifications", NotificationConsumer)
 # The stream endpoint first: it ends slow streams through uvicorn's own send.
-http_app = StreamEndpoint(BodyLimit(PublishEndpoint(ASGIStaticFilesHandler(django_http))))
+http_app = StreamEndpoint(
+    BodyLimit(PublishEndpoint(ClientScriptCors(ASGIStaticFilesHandler(django_http))))
+)
 
 
 async def _close_sockets_for_reconnect() -> None:
