@@ -145,6 +145,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default="none",
         help="WebSocket permessage-deflate offer (browsers offer deflate)",
     )
+    load.add_argument(
+        "--transport",
+        choices=("ws", "sse"),
+        default="ws",
+        help="users receive over WebSocket or Server-Sent Events (GET /api/v1/me/stream)",
+    )
     load.add_argument("--payload-bytes", type=int, default=0, help="padding added to data")
     load.add_argument("--no-warmup", action="store_true", help="skip the warm-up socket/POST")
 
@@ -501,6 +507,7 @@ def make_plans(
                 jwt_issuer=args.jwt_issuer,
                 compression=None if args.compression == "none" else "deflate",
                 warmup=not args.no_warmup,
+                transport=args.transport,
             )
         )
     return plans
@@ -640,6 +647,7 @@ def params_section(args: argparse.Namespace, mode: str, phase: Phase) -> dict[st
         "settle": args.settle,
         "http_client": args.http_client,
         "compression": args.compression,
+        "transport": args.transport,
         "payload_bytes": args.payload_bytes,
         "warmup": not args.no_warmup,
     }
