@@ -17,61 +17,37 @@ Anything that must wait (a gap to fill from the database, or a handler still
 running) goes to a backlog that one short-lived task works through, so
 messages are still handled one at a time and in order.
 
-Sending. Frames go through a bounded outbox drained by a writer task that
-exists only while there is something to write: a client that reads too
-slowly fills it and is closed with 4008 (it resumes) instead of holding
-memory or delaying anyone else. An idle connection holds neither outbox nor
-task.
+Sending: realtime/outbox.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 from django.conf import settings
 
-from notifications import delivery, metrics, presence, selectors, services
+from notifications import delivery, metrics, selectors, services
 from notifications.db import off_loop
 from notifications.ids import parse_id
 from notifications.rendering import NotificationDict
 from realtime import frames
-from realtime.frames import CloseCode, ServerFrame
+from realtime.frames import CloseCode
+from realtime.membership import Membership
+from realtime.outbox import Transport, task
 from service.lifecycle import state
 
 logger = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
-SEND_TIMEOUT = 30.0  # replay and ready: how long a client may leave them unread
 MAX_READ_IDS = 1000
 CATCH_UP_INTERVAL = 10.0
 
 
-class Transport(Protocol):
-    async def write(self, frame: ServerFrame) -> None:
-        """Write one frame; waits while the client's buffer is full."""
-
-    async def end(self, code: CloseCode) -> None:
-        """Close the connection from the server side with ``code``."""
-
-
-def _task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """A task of this connection's own, also when started from the layer's
-    delivery (which runs in the publisher's or the subscriber's context)."""
-    task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
-        coro, context=contextvars.Context()
-    )
-    state.background.add(task)
-    task.add_done_callback(state.background.discard)
-    return task
-
-
-class StreamSession:
+class StreamSession(Membership):
     """One connection's stream: live events, replay pages and client actions
     in; ordered frames out through ``transport``."""
 
@@ -79,34 +55,19 @@ class StreamSession:
         "__weakref__",
         "_backlog",
         "_caught_up_at",
-        "_closed",
-        "_counted",
         "_expiry",
-        "_joined",
-        "_outbox",
         "_pump",
-        "_receiver",
         "_turn",
-        "_writer",
-        "channel_name",
         "last",
-        "transport",
-        "user_id",
     )
 
     def __init__(self, transport: Transport, user_id: str) -> None:
-        self.transport = transport
-        self.user_id = user_id
-        self.channel_name = ""
+        super().__init__(transport, user_id)
         self.last = 0
         self._turn = asyncio.Lock()
-        self._outbox: deque[tuple[ServerFrame, float | None]] | None = None
-        self._writer: asyncio.Task[None] | None = None
         self._backlog: deque[dict[str, Any]] | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._receiver: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        self._joined = self._counted = self._closed = False
         self._caught_up_at = 0.0
 
     @property
@@ -115,34 +76,15 @@ class StreamSession:
 
     # -- opening ------------------------------------------------------------
 
-    async def open(self) -> bool:
-        """Open this connection's channel and join the user's group; False
-        when the channel layer is unavailable (the transport refuses with
-        "try again later")."""
-        try:
-            self.channel_name = delivery.open_channel(self.on_layer_message) or ""
-            if not self.channel_name:  # a layer without direct channels
-                self.channel_name, self._receiver = await _receiving_channel(self)
-            await delivery.join(self.user_id, self.channel_name)
-        except Exception as exc:
-            logger.warning("channel layer unavailable; refusing (%s)", type(exc).__name__)
-            self.release()
-            return False
-        self._joined = True
-        return True
-
     async def start(self, *, since: str | None, expires_at: float) -> None:
         """After the transport accepted: count the connection, arm the expiry,
         replay what follows ``since`` and send ``ready``."""
         async with self._turn:
             # Live events that came before this wait in the backlog; from
             # now on they are handled (after the replay: the turn is ours).
-            self._counted = True
             if self._backlog and self._pump is None:
-                self._pump = _task(self._work_backlog())
-            state.sockets.add(self)
-            metrics.SOCKETS_OPEN.inc()
-            await presence.backend().connected(self.user_id, self.channel_name)
+                self._pump = task(self._work_backlog())
+            await self._count()
             delay = max(0.0, expires_at - time.time())
             self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
             await self._replay_then_ready(since)
@@ -194,11 +136,11 @@ class StreamSession:
             backlog = self._backlog = deque()
         elif len(backlog) >= settings.NOTIFY_WS_SEND_QUEUE:
             metrics.DROPPED.inc()
-            _task(self.close(CloseCode.SLOW))
+            task(self.close(CloseCode.SLOW))
             return
         backlog.append(message)
         if self._pump is None and started:
-            self._pump = _task(self._work_backlog())
+            self._pump = task(self._work_backlog())
 
     def _handle_now(self, message: dict[str, Any]) -> bool:
         """Handle a message that needs no waiting; False when it does."""
@@ -269,60 +211,6 @@ class StreamSession:
         self.last = int(notification["id"])
         self._put(frames.notification(notification), committed_at)
 
-    # -- the outbox -----------------------------------------------------------
-
-    def _put(self, frame: ServerFrame, committed_at: float | None) -> None:
-        if self._closed:
-            return
-        outbox = self._outbox
-        if outbox is None:
-            outbox = self._outbox = deque()
-        elif len(outbox) >= settings.NOTIFY_WS_SEND_QUEUE:
-            metrics.DROPPED.inc()
-            _task(self.close(CloseCode.SLOW))
-            return
-        outbox.append((frame, committed_at))
-        if self._writer is None:
-            self._writer = _task(self._write_outbox(outbox))
-
-    def keepalive(self) -> None:
-        """A keep-alive for an idle connection (SSE's ``: ping``); a busy
-        one shows it is alive with what it is already writing."""
-        if self._outbox is None:
-            self._put(frames.KEEPALIVE, None)
-
-    async def _send_waiting(self, frame: ServerFrame) -> None:
-        """Send after whatever is queued, waiting for the client to take it
-        (replay, ready). Only handlers call this, one at a time, so nothing
-        is queued behind the writer meanwhile."""
-        if self._closed:
-            return
-        try:
-            async with asyncio.timeout(SEND_TIMEOUT):
-                if self._writer is not None:
-                    await asyncio.wait((self._writer,))
-                await self.transport.write(frame)
-        except TimeoutError:
-            await self.close(CloseCode.SLOW)
-        except Exception:  # the client is gone; the transport reports it
-            logger.debug("send after disconnect", exc_info=True)
-
-    async def _write_outbox(self, outbox: deque[tuple[ServerFrame, float | None]]) -> None:
-        try:
-            while outbox:
-                frame, committed_at = outbox.popleft()
-                await self.transport.write(frame)
-                if committed_at is not None:
-                    metrics.DELIVERED.inc()
-                    metrics.DELIVERY_SECONDS.observe(max(0.0, time.time() - committed_at))
-        except Exception:  # the client is gone; the transport reports it
-            logger.debug("send after disconnect", exc_info=True)
-        finally:
-            # Nothing runs between the last check of ``outbox`` and here, so
-            # nothing was added that this task would miss.
-            self._writer = None
-            self._outbox = None
-
     # -- client actions ---------------------------------------------------------
 
     async def client_frame(self, frame: frames.ClientFrame | frames.ErrorFrame) -> None:
@@ -365,9 +253,7 @@ class StreamSession:
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None and self._writer is not asyncio.current_task():
-            self._writer.cancel()
-        self._outbox = None
+        self._drop_outbox()
         # The close may wait behind unsent data (a client that does not
         # read); stop counting and feeding this connection first, not when
         # the transport finally goes.
@@ -388,39 +274,11 @@ class StreamSession:
         connection may outlive it."""
         self._closed = True
         self._stop_tasks()
-        if self.channel_name:
-            delivery.close_channel(self.channel_name)
-        if self._joined or self._counted:  # left without a disconnect (an error)
-            state.spawn(self._leave())
+        self._release_membership()
 
     def _stop_tasks(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        for task in (self._writer, self._pump, self._receiver):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-
-    async def _leave(self) -> None:
-        if self._counted:
-            self._counted = False
-            state.sockets.discard(self)
-            metrics.SOCKETS_OPEN.dec()
-            await presence.backend().disconnected(self.user_id, self.channel_name)
-        if self._joined:
-            self._joined = False
-            try:
-                await delivery.leave(self.user_id, self.channel_name)
-            except Exception:
-                logger.warning("group_discard failed", exc_info=True)
-
-
-async def _receiving_channel(session: StreamSession) -> tuple[str, asyncio.Task[None]]:
-    """For a layer without direct channels: a channel of its own and a task
-    that hands its messages to the session (one task per connection)."""
-    channel = await delivery.new_channel()
-
-    async def receive_forever() -> None:
-        while True:
-            session.on_layer_message(await delivery.receive(channel))
-
-    return channel, _task(receive_forever())
+        for running in (self._writer, self._pump, self._receiver):
+            if running is not None and running is not asyncio.current_task():
+                running.cancel()
