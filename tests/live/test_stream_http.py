@@ -257,3 +257,27 @@ async def test_publisher_endpoints_answer_no_cors(
         server.url + "/api/v1/users/x/presence", headers={"Origin": APP}
     )
     assert "access-control-allow-origin" not in presence_answer.headers
+
+
+async def test_a_query_token_never_reaches_the_log(
+    server: LiveServer, streams: list[Stream]
+) -> None:
+    user = new_user()
+    good, expired = make_token(user), make_token(user, exp_in=-30)
+    opened = await stream_of(server, streams, query=f"token={good}&since=0")
+    await opened.ready()
+    refused = await stream_of(server, streams, query=f"token={expired}")
+    assert refused.status == 401
+    await opened.close()
+    await eventually(
+        lambda: _log_of(server),
+        lambda text: STREAM_PATH in text,
+        what="the access log line of the stream",
+    )
+    log = server.log_text()
+    assert good not in log and expired not in log
+    assert good.split(".")[2] not in log  # not even the signature
+
+
+async def _log_of(server: LiveServer) -> str:
+    return server.log_text()
