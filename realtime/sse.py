@@ -93,7 +93,9 @@ async def _serve(
         if scope["method"] == "OPTIONS":
             await _answer(send, 204, None, base + cors.preflight(origin))
             return
-        base += cors.response_headers(origin)
+        # In place: the refusals below (answered by the caller with ``base``)
+        # carry CORS too, so that the page can read them.
+        base.extend(cors.response_headers(origin))
     if scope["method"] != "GET":
         raise Refused(405, f'Method "{scope["method"]}" not allowed.', [(b"allow", b"GET")])
     if state.shutting_down:
