@@ -124,6 +124,26 @@ def _relay(source: BinaryIO, conn: socket.socket) -> None:
         conn.sendall(data)
 
 
+def _tunnel(
+    client: BinaryIO, conn: socket.socket, server: BinaryIO, upstream: socket.socket
+) -> None:
+    """Relay both ways (an upgraded connection) until either side closes."""
+
+    def client_to_server() -> None:
+        with contextlib.suppress(OSError):
+            _relay(client, upstream)
+        with contextlib.suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=client_to_server, daemon=True)
+    thread.start()
+    with contextlib.suppress(OSError):
+        _relay(server, conn)
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+    thread.join(timeout=5)
+
+
 class FaultyProxy:
     """``FaultyProxy(upstream_port, [Fault.drop_response()])``; ``.url``; ``.close()``."""
 
@@ -233,6 +253,10 @@ class FaultyProxy:
                     return
                 raw_response, response_lines = response
                 response_headers = _headers(response_lines)
+                if response_lines[0].split(b" ")[1:2] == [b"101"]:  # a WebSocket: tunnel it
+                    conn.sendall(raw_response)
+                    _tunnel(stream, conn, up_stream, upstream)
+                    return
                 if "text/event-stream" in response_headers.get("content-type", ""):
                     conn.sendall(raw_response)
                     _relay(up_stream, conn)

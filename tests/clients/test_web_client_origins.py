@@ -85,14 +85,15 @@ def page_context(browser: Browser) -> Iterator[BrowserContext]:  # noqa: F811
 
 
 HARNESS = """
-async ([service, socketUrl, user]) => {
+async ([service, socketUrl, user, ttl, options]) => {
   const { NotifyClient } = await import(`${service}/static/notify/notify-client.js`);
   const log = { notes: [], reads: [], statuses: [], readies: [], errors: [] };
   const client = new NotifyClient({
     url: socketUrl,
-    getToken: async () => await window.mintToken(user),
+    getToken: async () => await window.mintToken(user, ttl),
     minDelay: 100,
     maxDelay: 1000,
+    ...options,
   });
   client.onNotification((n) => log.notes.push(n.id));
   client.onRead((ids) => log.reads.push(ids));
@@ -106,12 +107,19 @@ async ([service, socketUrl, user]) => {
 
 
 def host_page(
-    context: BrowserContext, app_origin: str, service: str, socket_url: str, user: str
+    context: BrowserContext,
+    app_origin: str,
+    service: str,
+    socket_url: str,
+    user: str,
+    *,
+    ttl: int = 3600,
+    **options: Any,
 ) -> Page:
     page = context.new_page()
-    page.expose_function("mintToken", lambda sub: make_token(sub))
+    page.expose_function("mintToken", lambda sub, exp_in: make_token(sub, exp_in=exp_in))
     page.goto(app_origin + "/")
-    page.evaluate(HARNESS, [service, socket_url, user])
+    page.evaluate(HARNESS, [service, socket_url, user, ttl, options])
     page.wait_for_function("() => window.log.readies.length >= 1", timeout=WAIT_MS)
     return page
 
@@ -181,5 +189,28 @@ def test_behind_a_proxy_that_refuses_upgrade_the_page_works_over_sse_across_a_re
         assert page.evaluate("window.log.notes") == ["1", "2", "3", "4", "5"]
         assert page.evaluate("client.unreadCount()") == 3
         assert page.evaluate("window.client.status") == "open"
+    finally:
+        proxy.close()
+
+
+def test_the_client_goes_back_to_the_websocket_on_a_later_reconnect(
+    services: tuple[LiveServer, LiveServer], page_context: BrowserContext, app_origin: str
+) -> None:
+    server, _ = services
+    proxy = FaultyProxy(server.port, refuse_upgrade=True)
+    try:
+        user = new_user("back")
+        socket_url = f"ws://{LOCALHOST}:{proxy.port}/ws/notifications"
+        # Tokens live 3 s: every stream ends with 4401 and the client reconnects.
+        page = host_page(
+            page_context, app_origin, server.url, socket_url, user, ttl=3, wsRetryAfter=500
+        )
+        assert page.evaluate("client.transport") == "sse"
+        proxy.refuse_upgrade = False  # the network lets WebSockets through again
+        wait_js(page, "() => window.client.transport === 'websocket' && client.status === 'open'")
+        with publisher(server) as client:
+            client.publish([user], "t", title="over the socket")
+        wait_js(page, "() => window.log.notes.length === 1")
+        assert page.evaluate("window.log.notes") == ["1"]
     finally:
         proxy.close()
