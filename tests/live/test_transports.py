@@ -363,3 +363,20 @@ async def _read_what_arrived(ws: Any, stream: Stream | None) -> list[int]:
     assert ws.close_code == 4008, ws.close_code
     await ws.close()
     return seen
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_hundreds_of_connections_then_one_batch_reaches_all(
+    transport: str, pair: Pair, conns: Connections, http: httpx.AsyncClient
+) -> None:
+    a, b = pair
+    users = [new_user(f"many{i}") for i in range(300)]
+    opened = await asyncio.gather(
+        *(conns.open(transport, a, user, wait_ready=False) for user in users)
+    )
+    readies = await asyncio.gather(*(c.ready(timeout=90) for c in opened))
+    assert [r["user"] for r in readies] == users
+    answer = await publish(http, b, users, title="to everyone")
+    assert answer["recipients"] == 300
+    await asyncio.gather(*(c.wait_count(1, timeout=90) for c in opened))
+    assert all([n["id"] for n in c.notifications()] == ["1"] for c in opened)
