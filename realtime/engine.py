@@ -254,10 +254,12 @@ class StreamSession(Membership):
             return
         self._closed = True
         self._drop_outbox()
-        # The close may wait behind unsent data (a client that does not
-        # read); stop counting and feeding this connection first, not when
-        # the transport finally goes.
-        await self._leave()
+        # Side by side: the close may wait behind unsent data (a client that
+        # does not read), and leaving may wait on Redis (an outage); neither
+        # delays the other.
+        await asyncio.gather(self._leave(), self._end(code))
+
+    async def _end(self, code: CloseCode) -> None:
         try:
             await self.transport.end(code)
         except Exception:  # already gone
