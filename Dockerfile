@@ -12,10 +12,14 @@
 # DJANGO_SECRET_KEY, JWT_SECRET (or JWT_PUBLIC_KEY) and friends are set
 # (docs/configuration.md).
 #
-# Both stages use the same base, pinned by exact version. Bump them together.
+# Both stages use the same base, pinned by exact version (BASE). Where no
+# registry is reachable, build on a base made from Debian's own packages:
+# `--build-arg BASE=localhost/notify-push-base:bookworm`, made by
+# scripts/build-image.sh (docs/deploy.md, "Building the image without Docker").
+ARG BASE=python:3.11.14-slim-bookworm
 
 # ---------------------------------------------------------------- builder
-FROM python:3.11.14-slim-bookworm AS builder
+FROM ${BASE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -49,7 +53,7 @@ RUN DEBUG=true /opt/venv/bin/python manage.py collectstatic --noinput --verbosit
         service notifications api
 
 # ---------------------------------------------------------------- runtime
-FROM python:3.11.14-slim-bookworm AS runtime
+FROM ${BASE} AS runtime
 
 LABEL org.opencontainers.image.title="notify-push" \
       org.opencontainers.image.description="Notification push service: publish over REST, push over WebSocket." \

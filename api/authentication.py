@@ -41,28 +41,20 @@ class User:
     is_authenticated: bool = True
 
 
-def _entries(name: str, value: Any) -> Iterable[PublisherKey]:
-    if isinstance(value, PublisherKey):
-        yield value
-    elif isinstance(value, str):
-        # A raw secret put into settings by a test override; hashed here, never stored.
-        yield PublisherKey(name=name, digest=secret_digest(value))
-    else:
-        for item in value:
-            yield from _entries(name, item)
-
-
 @lru_cache(maxsize=4)
-def _flatten(keys: tuple[tuple[str, Any], ...]) -> tuple[PublisherKey, ...]:
-    return tuple(entry for name, value in keys for entry in _entries(name, value))
+def _flatten(keys: tuple[tuple[str, tuple[Any, ...]], ...]) -> tuple[PublisherKey, ...]:
+    flat = tuple(entry for _, entries in keys for entry in entries)
+    for entry in flat:
+        # Settings hold only what start-up parsed (service.config.api_keys):
+        # digests, never a raw secret.
+        if not isinstance(entry, PublisherKey):
+            raise TypeError(f"NOTIFY_API_KEYS holds {type(entry).__name__}, not PublisherKey")
+    return flat
 
 
 def publisher_keys() -> tuple[PublisherKey, ...]:
-    configured: Mapping[str, Any] = settings.NOTIFY_API_KEYS
-    items = tuple(
-        (name, tuple(v) if isinstance(v, list) else v) for name, v in sorted(configured.items())
-    )
-    return _flatten(items)
+    configured: Mapping[str, Iterable[PublisherKey]] = settings.NOTIFY_API_KEYS
+    return _flatten(tuple((name, tuple(keys)) for name, keys in sorted(configured.items())))
 
 
 def publisher_for_secret(secret: str) -> Publisher | None:

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from api.publish import IDEMPOTENCY_HEADER, Answer, publish_call
+from notifications import metrics
 from service.logs import request_id
 from service.middleware import new_request_id, security_headers
 
@@ -127,5 +128,6 @@ async def _send(send: Any, answer: Answer, rid: str) -> None:
         *((k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()),
     ]
     start = {"type": "http.response.start", "status": answer.status, "headers": response_headers}
+    metrics.PUBLISH_RESPONSES.labels(status=str(answer.status)).inc()
     await send(start)
     await send({"type": "http.response.body", "body": answer.body})

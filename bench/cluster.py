@@ -23,10 +23,36 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `tests.support.servers` lives in the repo
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.deploy.support import dockerfile_stages, exec_form  # noqa: E402
 from tests.support.servers import LiveServer, PostgresServer, RedisServer  # noqa: E402
 
-UVICORN_ARGS = ("--loop", "uvloop", "--http", "httptools", "--no-access-log")
+# A lighter configuration than the image's, offered only under this label:
+# uvicorn's access log off (the image logs every request at INFO through the
+# token-scrubbing filter).
+LIGHT_ARGS = ("--no-access-log",)
 PUBLISHER_NAME = "bench"
+
+
+def image_uvicorn_args() -> list[str]:
+    """The Dockerfile's CMD after ``uvicorn APP``, without ``--host``/``--port``.
+
+    The bench serves exactly what the image serves (the spawned servers bind
+    127.0.0.1 on a free port instead).
+    """
+    cmd = dockerfile_stages()[-1].last("CMD")
+    if cmd is None:
+        raise RuntimeError("the Dockerfile has no CMD")
+    argv = exec_form(cmd.args)[2:]  # drop "uvicorn", "service.asgi:application"
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--host", "--port"):
+            skip = True
+        else:
+            out.append(arg)
+    return out
 
 
 def random_secret(length: int) -> str:
@@ -119,6 +145,7 @@ class Cluster:
         postgres: bool = False,
         server_env: Mapping[str, str] | None = None,
         uvicorn_args: Sequence[str] = (),
+        light: bool = False,
         startup_timeout: float = 60.0,
     ) -> None:
         if n < 1:
@@ -126,6 +153,7 @@ class Cluster:
         if n > 1 and not redis:
             raise ValueError("several servers need Redis (the in-process layer is per process)")
         self.n = n
+        self.light = light
         self.api_key = random_secret(40)
         self.jwt_secret = random_secret(48)
         self.redis: RedisServer | None = None
@@ -138,7 +166,8 @@ class Cluster:
             if redis:
                 self.redis = RedisServer()
             if postgres:
-                self.postgres = PostgresServer()
+                # Production durability: every commit flushed before it is acked.
+                self.postgres = PostgresServer(durable=True)
                 database_url = self.postgres.url
             else:
                 # One SQLite file for every process; the app puts it in WAL mode.
@@ -150,17 +179,22 @@ class Cluster:
                 "JWT_SECRET": self.jwt_secret,
                 "NOTIFY_PUBLISH_RATE": "1000000/s",
                 "DATABASE_URL": database_url,
+                # The image's logging (its defaults, stated so that the bench
+                # process's own environment cannot change them).
+                "LOG_LEVEL": "INFO",
+                "NOTIFY_JSON_LOGS": "true",
             }
             if self.redis is not None:
                 env["REDIS_URL"] = self.redis.url
             env.update(server_env or {})
             self.env = env
-            args = (*UVICORN_ARGS, *uvicorn_args)
+            args = (*image_uvicorn_args(), *(LIGHT_ARGS if light else ()), *uvicorn_args)
             for i in range(n):
                 server = LiveServer(
                     env,
                     migrate=(i == 0),  # one shared database: migrate once
                     extra_args=args,
+                    ws=None,  # the image's CMD names its --ws
                     startup_timeout=startup_timeout,
                 )
                 self.servers.append(server)
@@ -185,6 +219,18 @@ class Cluster:
     @property
     def database(self) -> str:
         return "postgres" if self.postgres is not None else "sqlite"
+
+    @property
+    def config(self) -> str:
+        """What the servers run: the image's CMD, or the labelled lighter one."""
+        return "light: image CMD with --no-access-log" if self.light else "image"
+
+    @property
+    def postgres_settings(self) -> dict[str, str] | None:
+        if self.postgres is None:
+            return None
+        keys = ("fsync", "synchronous_commit", "full_page_writes")
+        return {k: self.postgres.settings[k] for k in keys}
 
     def mark_logs(self) -> None:
         """Scan only what is logged from now on."""

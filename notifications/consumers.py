@@ -58,6 +58,7 @@ class NotificationConsumer:
         if not await self.session.open():
             # Not a credential problem: accept and close with 1013 (try again
             # later) so the client knows to retry.
+            metrics.HANDSHAKES_REFUSED.labels(reason="unavailable").inc()
             await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
             await self.end(CloseCode.TRY_AGAIN)
             return

@@ -48,3 +48,36 @@ DELIVERY_SECONDS = Histogram(
     "From commit to frame handed to the socket",
     buckets=_LATENCY_BUCKETS,
 )
+
+# Operator views (deploy/observability): what the contract's counters do not
+# say. Label values are few and fixed, so the series count stays bounded.
+PUBLISH_RESPONSES = Counter(
+    "notify_publish_responses_total", "Publish answers by HTTP status", ["status"]
+)
+SOCKET_CLOSES = Counter(
+    "notify_socket_closes_total",
+    "Sockets the server closed, by close code (4008: too slow, 4401: token expired, "
+    "1012: restart, 1008/1009: abuse, 1013: channel layer unavailable)",
+    ["code"],
+)
+HANDSHAKES_REFUSED = Counter(
+    "notify_handshakes_refused_total",
+    "WebSocket handshakes refused, by reason (origin, token, path, shutting_down, unavailable)",
+    ["reason"],
+)
+
+# The last /readyz answer (1: 200, 0: 503), as the kubelet's probe saw it; with
+# several workers the most recent answer of any of them (the probe's view).
+READY = Gauge(
+    "notify_ready",
+    "1 when the last /readyz answered 200, else 0",
+    multiprocess_mode="livemostrecent",
+)
+
+# Zero series from the start, so rate() and alerts see them before the first event.
+for _status in ("202", "400", "401", "413", "429", "500", "503"):
+    PUBLISH_RESPONSES.labels(status=_status)
+for _code in ("1008", "1009", "1011", "1012", "1013", "4008", "4401"):
+    SOCKET_CLOSES.labels(code=_code)
+for _reason in ("origin", "token", "path", "shutting_down", "unavailable"):
+    HANDSHAKES_REFUSED.labels(reason=_reason)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from notifications import delivery
+from notifications import delivery, metrics
 from notifications.tokens import InvalidToken, verify_user_token
 from service.config import DEV_ORIGIN_HOSTS, normalize_origin
 from service.lifecycle import state
@@ -96,6 +96,15 @@ def authenticate(scope: Scope) -> Scope | None:
     }
 
 
+def refusal_reason(scope: Scope, added: Scope | None) -> str:
+    """Why SocketEntry refused (for the metric; only computed on a refusal)."""
+    if not origin_ok(scope):
+        return "origin"
+    if state.shutting_down:
+        return "shutting_down"
+    return "token" if added is None else "path"
+
+
 def route_path(scope: Scope) -> str | None:
     """The path below ``root_path`` without leading slashes, as channels'
     URLRouter matches it; None when the path is outside ``root_path``."""
@@ -132,6 +141,7 @@ class SocketEntry:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         added = authenticate(scope) if origin_ok(scope) else None
         if added is None or route_path(scope) != self.path:
+            metrics.HANDSHAKES_REFUSED.labels(reason=refusal_reason(scope, added)).inc()
             await deny(receive, send)
             return
         scope.update(added)
@@ -189,5 +199,6 @@ class RefuseWhenLayerDown:
 async def refuse_unavailable(scope: Scope, send: Any) -> None:
     """Accept and at once close with 1013 (try again later): a reason every
     client sees (an HTTP 503 denial is logged by uvicorn as an app error)."""
+    metrics.HANDSHAKES_REFUSED.labels(reason="unavailable").inc()
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.close", "code": 1013})

@@ -253,6 +253,7 @@ class StreamSession(Membership):
         if self._closed:
             return
         self._closed = True
+        metrics.SOCKET_CLOSES.labels(code=str(int(code))).inc()
         self._drop_outbox()
         # Side by side: the close may wait behind unsent data (a client that
         # does not read), and leaving may wait on Redis (an outage); neither

@@ -3,6 +3,8 @@
 #   * redis-server
 #   * PostgreSQL server binaries (initdb, pg_ctl, postgres) in /usr/lib/postgresql/<ver>/bin
 #   * Debian's chromium at /usr/bin/chromium (tests/clients drive it with Playwright)
+#   * promtool, from Debian's prometheus package (tests/observability checks the
+#     alert rules with `promtool check rules`)
 #
 # Idempotent and silent when everything is already installed. When something is
 # missing it installs it with apt-get (Debian; needs root or sudo).
@@ -19,7 +21,7 @@ for arg in "$@"; do
     case "$arg" in
         --print-pg-bindir) print_bindir=1 ;;
         -h | --help)
-            sed -n '2,14p' "$0"
+            sed -n '2,16p' "$0"
             exit 0
             ;;
         *)
@@ -46,6 +48,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [[ -n "$(find_pg_bindir)" ]] || missing+=(postgresql)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if ((${#missing[@]} > 0)); then
     echo "ensure-system-deps: installing ${missing[*]} ..." >&2
@@ -73,6 +76,10 @@ if ((${#missing[@]} > 0)); then
     fi
     if [[ ! -x /usr/bin/chromium ]]; then
         echo "ensure-system-deps: /usr/bin/chromium still not found after install" >&2
+        exit 1
+    fi
+    if ! command -v promtool >/dev/null 2>&1; then
+        echo "ensure-system-deps: promtool still not found after install" >&2
         exit 1
     fi
     echo "ensure-system-deps: done" >&2

@@ -19,7 +19,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from api.publish_asgi import PublishEndpoint  # noqa: E402
-from notifications import channel_layer, delivery, presence  # noqa: E402
+from notifications import channel_layer, delivery, presence, processes  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
 from realtime.cors import ClientScriptCors  # noqa: E402
@@ -68,6 +68,7 @@ async def _startup() -> None:
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
     lifecycle.state.spawn(presence.backend().heartbeat_forever())
+    lifecycle.state.spawn(processes.announce_forever())  # for notify_inspect
 
 
 async def _shutdown() -> None:

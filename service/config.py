@@ -29,7 +29,7 @@ DEV_API_KEY_NAME = "dev"
 DEV_API_KEY = "dev-publisher-key"
 DEV_API_KEYS = {DEV_API_KEY_NAME: DEV_API_KEY}  # the env form; settings hold only digests
 DEV_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1", "testserver"})
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 DEV_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})

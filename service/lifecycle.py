@@ -52,9 +52,10 @@ async def drain(window: float) -> None:
     size = -(-len(sockets) // batches)
     pause = window / batches
     for start in range(0, len(sockets), size):
-        await asyncio.gather(
-            *(s.shutdown_close() for s in sockets[start : start + size]), return_exceptions=True
-        )
+        batch = sockets[start : start + size]
+        # Operators see the drain progress (and its pace) in the log.
+        logger.info("drain: closing %d sockets (%d of %d)", len(batch), start, len(sockets))
+        await asyncio.gather(*(s.shutdown_close() for s in batch), return_exceptions=True)
         if start + size < len(sockets):
             await asyncio.sleep(pause)
 

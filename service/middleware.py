@@ -44,10 +44,10 @@ request_id_middleware.async_capable = True  # type: ignore[attr-defined]
 request_id_middleware.sync_capable = False  # type: ignore[attr-defined]
 
 
-# Pages that load their own scripts and styles (Swagger UI sidecar, /demo,
+# Pages that load their own scripts and styles (Swagger UI sidecar, /demo, /admin,
 # static assets): same-origin only. Everything else is JSON or plain text and
 # needs nothing at all.
-RELAXED_CSP_PREFIXES = ("/api/docs", "/api/redoc", "/demo", "/static/")
+RELAXED_CSP_PREFIXES = ("/api/docs", "/api/redoc", "/demo", "/static/", "/admin/")
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
 RELAXED_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "

@@ -17,6 +17,7 @@ from prometheus_client import (
 
 from notifications.db import off_loop
 from notifications.delivery import layer_health
+from notifications.metrics import READY
 from service.lifecycle import state
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ async def readyz(request: HttpRequest) -> HttpResponse:
     body = {"database": database, "channel_layer": layer, "shutting_down": state.shutting_down}
     ready = database == "ok" and layer == "ok" and not state.shutting_down
     response = JsonResponse(body, status=200 if ready else 503)
+    READY.set(1 if ready else 0)
     if not ready:
         # A 503 here is an expected state (draining, an outage), not a server
         # error: one WARNING line instead of Django's ERROR for every probe.

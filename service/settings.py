@@ -27,6 +27,12 @@ config.check_debug_hosts(debug=DEBUG, hosts=ALLOWED_HOSTS)
 NOTIFY_ALLOWED_ORIGINS: list[str] | None = config.allowed_origins(env)
 
 INSTALLED_APPS = [
+    # The admin's apps are always installed, so `migrate` and `createsuperuser`
+    # work whether or not the admin is served (NOTIFY_ADMIN_ENABLED below).
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",
     "channels",
@@ -60,7 +66,13 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": []},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
     }
 ]
 
@@ -102,6 +114,19 @@ NOTIFY_DRAIN_SECONDS: float = env.float("NOTIFY_DRAIN_SECONDS", default=5.0)
 NOTIFY_DEMO_ENABLED: bool = env.bool("DEMO_ENABLED", default=DEBUG)
 
 config.check_single_process_layer(CHANNEL_LAYERS["default"])
+
+# The Django admin at /admin/ for staff users (docs/operations.md, "Admin"): on
+# in dev mode, off in production unless enabled. Its middleware runs for
+# /admin/ only; its cookies are scoped to /admin/.
+NOTIFY_ADMIN_ENABLED: bool = env.bool("NOTIFY_ADMIN_ENABLED", default=DEBUG)
+if NOTIFY_ADMIN_ENABLED:
+    MIDDLEWARE.append("service.admin_middleware.admin_only_middleware")
+# The admin's checks look for its middleware in MIDDLEWARE; it runs in the above.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
+SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = "/admin/"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Strict"
+SESSION_COOKIE_AGE = 8 * 3600
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

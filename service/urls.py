@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -12,3 +14,6 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("notifications.demo")),  # /demo: 404 unless NOTIFY_DEMO_ENABLED
 ]
+
+if settings.NOTIFY_ADMIN_ENABLED:
+    urlpatterns.append(path("admin/", admin.site.urls))

@@ -39,7 +39,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 
     ``postgres_server.url`` is a ready database; ``create_database()`` makes more.
     """
-    with PostgresServer() as server:
+    with PostgresServer(durable=False) as server:  # test-only speed settings
         yield server
 
 

@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 
 from notifications.models import IdempotencyRecord, Notification, UserSequence
 from notifications.ratelimit import publisher_limiter
+from tests.support.keys import api_keys_setting, api_keys_spec
 
 SHOP_SECRET = "shop-test-publisher-secret-4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a"
 BILLING_SECRET = "billing-test-publisher-secret-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -84,7 +85,7 @@ def sequences() -> dict[str, int]:
 
 @pytest.fixture(autouse=True)
 def api_settings(settings: Any) -> Any:
-    settings.NOTIFY_API_KEYS = dict(API_KEYS)
+    settings.NOTIFY_API_KEYS = api_keys_setting(api_keys_spec(API_KEYS))
     settings.NOTIFY_JWT = dataclasses.replace(
         settings.NOTIFY_JWT,
         algorithms=("HS256",),

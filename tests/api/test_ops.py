@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from notifications import services
 from service.lifecycle import state
+from tests.support.keys import api_keys_setting
 
 CONTRACT_METRICS = {
     "notify_sockets_open": "gauge",
@@ -123,7 +124,7 @@ def _scraped(client: Client, name: str) -> float:
 def test_metrics_count_accepted_notifications_and_publish_time(
     client: Client, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    settings.NOTIFY_API_KEYS = {"shop": "shop-metrics-test-secret-0123456789abcdef"}
+    settings.NOTIFY_API_KEYS = api_keys_setting("shop:shop-metrics-test-secret-0123456789abcdef")
     accepted = _scraped(client, "notify_notifications_accepted_total")
     publishes = _scraped(client, "notify_publish_seconds_count")
 

@@ -32,11 +32,12 @@ BUILDS: dict[str, Path] = {
     "production": DEPLOY / "overlays" / "production",
     "base+servicemonitor": HERE / "kustomize" / "base-with-servicemonitor",
     "production+sentinel": HERE / "kustomize" / "production-sentinel",
+    "production+observability": HERE / "kustomize" / "production-with-observability",
 }
 # The overlays one deploys (the base and the fixtures are building blocks).
 OVERLAYS = ("dev", "production")
 # Builds whose pods must run in production mode as rendered.
-COMPLETE = (*OVERLAYS, "production+sentinel")
+COMPLETE = (*OVERLAYS, "production+sentinel", "production+observability")
 
 APP_IMAGE = "notify-push"
 SECRET_NAME = "notify-push-secrets"
@@ -285,10 +286,17 @@ def dockerfile_stages(text: str | None = None) -> list[Stage]:
         logical.append((start, " ".join(part for part in buffer if part)))
         buffer = []
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, by their defaults
     for number, line in logical:
         keyword, _, args = line.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            name, _, default = args.strip().partition("=")
+            global_args[name] = default
+            continue
         if keyword == "FROM":
+            for name, default in global_args.items():
+                args = args.replace("${" + name + "}", default)
             parts = args.split()
             name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
             stages.append(Stage(parts[0], name))

@@ -224,3 +224,16 @@ def test_the_healthcheck_asks_healthz_with_python_only() -> None:
 def test_the_dockerfile_reader(text: str, expected: list[str]) -> None:
     stages = support.dockerfile_stages(text)
     assert [f"{i.keyword} {i.args}" for i in stages[-1].instructions] == expected
+
+
+def test_the_reader_resolves_the_base_argument() -> None:
+    stages = support.dockerfile_stages("ARG BASE=py:1\nFROM ${BASE} AS b\nRUN x\nFROM ${BASE}\n")
+    assert [s.base for s in stages] == ["py:1", "py:1"]
+    assert stages[0].name == "b"
+
+
+def test_both_stages_take_the_base_from_one_build_argument() -> None:
+    """scripts/build-image.sh swaps the base (a Debian root filesystem) with it."""
+    text = support.DOCKERFILE.read_text()
+    assert re.search(r"^ARG BASE=python:3\.11\.\d+-slim-bookworm$", text, re.MULTILINE)
+    assert re.findall(r"^FROM (\S+)", text, re.MULTILINE) == ["${BASE}", "${BASE}"]

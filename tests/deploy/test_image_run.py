@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import secrets
@@ -62,12 +63,15 @@ _ISOLATE = (
 )
 
 
-def isolation_prefix() -> list[str]:
+def isolation_prefix() -> tuple[list[str], str]:
     """A command prefix: a private mount namespace with READ_ONLY read-only, then
-    (where the interpreter stays the same) setpriv to the image's UID. Empty when
-    that is not possible (not root, no unshare)."""
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return []
+    (where the interpreter stays the same) setpriv to the image's UID; and why
+    the part that is missing is missing ("" when complete). Empty when neither
+    is possible (not root, no unshare)."""
+    if os.geteuid() != 0:
+        return [], "not root: no mount namespace, no image UID"
+    if not shutil.which("unshare"):
+        return [], "no unshare: no mount namespace, no image UID"
     paths = [str(p.resolve()) for p in READ_ONLY]
     # sh -c SCRIPT sh PATH... -- COMMAND...: mount, drop the paths, exec the command.
     script = _ISOLATE + '; while [ "$1" != -- ]; do shift; done; shift; exec "$@"'
@@ -77,18 +81,28 @@ def isolation_prefix() -> list[str]:
         *read_only,
         "setpriv", f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups",
     ]  # fmt: skip
+    reasons: list[str] = []
     for prefix, uid in ((as_image_user, IMAGE_UID), (read_only, 0)):
         probe = subprocess.run(
             [*prefix, sys.executable, "-c", _PROBE, str(uid), sys.version],
             cwd=support.REPO,
             capture_output=True,
+            text=True,
             check=False,
         )
         if probe.returncode == 0:
-            return prefix
-    return []
+            return prefix, "; ".join(reasons)
+        tail = (probe.stderr.strip().splitlines() or [""])[-1][:300]
+        meaning = _PROBE_EXITS.get(probe.returncode, tail)
+        reasons.append(f"probe as UID {uid} exited {probe.returncode} ({meaning})")
+    return [], "; ".join(reasons)
 
 
+_PROBE_EXITS = {
+    2: "another UID or another interpreter than this test's",
+    3: "writing into the repository failed other than read-only",
+    4: "the repository was writable",
+}
 # Exit 0 only with the same interpreter, as UID argv[1], on a read-only repository.
 _PROBE = """
 import errno, os, sys
@@ -112,6 +126,7 @@ class Pod:
     env: dict[str, str]
     prefix: list[str]  # isolation_prefix(), or [] to run as the current user
     log: Path
+    missing: str = ""  # why the isolation is incomplete ("" when it is complete)
 
     def run(self, command: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """A container command as the pod runs it (its env, so ``python`` is the venv's)."""
@@ -188,7 +203,8 @@ def pod(
         }
     )
     assert env["DEBUG"] == "false"
-    yield Pod(env=env, prefix=isolation_prefix(), log=tmp_path / "pod.log")
+    prefix, missing = isolation_prefix()
+    yield Pod(env=env, prefix=prefix, log=tmp_path / "pod.log", missing=missing)
     with contextlib.suppress(Exception):
         postgres_server.drop_database(database)
 
@@ -249,6 +265,28 @@ async def closed_with(ws: ClientConnection) -> tuple[int | None, float]:
             await asyncio.wait_for(ws.recv(), 20)
     except ConnectionClosed as exc:
         return (exc.rcvd.code if exc.rcvd else None), time.monotonic()
+
+
+async def readyz_once_503(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    """Poll /readyz (as the readiness probe does) until it answers 503."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = await client.get(url + "/readyz", headers={"Host": POD_HOST})
+        if response.status_code == 503:
+            return response
+        assert response.status_code == 200, response.text
+        assert time.monotonic() < deadline, "/readyz did not turn 503 after SIGTERM"
+        await asyncio.sleep(0.02)
+
+
+def drain_stamps(log: str) -> list[float]:
+    """Server-side times at which the drain closed its batches (JSON log lines)."""
+    stamps = []
+    for line in log.splitlines():
+        if '"drain: closing ' in line:
+            entry = json.loads(line)
+            stamps.append(dt.datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp())
+    return stamps
 
 
 @pytest.mark.timeout(150)
@@ -339,25 +377,25 @@ async def test_the_image_command_serves_drains_and_the_jobs_run(
                         sockets.append(other)
                     started = time.monotonic()
                     proc.send_signal(signal.SIGTERM)
-                    await asyncio.sleep(0.2)
-                    response = await client.get(url + "/readyz", headers={"Host": POD_HOST})
-                    assert response.status_code == 503
+                    response = await readyz_once_503(client, url)
                     assert response.json()["shutting_down"] is True
                     closes = await asyncio.gather(*(closed_with(s) for s in sockets))
         drain = float(pod.env["NOTIFY_DRAIN_SECONDS"])
-        assert {code for code, _ in closes} == {1012}
-        last_close = max(at for _, at in closes) - started
-        assert drain * 0.5 <= last_close <= drain + 2, last_close
-
-        drain = float(pod.env["NOTIFY_DRAIN_SECONDS"])
         grace = server.pod_spec["terminationGracePeriodSeconds"]
         pre_stop = float(server.container["lifecycle"]["preStop"]["exec"]["command"][1])
+        assert {code for code, _ in closes} == {1012}
+        # Within what Kubernetes allows after preStop (it SIGKILLs then); spread
+        # over the drain window by the server's own clock (its log), which a
+        # stalled client could not show.
+        last_close = max(at for _, at in closes) - started
+        assert last_close <= grace - pre_stop, last_close
+        batches = drain_stamps(pod.log.read_text())
+        assert len(batches) >= 2 and max(batches) - min(batches) >= drain / 2, batches
+
         code = await asyncio.to_thread(proc.wait, grace - pre_stop)
         # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
         assert code in (0, -signal.SIGTERM), pod.log.read_text()
         assert "Application shutdown complete." in pod.log.read_text()
-        assert time.monotonic() - started < grace - pre_stop
-        assert time.monotonic() - started < drain + 10
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -378,5 +416,7 @@ async def test_the_image_command_serves_drains_and_the_jobs_run(
         if '"level": "ERROR"' in line and "Service Unavailable: /readyz" not in line
     ]
     assert errors == [], errors
-    if "setpriv" in pod.prefix:
-        assert files_owned_by(IMAGE_UID) == [], "the image's user wrote into the app directory"
+    if "setpriv" not in pod.prefix:
+        # Everything above passed; the image-UID part could not run here: say so.
+        pytest.skip(f"not checked as the image's UID {IMAGE_UID}: {pod.missing}")
+    assert files_owned_by(IMAGE_UID) == [], "the image's user wrote into the app directory"

@@ -29,6 +29,7 @@ from notifications import delivery, services
 from notifications.models import Notification, UserSequence
 from notifications.rendering import notification_dict
 from service.asgi import websocket_app
+from tests.support.keys import api_keys_setting
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,7 +137,7 @@ def ws_settings(settings: Any) -> Any:
         issuer=None,
         leeway=0.0,
     )
-    settings.NOTIFY_API_KEYS = {"shop": PUBLISHER_SECRET}
+    settings.NOTIFY_API_KEYS = api_keys_setting(f"shop:{PUBLISHER_SECRET}")
     settings.NOTIFY_ALLOWED_ORIGINS = None
     settings.NOTIFY_WS_FRAME_RATE = (1000.0, 2000.0)
     settings.NOTIFY_WS_MAX_FRAME_BYTES = 64 * 1024

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import re
 import time
-import unicodedata
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -110,11 +109,6 @@ near_query = st.fixed_dictionaries(
         "cursor": wire_text | st.text(max_size=45),
     },
 )
-
-
-def non_ascii_digit(text: str) -> bool:
-    """A character ``str.isdigit()`` accepts that ``int()`` refuses (e.g. '²', '①')."""
-    return any(c.isdigit() and not c.isdecimal() for c in text)
 
 
 # --------------------------------------------------------------------------- serializers
@@ -313,8 +307,13 @@ def _cursor(text: str) -> str:
 @example(query={"limit": "1e3"}, item="0" * 19)
 def test_user_api_any_query(alice: APIClient, query: dict[str, str], item: str) -> None:
     services.notifications_publish(source="shop", recipients=["alice"], type="t", title="x")
-    with contextlib.suppress(UnicodeEncodeError):
-        listing = alice.get(f"{ME_URL}?{urlencode(query)}")
+    try:
+        url = f"{ME_URL}?{urlencode(query)}"
+    except UnicodeEncodeError:
+        url = None  # a lone surrogate: no client can put it in a URL
+    # Only the client-side encoding may fail; the request itself never is excused.
+    if url is not None:
+        listing = alice.get(url)
         assert listing.status_code in {200, 400}, (listing.status_code, listing.content)
         if listing.status_code == 200:
             page = listing.json()
@@ -495,11 +494,6 @@ async def test_read_frame_with_superscript_digit_gets_an_error_frame(ws_settings
     finally:
         with contextlib.suppress(BaseException):
             await sender.comm.disconnect(timeout=5)
-
-
-def test_known_bug_predicate() -> None:
-    assert non_ascii_digit("²") and not non_ascii_digit("123")
-    assert unicodedata.category("²") == "No"
 
 
 @pytest.mark.django_db(transaction=True)

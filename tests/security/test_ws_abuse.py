@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.live.conftest import (
     SHOP_SECRET,
+    WAIT,
     WS_PATH,
     Socket,
     Sockets,
@@ -30,12 +32,15 @@ from tests.live.conftest import (
     publish,
     server_env,
 )
+from tests.support.live import eventually
 from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.live
 
 ERROR_MARKERS = ("Traceback", '"level": "ERROR"', '"level": "CRITICAL"', '" 500')
 MAX_FRAME = 64 * 1024
+FRAME_RATE = 20.0  # NOTIFY_WS_FRAME_RATE's default: 20/s, burst 40
+FRAME_BURST = 40
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +94,7 @@ def fd_kinds(pid: int) -> Counter[str]:
     return kinds
 
 
-async def fds_settle(pid: int, baseline: Counter[str], timeout: float = 10.0) -> Counter[str]:
+async def fds_settle(pid: int, baseline: Counter[str], timeout: float = 30.0) -> Counter[str]:
     """Wait until the process holds no more sockets than ``baseline`` (+2) and at most
     10 more fds in all (worker threads of the pool each keep a SQLite handle)."""
     now = fd_kinds(pid)
@@ -171,11 +176,16 @@ async def test_a_flood_closes_the_sender_1008_only(
 ) -> None:
     user, sibling, other = await bystanders(server, sockets)
     attacker = await sockets.open(server, user)
+    started = time.monotonic()
     with contextlib.suppress(ConnectionClosed):
         for _ in range(500):
             await attacker.ws.send('{"type": "ping"}')
     assert await attacker.wait_closed() == 1008
-    assert len(attacker.of_type("pong")) <= 45  # burst 40 (+ a refill)
+    # The burst (40), plus at most what refilled (20/s) while the flood lasted,
+    # however slowly a loaded machine sent it.
+    refill = FRAME_RATE * (time.monotonic() - started)
+    pongs = len(attacker.of_type("pong"))
+    assert pongs <= FRAME_BURST + refill + 1, (pongs, refill)
     await still_fine(http, server, user, sibling, other)
 
 
@@ -199,25 +209,35 @@ async def test_half_open_and_stalled_connections_do_not_starve_anyone(
     server: LiveServer, sockets: Sockets, http: httpx.AsyncClient
 ) -> None:
     pid = server.pid
-    # Warm up (imports, thread pools) so the fd baseline is a steady state.
-    warm = await sockets.open(server, new_user("warm"))
+    # Warm up (imports, thread pools) so the fd baseline is a steady state:
+    # taken once the server has let the warm-up socket go (presence back to 0).
+    warm_user = new_user("warm")
+    warm = await sockets.open(server, warm_user)
     await warm.close()
-    await asyncio.sleep(0.5)
+    await eventually(
+        lambda: connections(http, server, warm_user),
+        lambda count: count == 0,
+        what="the server to let the warm-up socket go",
+    )
     baseline = fd_kinds(pid)
 
     writers: list[asyncio.StreamWriter] = []
+    readers: dict[asyncio.StreamWriter, asyncio.StreamReader] = {}
 
     async def raw(data: bytes) -> asyncio.StreamWriter:
-        _reader, writer = await asyncio.open_connection(server.host, server.port)
+        reader, writer = await asyncio.open_connection(server.host, server.port)
         if data:
             writer.write(data)
             await writer.drain()
         writers.append(writer)
+        readers[writer] = reader
         return writer
 
-    silent = [await raw(b"") for _ in range(50)]
-    partial = [await raw(upgrade_request(None, end=False)[:60]) for _ in range(25)]
-    partial += [await raw(upgrade_request(make_token("p"), end=False)) for _ in range(25)]
+    for _ in range(50):  # silent
+        await raw(b"")
+    for _ in range(25):  # partial upgrade requests
+        await raw(upgrade_request(None, end=False)[:60])
+        await raw(upgrade_request(make_token("p"), end=False))
     # Complete handshakes whose client then never reads nor writes anything.
     mute = [await raw(upgrade_request(make_token(new_user("mute")))) for _ in range(10)]
 
@@ -232,9 +252,16 @@ async def test_half_open_and_stalled_connections_do_not_starve_anyone(
     slow_writers = [await raw(b"") for _ in range(10)]
     trickling = [asyncio.create_task(trickle(w)) for w in slow_writers]
     try:
-        await asyncio.sleep(0.5)
-        during = open_fds(pid)
-        assert during >= baseline.total() + 100, (baseline, during)  # they really are open
+        # They really are open on the server's side (it accepted them all).
+        during = await eventually(
+            lambda: asyncio.sleep(0, open_fds(pid)),
+            lambda count: count >= baseline.total() + 100,
+            what="the server to hold the bad clients' connections",
+        )
+        # The mute clients' handshakes were answered, though they never read.
+        for writer in mute:
+            head = await asyncio.wait_for(readers[writer].readuntil(b"\r\n\r\n"), WAIT)
+            assert head.startswith(b"HTTP/1.1 101"), head
 
         # A normal client, meanwhile: connects, gets a publish, answers ping.
         user = new_user("normal")
@@ -245,7 +272,6 @@ async def test_half_open_and_stalled_connections_do_not_starve_anyone(
         health = await http.get(server.url + "/healthz", timeout=5)
         assert health.status_code == 200
         print(f"fds: baseline {baseline.total()}, with {len(writers)} bad clients {during}")
-        assert len(silent) == 50 and len(partial) == 50 and len(mute) == 10
     finally:
         for task in trickling:
             task.cancel()
@@ -267,11 +293,18 @@ async def test_half_open_and_stalled_connections_do_not_starve_anyone(
     assert settled.total() <= baseline.total() + 10, (baseline, settled)
     ready = await http.get(server.url + "/readyz")
     assert ready.status_code == 200, ready.text
-    presence = await http.get(
+    assert await connections(http, server, user) == 0
+
+
+async def connections(http: httpx.AsyncClient, server: LiveServer, user: str) -> int:
+    """The user's open sockets, as the server counts them (presence)."""
+    response = await http.get(
         f"{server.url}/api/v1/users/{user}/presence",
         headers={"Authorization": f"Bearer {SHOP_SECRET}"},
     )
-    assert presence.json()["connections"] == 0
+    assert response.status_code == 200, response.text
+    count: int = response.json()["connections"]
+    return count
 
 
 async def test_a_handshake_that_never_completes_is_harmless(

@@ -382,6 +382,10 @@ HARDENING_MISCONFIGURED = [
     pytest.param(
         {"DEBUG": "true", "ALLOWED_HOSTS": "notify.example.com"}, "DEBUG", id="debug-public-host"
     ),
+    # Django's test-client host is no local host: production code knows no test names.
+    pytest.param(
+        {"DEBUG": "true", "ALLOWED_HOSTS": "testserver"}, "DEBUG", id="debug-testserver-host"
+    ),
     pytest.param({"JWT_KEYS": "nocolon"}, "JWT_KEYS", id="jwt-keys-no-colon"),
     pytest.param({"JWT_KEYS": "a:s-1,a:s-2"}, "JWT_KEYS", id="jwt-keys-duplicate-kid"),
     pytest.param({"JWT_KEYS": '{"a": ""}'}, "JWT_KEYS", id="jwt-keys-empty-secret"),

@@ -1,0 +1,101 @@
+"""One user's state for support (``manage.py notify_inspect``): sequence,
+unread count, the latest notifications and where the user is connected.
+
+Sync reads, like the selectors; presence comes from Redis directly, so it
+covers every process of the deployment (without Redis there is one process
+whose in-memory presence another process cannot see).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from notifications import processes, redis_clients, selectors
+from notifications.models import Notification
+
+LATEST = 10
+
+
+@dataclass(frozen=True)
+class ProcessConnections:
+    process_id: str
+    host: str | None  # the pod's name in Kubernetes; None: not announced
+    pid: int | None
+    connections: int
+
+
+@dataclass(frozen=True)
+class Presence:
+    shared: bool  # False: no Redis, presence lives in the server's memory only
+    connections: int | None
+    processes: list[ProcessConnections] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UserReport:
+    user_id: str
+    last_id: int
+    purged_through: int
+    unread: int
+    presence: Presence
+    latest: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def user_report(user_id: str) -> UserReport:
+    state = selectors.sequence_state(user_id=user_id)
+    return UserReport(
+        user_id=user_id,
+        last_id=state.last_id,
+        purged_through=state.purged_through,
+        unread=selectors.unread_count(user_id=user_id),
+        presence=presence(user_id),
+        latest=latest(user_id),
+    )
+
+
+def latest(user_id: str, limit: int = LATEST) -> list[dict[str, Any]]:
+    """The newest notifications, newest first, with read state."""
+    rows = Notification.objects.filter(user_id=user_id).order_by("-seq")[:limit]
+    return [
+        {
+            "id": str(row.seq),  # as the API shows ids: strings of digits
+            "type": row.type,
+            "title": row.title,
+            "source": row.source,
+            "event_id": str(row.event_id),
+            "created_at": row.created_at.isoformat(),
+            "read": row.read_at is not None,
+            "read_at": row.read_at.isoformat() if row.read_at else None,
+        }
+        for row in rows
+    ]
+
+
+def presence(user_id: str) -> Presence:
+    cfg = redis_clients.configured()
+    if cfg is None:
+        return Presence(shared=False, connections=None)
+    client = redis_clients.sync_client(cfg)
+    try:
+        key = f"{processes.PREFIX}:presence:{user_id}"
+        members: list[bytes] = client.zrangebyscore(key, time.time(), "+inf")  # type: ignore[assignment]
+        counts = Counter(member.decode().split(":", 1)[0] for member in members)
+        known = processes.describe(client, counts)
+    finally:
+        client.close()
+    found = [
+        ProcessConnections(
+            process_id=process_id,
+            host=known.get(process_id, {}).get("host"),
+            pid=known.get(process_id, {}).get("pid"),
+            connections=count,
+        )
+        for process_id, count in sorted(counts.items())
+    ]
+    return Presence(shared=True, connections=sum(counts.values()), processes=found)

@@ -1,0 +1,116 @@
+"""``manage.py notify_inspect <user>`` against two production processes on one
+Redis and one PostgreSQL: presence per process (host and pid), last id,
+``purged_through``, the latest ten notifications with read state, unread count;
+human-readable and ``--json``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.production.conftest import (
+    ME_PATH,
+    ServerPool,
+    Sockets,
+    eventually,
+    new_user,
+    prod_env,
+    publish,
+    user_headers,
+)
+from tests.support.servers import REPO_ROOT, LiveServer, RedisServer
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def pair(module_pool: ServerPool, module_redis: RedisServer, module_db: str) -> list[LiveServer]:
+    return module_pool.start_many(2, prod_env(module_db, module_redis.url))
+
+
+def inspect(server: LiveServer, user: str, *args: str) -> str:
+    """The command as support runs it: a separate process with the pods' env."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "notify_inspect", user, *args],
+        env=server.env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def inspect_json(server: LiveServer, user: str) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(inspect(server, user, "--json"))
+    return report
+
+
+def by_pid(report: dict[str, Any]) -> dict[int, int]:
+    return {p["pid"]: p["connections"] for p in report["presence"]["processes"]}
+
+
+async def test_inspect_shows_presence_per_process_and_the_latest_notifications(
+    pair: list[LiveServer], sockets: Sockets, http: httpx.AsyncClient
+) -> None:
+    a, b = pair
+    alice = new_user("alice")
+    empty = inspect_json(a, alice)
+    assert empty["last_id"] == 0 and empty["unread"] == 0 and empty["latest"] == []
+    assert empty["presence"] == {"shared": True, "connections": 0, "processes": []}
+
+    # One socket on the first process, two on the second.
+    first = await sockets.open(a, alice)
+    await sockets.open(b, alice)
+    await sockets.open(b, alice)
+    for i in range(12):
+        await publish(http, a, [alice], title=f"n{i}", type="order.shipped")
+    await first.wait_count(12)
+    read = await http.post(
+        b.url + ME_PATH + "/read", json={"ids": ["12", "11"]}, headers=user_headers(alice)
+    )
+    assert read.status_code == 200 and read.json() == {"updated": 2}
+
+    report = inspect_json(b, alice)
+    assert report["user_id"] == alice
+    assert report["last_id"] == 12 and report["purged_through"] == 0
+    assert report["unread"] == 10
+    assert [n["id"] for n in report["latest"]] == [str(i) for i in range(12, 2, -1)]
+    assert [n["read"] for n in report["latest"]] == [True, True] + [False] * 8
+    assert report["latest"][0]["title"] == "n11" and report["latest"][0]["source"] == "shop"
+    presence = report["presence"]
+    assert presence["shared"] is True and presence["connections"] == 3
+    assert by_pid(report) == {a.pid: 1, b.pid: 2}
+    assert {p["host"] for p in presence["processes"]} == {socket.gethostname()}
+
+    text = inspect(a, alice)
+    assert f"user {alice}" in text
+    assert "last id 12, purged through 0, unread 10" in text
+    assert "connected: yes, 3 connection(s) on 2 process(es)" in text
+    assert f"pid {a.pid} " in text and f"pid {b.pid} " in text
+    assert "#12 " in text and "#3 " in text and "#2 " not in text
+    assert text.count("unread  order.shipped") == 8
+
+    # Sockets closed on the first process: it drops out of the answer.
+    await first.close()
+
+    async def connections() -> dict[int, int]:
+        return by_pid(await asyncio.to_thread(inspect_json, a, alice))
+
+    await eventually(connections, lambda found: found == {b.pid: 2}, what="the closed socket gone")
+
+
+async def test_an_unknown_user_is_reported_as_empty(pair: list[LiveServer]) -> None:
+    text = inspect(pair[0], new_user("nobody"))
+    assert "last id 0, purged through 0, unread 0" in text
+    assert "connected: no" in text
+    assert "no stored notifications" in text
