@@ -77,7 +77,7 @@ def _check_idempotency_key(key: str | None) -> None:
 
 def _store(publisher: Publisher, publication: services.Publication) -> services.PublishResult:
     """In the request's thread (in-process tests): the rate limit, then the commit."""
-    publisher_limiter.check(publisher.name)
+    publisher_limiter.check(publisher.name, len(set(publication.recipients)))
     return services.notifications_publish(
         source=publication.source,
         recipients=publication.recipients,

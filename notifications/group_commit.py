@@ -7,6 +7,12 @@ meanwhile. One commit, one counter upsert, one insert and one pipelined
 push per group instead of per request, and no thread per waiting request.
 A group that fails as a whole is retried one request at a time, so a bad
 request cannot fail the others.
+
+Groups are formed fairly: requests wait in one line per key (the publisher),
+and a group takes one request from each line in turn, within its bounds
+(items, recipients), and the line served last goes to the back. One key's
+flood of large requests therefore delays another key's request by a group
+or two, not by the whole flood.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from typing import Any, Generic, TypeVar
 
@@ -43,27 +49,38 @@ class AsyncGroupCommitter(Generic[In, Out]):
         *,
         executor: Executor,
         size_of: Callable[[In], int],
+        key_of: Callable[[In], Hashable] = lambda _item: None,
         max_items: int = 256,
         max_size: int = 10_000,
     ) -> None:
         self._commit = commit
         self._executor = executor
         self._size_of = size_of
+        self._key_of = key_of
         self._max_items = max_items
         self._max_size = max_size
         self._lock = threading.Lock()
-        self._pending: deque[tuple[In, asyncio.Future[Out]]] = deque()
+        # One line per key; dict order is the round-robin order.
+        self._pending: dict[Hashable, deque[tuple[In, asyncio.Future[Out]]]] = {}
         self._running = False
 
     async def submit(self, item: In) -> Out:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         with self._lock:
-            self._pending.append((item, future))
+            line = self._pending.get(self._key_of(item))
+            if line is None:
+                line = self._pending[self._key_of(item)] = deque()
+            line.append((item, future))
             start, self._running = not self._running, True
         if start:
             loop.run_in_executor(self._executor, self._drain, loop)
         return await future
+
+    def waiting(self) -> int:
+        """Requests queued and not yet taken into a group."""
+        with self._lock:
+            return sum(len(line) for line in self._pending.values())
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -77,7 +94,8 @@ class AsyncGroupCommitter(Generic[In, Out]):
         except BaseException as exc:
             # Not a commit error (those are outcomes): nobody may wait forever.
             with self._lock:
-                stranded, self._running = list(self._pending), False
+                stranded = [entry for line in self._pending.values() for entry in line]
+                self._running = False
                 self._pending.clear()
             for _item, future in stranded:
                 loop.call_soon_threadsafe(_settle, future, None, exc)
@@ -86,12 +104,22 @@ class AsyncGroupCommitter(Generic[In, Out]):
     def _take(self) -> list[tuple[In, asyncio.Future[Out]]]:
         group: list[tuple[In, asyncio.Future[Out]]] = []
         size = 0
-        while self._pending and len(group) < self._max_items:
-            item_size = self._size_of(self._pending[0][0])
-            if group and size + item_size > self._max_size:
-                break
-            group.append(self._pending.popleft())
-            size += item_size
+        progressed = True
+        while progressed and self._pending and len(group) < self._max_items:
+            progressed = False
+            for key in list(self._pending):
+                line = self._pending[key]
+                item_size = self._size_of(line[0][0])
+                if group and size + item_size > self._max_size:
+                    continue
+                group.append(line.popleft())
+                size += item_size
+                progressed = True
+                del self._pending[key]  # served: to the back of the line
+                if line:
+                    self._pending[key] = line
+                if len(group) >= self._max_items:
+                    break
         return group
 
     def _run(

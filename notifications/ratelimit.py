@@ -16,27 +16,45 @@ from service.config import RedisSettings
 
 logger = logging.getLogger(__name__)
 
-# Atomic refill-and-take of up to ARGV[3] tokens (a writer's whole group at
-# once), with the server's clock, so pods with skewed clocks agree.
-_BUCKET_LUA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3]) or 1
+# Atomic admission of a writer's whole group of one publisher, with the
+# server's clock (pods with skewed clocks agree). Two buckets: requests
+# (KEYS[1]) and recipients (KEYS[2]). Each publish, in order, is admitted only
+# when one request and all its recipients fit (ARGV[5..]: recipients each).
+_ADMIT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(v[1]) or burst
-local ts = tonumber(v[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local granted = math.max(0, math.min(wanted, math.floor(tokens)))
-tokens = tokens - granted
-local retry = 0
-if granted < wanted then
-  retry = (1 - tokens) / rate
+local function refill(key, rate, burst)
+  local v = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(v[1]) or burst
+  local ts = tonumber(v[2]) or now
+  return math.min(burst, tokens + math.max(0, now - ts) * rate)
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {granted, tostring(retry)}
+local rate1, burst1 = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rate2, burst2 = tonumber(ARGV[3]), tonumber(ARGV[4])
+local requests = refill(KEYS[1], rate1, burst1)
+local recipients = refill(KEYS[2], rate2, burst2)
+local answer = {}
+local retry = 0
+for i = 5, #ARGV do
+  local n = tonumber(ARGV[i])
+  if requests >= 1 and recipients >= n then
+    requests = requests - 1
+    recipients = recipients - n
+    answer[#answer + 1] = 1
+  else
+    answer[#answer + 1] = 0
+    retry = math.max(retry, (1 - requests) / rate1, (n - recipients) / rate2)
+  end
+end
+for i, key in ipairs(KEYS) do
+  local tokens = requests
+  local rate, burst = rate1, burst1
+  if i == 2 then tokens, rate, burst = recipients, rate2, burst2 end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+end
+answer[#answer + 1] = tostring(retry)
+return answer
 """
 
 
@@ -58,56 +76,92 @@ class TokenBucket:
 
     def take_many(self, wanted: int) -> tuple[int, float]:
         """Tokens taken (at most ``wanted``), and seconds until the next one if short."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        self.refill()
         granted = max(0, min(wanted, int(self.tokens)))
         self.tokens -= granted
         return granted, 0.0 if granted == wanted else (1 - self.tokens) / self.rate
 
+    def refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_for(self, wanted: float) -> float:
+        """Seconds until ``wanted`` tokens are in the bucket (after ``refill``)."""
+        return max(0.0, (wanted - self.tokens) / self.rate)
+
+
+def _admit_local(
+    requests: TokenBucket, recipients: TokenBucket, sizes: list[int]
+) -> tuple[list[bool], float]:
+    """What ``_ADMIT_LUA`` does, on two local buckets."""
+    requests.refill()
+    recipients.refill()
+    admitted: list[bool] = []
+    retry = 0.0
+    for n in sizes:
+        if requests.tokens >= 1 and recipients.tokens >= n:
+            requests.tokens -= 1
+            recipients.tokens -= n
+            admitted.append(True)
+        else:
+            admitted.append(False)
+            retry = max(retry, requests.wait_for(1), recipients.wait_for(n))
+    return admitted, retry
+
 
 class PublisherLimiter:
+    """Per publisher key: ``NOTIFY_PUBLISH_RATE`` requests and
+    ``NOTIFY_PUBLISH_RECIPIENT_RATE`` recipients; a publish needs both."""
+
     def __init__(self) -> None:
-        self._local: dict[str, TokenBucket] = {}
+        self._local: dict[str, tuple[TokenBucket, TokenBucket]] = {}
         self._lock = threading.Lock()
         self._redis: Any = None
         self._script: Any = None
 
-    def check(self, source: str) -> None:
-        """Raise RateLimited when ``source`` is over NOTIFY_PUBLISH_RATE."""
-        granted, retry = self.take(source, 1)
-        if not granted:
+    def check(self, source: str, recipients: int = 1) -> None:
+        """Raise RateLimited when one publish of ``recipients`` is over the limits."""
+        (admitted,), retry = self.admit(source, [recipients])
+        if not admitted:
             raise RateLimited(retry_after=retry)
 
-    def take(self, source: str, wanted: int) -> tuple[int, float]:
-        """Up to ``wanted`` publishes of ``source`` allowed now: (how many, and
-        seconds until the next one when that is fewer than wanted)."""
-        rate, burst = settings.NOTIFY_PUBLISH_RATE
+    def admit(self, source: str, sizes: list[int]) -> tuple[list[bool], float]:
+        """For publishes of ``source`` with these recipient counts, in order:
+        which are admitted now, and seconds until a refused one could be."""
+        rates = (settings.NOTIFY_PUBLISH_RATE, settings.NOTIFY_PUBLISH_RECIPIENT_RATE)
         cfg = redis_clients.configured()
         if cfg is not None:
-            return self._take_redis(cfg, source, rate, burst, wanted)
+            return self._admit_redis(cfg, source, rates, sizes)
         with self._lock:
-            bucket = self._local.get(source)
-            if bucket is None:
-                bucket = self._local[source] = TokenBucket(rate, burst)
-            return bucket.take_many(wanted)
+            buckets = self._local.get(source)
+            if buckets is None:
+                buckets = self._local[source] = (TokenBucket(*rates[0]), TokenBucket(*rates[1]))
+            return _admit_local(*buckets, sizes)
 
-    def _take_redis(
-        self, cfg: RedisSettings, source: str, rate: float, burst: float, wanted: int
-    ) -> tuple[int, float]:
+    def _admit_redis(
+        self,
+        cfg: RedisSettings,
+        source: str,
+        rates: tuple[tuple[float, float], tuple[float, float]],
+        sizes: list[int],
+    ) -> tuple[list[bool], float]:
         if self._script is None:
             self._redis = redis_clients.sync_client(cfg)
-            self._script = self._redis.register_script(_BUCKET_LUA)
+            self._script = self._redis.register_script(_ADMIT_LUA)
+        (rate, burst), (recipient_rate, recipient_burst) = rates
         try:
-            granted, retry = self._script(
-                keys=[f"notify:rate:{source}"], args=[rate, burst, wanted]
+            # One hash slot for both keys (Redis Cluster): the {source} tag.
+            answer = self._script(
+                keys=[f"notify:rate:{{{source}}}", f"notify:rate:{{{source}}}:recipients"],
+                args=[rate, burst, recipient_rate, recipient_burst, *sizes],
             )
         except redis.RedisError:
             # Fail open: storage is the truth and it is up; a Redis outage
             # must not turn publishes into errors.
             logger.warning("rate limiter unreachable; allowing", exc_info=True)
-            return wanted, 0.0
-        return int(granted), float(retry)
+            return [True] * len(sizes), 0.0
+        return [int(flag) == 1 for flag in answer[:-1]], float(answer[-1])
 
 
 publisher_limiter = PublisherLimiter()

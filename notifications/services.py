@@ -172,19 +172,23 @@ PublishOutcome = PublishResult | IdempotencyConflict | RateLimited
 
 
 def notifications_publish_rated(*, publications: Sequence[Publication]) -> list[PublishOutcome]:
-    """Each publisher's rate limit (one bucket call per publisher for the whole
-    group, first come first served), then one transaction for those admitted."""
-    wanted = Counter(publication.source for publication in publications)
-    allowance = {source: publisher_limiter.take(source, n) for source, n in wanted.items()}
+    """Each publisher's rate limits (one call per publisher for the whole
+    group: a request and its recipients each, in order), then one transaction
+    for those admitted."""
+    by_source: dict[str, list[int]] = {}
+    for index, publication in enumerate(publications):
+        by_source.setdefault(publication.source, []).append(index)
     outcomes: list[PublishOutcome | None] = [None] * len(publications)
     admitted: list[int] = []
-    for index, publication in enumerate(publications):
-        left, retry = allowance[publication.source]
-        if left > 0:
-            allowance[publication.source] = (left - 1, retry)
-            admitted.append(index)
-        else:
-            outcomes[index] = RateLimited(retry_after=retry)
+    for source, indexes in by_source.items():
+        sizes = [len(set(publications[i].recipients)) for i in indexes]
+        flags, retry = publisher_limiter.admit(source, sizes)
+        for index, ok in zip(indexes, flags, strict=True):
+            if ok:
+                admitted.append(index)
+            else:
+                outcomes[index] = RateLimited(retry_after=retry)
+    admitted.sort()
     if admitted:
         stored = notifications_publish_many(publications=[publications[i] for i in admitted])
         for index, outcome in zip(admitted, stored, strict=True):
@@ -198,6 +202,7 @@ _writer: AsyncGroupCommitter[Publication, PublishOutcome] = AsyncGroupCommitter(
     with_fresh_connections(lambda group: notifications_publish_rated(publications=group)),
     executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-writer"),
     size_of=lambda publication: max(1, len(publication.recipients)),
+    key_of=lambda publication: publication.source,
 )
 
 

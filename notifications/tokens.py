@@ -156,10 +156,24 @@ def verify_user_token(token: str) -> UserClaims:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_LENGTH:
         raise InvalidToken("sub must be a string of 1..128 characters")
+    if not storable_user_id(sub):
+        raise InvalidToken("sub must be valid Unicode without NUL")
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise InvalidToken("exp must be a number")
     return UserClaims(user_id=sub, expires_at=float(exp))
+
+
+def storable_user_id(user_id: str) -> bool:
+    """The rule recipients follow (api/serializers.py ``check_text``): no NUL,
+    no lone surrogate, so every database can store and match it."""
+    if "\x00" in user_id:
+        return False
+    try:
+        user_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def mint_user_token(user_id: str, *, ttl_seconds: int = 3600) -> str:

@@ -15,7 +15,6 @@ django_http = get_asgi_application()  # sets Django up before the imports below
 
 from channels.layers import get_channel_layer  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from api.publish_asgi import PublishEndpoint  # noqa: E402
@@ -27,6 +26,7 @@ from realtime.sse import StreamEndpoint  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
 from service.logs import install_uvicorn_scrubbing  # noqa: E402
+from service.static import StaticFiles  # noqa: E402
 
 
 def check_channel_layer() -> None:
@@ -51,9 +51,7 @@ install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
 # or router whose frames and scope copies would live as long as the socket).
 websocket_app = SocketEntry("/ws/notifications", NotificationConsumer)
 # The stream endpoint first: it ends slow streams through uvicorn's own send.
-http_app = StreamEndpoint(
-    BodyLimit(PublishEndpoint(ClientScriptCors(ASGIStaticFilesHandler(django_http))))
-)
+http_app = StreamEndpoint(BodyLimit(PublishEndpoint(ClientScriptCors(StaticFiles(django_http)))))
 
 
 async def _close_sockets_for_reconnect() -> None:

@@ -8,12 +8,14 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from service.middleware import security_headers
+
 
 class BodyTooLarge(Exception):
     pass
 
 
-async def _reply_413(send: Any, limit: int) -> None:
+async def _reply_413(send: Any, limit: int, path: str) -> None:
     body = orjson.dumps({"detail": f"Request body is over the {limit} byte limit."})
     await send(
         {
@@ -23,10 +25,30 @@ async def _reply_413(send: Any, limit: int) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *((k.encode(), v.encode()) for k, v in security_headers(path).items()),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# How much of an oversized body is read and dropped before the 413: the
+# server closes the connection after it, and closing on unread data resets
+# the connection, so a client still uploading would see a reset instead of
+# the 413. Bodies declared larger than this, and streamed bodies without a
+# Content-Length, get the 413 at once.
+DRAIN_BYTES = 16 * 1024 * 1024
+
+
+async def _drain(receive: Any, budget: int) -> None:
+    """Read and drop the rest of the body, up to ``budget`` bytes."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 class BodyLimit:
@@ -37,7 +59,9 @@ class BodyLimit:
         limit: int = settings.NOTIFY_MAX_BODY_BYTES
         for name, value in scope.get("headers", []):
             if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await _reply_413(send, limit)
+                if value.isdigit() and int(value) <= DRAIN_BYTES:
+                    await _drain(receive, DRAIN_BYTES)
+                await _reply_413(send, limit, scope.get("path", ""))
                 return
         received = 0
 
@@ -53,4 +77,5 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
-            await _reply_413(send, limit)
+            # A streamed (chunked) body has no announced end to drain to.
+            await _reply_413(send, limit, scope.get("path", ""))

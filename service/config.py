@@ -531,6 +531,17 @@ def rate(value: str, name: str) -> tuple[float, float]:
     return per_second, max(1.0, 2 * float(match.group(1)))
 
 
+# The contract's largest publish; the recipient burst always holds it.
+MAX_RECIPIENTS = 10_000
+
+
+def recipient_rate(value: str) -> tuple[float, float]:
+    """NOTIFY_PUBLISH_RECIPIENT_RATE: as ``rate``, with a burst of at least
+    MAX_RECIPIENTS, so that every publish the contract allows can pass."""
+    per_second, burst = rate(value, "NOTIFY_PUBLISH_RECIPIENT_RATE")
+    return per_second, max(burst, float(MAX_RECIPIENTS))
+
+
 def logging_config(env: environ.Env, *, json_lines: bool) -> dict[str, Any]:
     level: str = env.str("LOG_LEVEL", default="INFO").upper()
     formatter = (
@@ -541,13 +552,18 @@ def logging_config(env: environ.Env, *, json_lines: bool) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"scrub": {"()": "service.logs.ScrubSecretsFilter"}},
+        "filters": {
+            "scrub": {"()": "service.logs.ScrubSecretsFilter"},
+            # Django logs a bad Host header (answered 400) at ERROR with a
+            # traceback: the client's mistake, not the service's.
+            "client_error": {"()": "service.logs.ClientErrorFilter"},
+        },
         "formatters": {"json": formatter},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
-                "filters": ["scrub"],
+                "filters": ["scrub", "client_error"],
             }
         },
         "root": {"handlers": ["stdout"], "level": level},

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from typing import Any
+from urllib.parse import unquote
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -27,9 +28,23 @@ _SECRET_PATTERNS = [
 ]
 
 
-def scrub(text: str) -> str:
+def _scrub_raw(text: str) -> str:
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
+    return text
+
+
+def scrub(text: str) -> str:
+    """``text`` without secrets; when percent-decoding reveals one (``?tok%65n=``,
+    ``token=%65yJ...``), the decoded line, scrubbed."""
+    text = _scrub_raw(text)
+    decoded = text
+    for _ in range(3):  # double and triple encoding too
+        if "%" not in decoded:
+            break
+        decoded = unquote(decoded)
+        if _scrub_raw(decoded) != decoded:
+            return _scrub_raw(decoded)
     return text
 
 
@@ -46,6 +61,21 @@ class ScrubSecretsFilter(logging.Filter):
             record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.args, dict):
             record.args = {k: scrub(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+class ClientErrorFilter(logging.Filter):
+    """Records about a client's bad request (Django's ``django.security.*``: a
+    disallowed or malformed Host, a suspicious path) become one WARNING line
+    without a traceback; the request was answered 400 and nothing failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("django.security."):
+            return True
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = None
+        record.exc_text = None
         return True
 
 

@@ -11,6 +11,24 @@ Serve with ``--ws service.ws_protocol:LeanWebSocketProtocol`` (the Dockerfile,
   answered (uvicorn keeps them for the connection's life and reads them only
   before that).
 
+It also closes what uvicorn leaves open to a client that sends but never reads
+(docs/security.md, "Ping floods"):
+
+* protocol PING and PONG frames are charged to the socket's frame budget
+  (``NOTIFY_WS_FRAME_RATE``, the same bucket the consumer charges for text
+  frames, handed over in ``scope["notify_frame_budget"]``); over it, close 1008;
+* a PING that arrives while writing is paused is not answered: the connection
+  is cut (uvicorn would queue a PONG per PING without bound);
+* every server-side close whose data cannot leave ends in
+  ``transport.abort()`` (``transport.close()`` alone waits for a buffer that a
+  non-reading client never drains): a keepalive timeout, abuse or a parser
+  error at once while writing is paused, else after ``CLOSE_BOUND_SECONDS``;
+  the application's close (4008, 1008, 4401, 1012) is queued behind the unsent
+  data and the connection cut after ``close_timeout`` + ``CLOSE_BOUND_SECONDS``
+  (15 s) if the client has not taken it; the application is told at once;
+* a handshake the parser refuses (a request or header line over 8 KiB) is
+  answered 414/431 and closed (uvicorn wrote nothing and kept it open).
+
 uvicorn is pinned (pyproject.toml, requirements.lock);
 tests/service/test_ws_protocol.py fails if a new version uses these objects in
 a way this class does not cover.
@@ -21,10 +39,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from django.conf import settings
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
+
+from notifications.ratelimit import TokenBucket
 
 # What uvicorn keeps from the handshake and never reads after it.
 HANDSHAKE_ATTRIBUTES = ("request", "response", "scope")
+# The scope key that hands the socket's frame budget to the application.
+FRAME_BUDGET_KEY = "notify_frame_budget"
+CLOSE_ABUSE = 1008
+# How long a closing connection may take to hand its last bytes (the close
+# frame behind unsent data) to the kernel before it is cut.
+CLOSE_BOUND_SECONDS = 5.0
 
 
 class SlimQueue:
@@ -138,14 +167,154 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         writable = SlimEvent()
         writable.set()
         self.writable = writable  # type: ignore[assignment]
+        self.frame_budget = TokenBucket(*settings.NOTIFY_WS_FRAME_RATE)
+        self.abort_timer: asyncio.TimerHandle | None = None
+        # The server ended the socket on its own (abuse, keepalive): the
+        # application's later sends find a disconnected client.
+        self.cut = False
 
     async def send(self, message: Any) -> None:
+        kind = message["type"]
+        if self.cut and kind in ("websocket.send", "websocket.close"):
+            raise ClientDisconnected()
+        paused = not self.writable.is_set()
+        if kind == "websocket.close" and self.handshake_complete and paused and not self.close_sent:
+            # 4008/1008 to a client that does not read: waiting for the
+            # buffer to drain could wait forever.
+            self.close_behind_data(int(message.get("code", 1000)))
+            return
         try:
             await super().send(message)
         finally:
             if self.handshake_complete:
                 self.release_handshake()
+        if kind == "websocket.close" and self.close_timer is not None:
+            # uvicorn's timer only calls close(), which waits for the buffer.
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self.close_transport)
 
     def release_handshake(self) -> None:
         for name in HANDSHAKE_ATTRIBUTES:
             self.__dict__.pop(name, None)
+
+    # -- handshake -----------------------------------------------------------
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = self.__dict__.get("scope")
+        if scope is not None:
+            scope[FRAME_BUDGET_KEY] = self.frame_budget
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # The parser refused the request (414/431, or not HTTP) and
+            # queued its answer; uvicorn writes only on a parsed request.
+            self.handshake_initiated = self.handshake_complete = self.close_sent = True
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_transport()
+
+    # -- control frames ------------------------------------------------------
+
+    def handle_ping(self) -> None:
+        # websockets queued one PONG per PING of the whole read (a list entry
+        # each); the first PING event answers and charges them all, the
+        # others of that read find nothing left.
+        pongs = self.conn.data_to_send()
+        if not pongs or self.close_sent or self.transport.is_closing():
+            return
+        if not self.writable.is_set():
+            # It sends but does not read: a PONG would only grow the buffer.
+            self.cut_now(CLOSE_ABUSE)
+            return
+        granted, _retry = self.frame_budget.take_many(len(pongs))
+        if granted:
+            self.transport.write(b"".join(pongs[:granted]))
+        if granted < len(pongs):
+            self.refuse_frames()
+
+    def handle_pong(self, event: Frame) -> None:
+        if self.close_sent or not self.charge_frame():
+            return
+        super().handle_pong(event)
+
+    def charge_frame(self) -> bool:
+        """Take one frame from the socket's budget; over it, close 1008."""
+        if self.frame_budget.take() == 0:
+            return True
+        self.refuse_frames()
+        return False
+
+    def refuse_frames(self) -> None:
+        self.logger.warning("WebSocket closed 1008: control frames over NOTIFY_WS_FRAME_RATE")
+        self.cut_now(CLOSE_ABUSE)
+
+    # -- closing -------------------------------------------------------------
+
+    def cut_now(self, code: int) -> None:
+        """Close with ``code`` on the server's own account: the close frame if
+        it can still be written, and the connection ends within the bound."""
+        if self.close_sent:
+            self.close_transport()
+            return
+        self.close_sent = self.cut = True
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": ""})
+        self.conn.send_close(code)
+        output = b"".join(self.conn.data_to_send())
+        if self.writable.is_set():
+            self.transport.write(output)
+        self.close_transport()
+
+    def close_behind_data(self, code: int) -> None:
+        """The application's close while writing is paused: the close frame goes
+        behind the unsent data, so a client that reads again soon still sees its
+        code (4008: resume with since); the connection is cut if the data is
+        not taken within ``close_timeout`` + CLOSE_BOUND_SECONDS."""
+        self.close_sent = self.cut = True
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": ""})
+        self.conn.send_close(code)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.close()
+        if self.abort_timer is not None:
+            self.abort_timer.cancel()
+        self.abort_timer = self.loop.call_later(
+            self.close_timeout + CLOSE_BOUND_SECONDS, self.transport.abort
+        )
+
+    def close_transport(self) -> None:
+        """close(), and abort() if data is still unsent: at once while writing
+        is paused, else after CLOSE_BOUND_SECONDS."""
+        if not self.writable.is_set():
+            self.transport.abort()
+            return
+        self.transport.close()
+        if self.abort_timer is None and self.transport.get_write_buffer_size():
+            self.abort_timer = self.loop.call_later(CLOSE_BOUND_SECONDS, self.transport.abort)
+
+    def keepalive_timeout(self) -> None:
+        already = self.close_sent or self.transport.is_closing()
+        super().keepalive_timeout()
+        if not already:
+            self.cut = True
+            self.close_transport()
+
+    def handle_close(self, event: Frame) -> None:
+        super().handle_close(event)
+        if self.transport.is_closing():
+            self.close_transport()
+
+    def handle_parser_exception(self) -> None:
+        super().handle_parser_exception()
+        self.close_transport()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.close_transport()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.abort_timer is not None:
+            self.abort_timer.cancel()
+            self.abort_timer = None
+        super().connection_lost(exc)

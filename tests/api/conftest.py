@@ -96,7 +96,7 @@ def api_settings(settings: Any) -> Any:
         leeway=0.0,
     )
     settings.NOTIFY_PUBLISH_RATE = (1000.0, 2000.0)
-    settings.NOTIFY_MAX_BODY_BYTES = 1024 * 1024
+    settings.NOTIFY_MAX_BODY_BYTES = 1024 * 1024  # not the default (6 MiB): bodies stay small
     return settings
 
 

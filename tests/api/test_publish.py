@@ -414,7 +414,7 @@ def test_body_at_configured_limit_is_accepted(settings: Any, publisher_client: A
     assert response.status_code == 202, response.content
 
 
-def test_body_over_default_1_mib_is_413(publisher_client: APIClient) -> None:
+def test_body_over_a_1_mib_limit_is_413(publisher_client: APIClient) -> None:
     raw = json.dumps(body(data={"blob": "x" * (1100 * 1024)}))
     assert len(raw) > 1024 * 1024
     response = post_raw(publisher_client, raw)

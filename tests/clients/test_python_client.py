@@ -235,7 +235,7 @@ def test_typed_errors_sync(server: LiveServer) -> None:
         assert isinstance(bad.value, APIError) and isinstance(bad.value, NotifyError)
 
         with pytest.raises(PayloadTooLargeError) as big:
-            client.publish([user], "t", data={"blob": "x" * (1024 * 1024 + 1)})
+            client.publish([user], "t", data={"blob": "x" * (6 * 1024 * 1024 + 1)})
         assert big.value.status_code == 413 and big.value.detail
 
         with pytest.raises(UnsupportedMediaTypeError) as media:
@@ -280,7 +280,7 @@ async def test_typed_errors_async(server: LiveServer) -> None:
             await client.publish([user], "t", title="x" * 201)
         assert "title" in bad.value.body
         with pytest.raises(PayloadTooLargeError):
-            await client.publish([user], "t", body="y" * (1024 * 1024 + 1))
+            await client.publish([user], "t", body="y" * (6 * 1024 * 1024 + 1))
         with pytest.raises(UnsupportedMediaTypeError):
             await client.request(
                 "POST",

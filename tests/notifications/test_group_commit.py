@@ -39,7 +39,7 @@ async def submit_all(
     committer: AsyncGroupCommitter[int, str], commit: GatedCommit, items: list[int]
 ) -> list[str | BaseException]:
     tasks = [asyncio.ensure_future(committer.submit(item)) for item in items]
-    while len(committer._pending) < len(items) - 1:  # the first is in the writer
+    while committer.waiting() < len(items) - 1:  # the first is in the writer
         await asyncio.sleep(0.01)
     commit.gate.set()
     return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
@@ -62,6 +62,27 @@ async def test_async_group_size_is_bounded() -> None:
     results = await submit_all(committer, commit, list(range(1, 30)))
     assert all(isinstance(r, str) for r in results)
     assert max(len(group) for group in commit.groups) == 8
+
+
+async def test_a_flood_of_one_key_does_not_starve_another() -> None:
+    """Round robin between keys: key 1 queues 20 requests that each fill a group,
+    key 2 one small request behind them; it is committed within two groups, not
+    after the whole flood (before: the 21st group)."""
+    commit = GatedCommit()
+    executor = ThreadPoolExecutor(max_workers=1)
+    committer: AsyncGroupCommitter[int, str] = AsyncGroupCommitter(
+        commit,
+        executor=executor,
+        size_of=lambda item: 10_000 if item < 100 else 1,
+        key_of=lambda item: "flood" if item < 100 else "small",
+        max_size=10_000,
+    )
+    results = await submit_all(committer, commit, [*range(1, 21), 100])
+    assert all(isinstance(r, str) for r in results)
+    small_group = next(i for i, group in enumerate(commit.groups) if 100 in group)
+    assert small_group <= 2, commit.groups
+    flood = [i for group in commit.groups for i in group if i < 100]
+    assert flood == list(range(1, 21))  # one key's requests keep their order
 
 
 async def test_async_failing_request_does_not_fail_its_group() -> None:
@@ -100,7 +121,7 @@ async def test_async_cancelled_waiter_leaves_the_others_alone() -> None:
     first = asyncio.ensure_future(committer.submit(1))
     gone = asyncio.ensure_future(committer.submit(2))
     third = asyncio.ensure_future(committer.submit(3))
-    while len(committer._pending) < 2:
+    while committer.waiting() < 2:
         await asyncio.sleep(0.01)
     gone.cancel()
     commit.gate.set()
