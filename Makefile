@@ -30,19 +30,23 @@ help:
 install: $(STAMP)
 
 # The publisher client (clients/python, import notify_client) is installed too.
+# Quiet pip, but said before and after: the first install takes a minute or two.
 $(STAMP): pyproject.toml clients/python/pyproject.toml $(wildcard $(LOCK))
 	@if [ ! -x "$(BIN)/python" ]; then $(PYTHON) -m venv "$(VENV)"; fi
-	if [ -f "$(LOCK)" ]; then \
-		$(BIN)/pip install --quiet -c "$(LOCK)" -e '.[dev]' -e clients/python; \
+	@echo "Installing notify-push and its dependencies into $(VENV) (a minute or two the first time) ..."
+	@if [ -f "$(LOCK)" ]; then \
+		$(BIN)/pip install --quiet --disable-pip-version-check -c "$(LOCK)" -e '.[dev]' -e clients/python; \
 	else \
-		$(BIN)/pip install --quiet -e '.[dev]' -e clients/python; \
+		$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' -e clients/python; \
 	fi
+	@echo "Installed into $(VENV)."
 	@touch "$(STAMP)"
 
+# service/devserver.py: migrate, the devinfo banner, then uvicorn as the image
+# runs it, with a one-line error for a taken port and a quiet Ctrl-C.
+# PORT=8001 for another port.
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py devinfo --port $(PORT)
-	exec $(BIN)/uvicorn service.asgi:application --host 127.0.0.1 --port $(PORT) --ws service.ws_protocol:LeanWebSocketProtocol --ws-max-size 65536
+	@exec $(BIN)/python -m service.devserver --port $(PORT)
 
 # The suite runs on SQLite (the embedded default, with the live multi-process
 # tests, most of which run their servers on PostgreSQL), then the in-process

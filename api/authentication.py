@@ -78,13 +78,31 @@ def bearer_credential(header: bytes) -> str | None:
         return None
 
 
-def _bearer(request: Request) -> str | None:
-    return bearer_credential(authentication.get_authorization_header(request))
+def presented_credential(header: bytes, what: str) -> str | None:
+    """The Bearer credential; None when no Authorization header was sent.
+
+    A header in another form (``Authorization: <key>``, ``Token <key>``, an
+    empty Bearer) answers 401 saying how to send it, rather than DRF's
+    "credentials were not provided" when something was provided.
+    """
+    if not header:
+        return None
+    credential = bearer_credential(header)
+    if credential is None:
+        raise exceptions.AuthenticationFailed(
+            "The Authorization header must use the Bearer scheme: "
+            f'"Authorization: Bearer <{what}>".'
+        )
+    return credential
+
+
+def _bearer(request: Request, what: str) -> str | None:
+    return presented_credential(authentication.get_authorization_header(request), what)
 
 
 class PublisherKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Publisher, None] | None:
-        secret = _bearer(request)
+        secret = _bearer(request, "publisher key")
         if secret is None:
             return None
         publisher = publisher_for_secret(secret)
@@ -98,7 +116,7 @@ class PublisherKeyAuthentication(authentication.BaseAuthentication):
 
 class UserTokenAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[User, None] | None:
-        token = _bearer(request)
+        token = _bearer(request, "user token")
         if token is None:
             return None
         try:

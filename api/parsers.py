@@ -80,8 +80,18 @@ def _walk(value: Any, suspect: Any) -> bool:
 def require_json_content_type(content_type: str | None) -> None:
     """415 for anything but application/json, including no Content-Type at all."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media != "application/json":
-        raise UnsupportedMediaType(media or "(none)")
+    if media == "application/json":
+        return
+    if not media:
+        raise UnsupportedMediaType(
+            "(none)",
+            detail='No Content-Type: send the body as JSON with "Content-Type: application/json".',
+        )
+    raise UnsupportedMediaType(
+        media,
+        detail=f'Unsupported media type "{media}": send the body as JSON with '
+        '"Content-Type: application/json".',
+    )
 
 
 def require_json(request: Request) -> None:

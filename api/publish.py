@@ -32,7 +32,7 @@ from rest_framework import exceptions
 from rest_framework import serializers as drf_serializers
 
 from api import serializers as s
-from api.authentication import Publisher, bearer_credential, publisher_for_secret
+from api.authentication import Publisher, presented_credential, publisher_for_secret
 from api.errors import PayloadTooLarge, exception_handler
 from api.parsers import parse_json_body, require_json_content_type
 from notifications import metrics, services
@@ -50,7 +50,7 @@ class Answer:
 
 
 def _authenticate(authorization: bytes) -> Publisher:
-    secret = bearer_credential(authorization)
+    secret = presented_credential(authorization, "publisher key")
     if secret is None:
         raise exceptions.NotAuthenticated()
     publisher = publisher_for_secret(secret)

@@ -51,7 +51,10 @@ class PublishEndpoint:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        rid = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+        # Set by service.middleware.RequestIdScope when it wraps this endpoint.
+        rid = request_id.get() or new_request_id(
+            headers.get(b"x-request-id", b"").decode("latin-1")
+        )
         token = request_id.set(rid)
         try:
             answer = await _answer(scope, headers, receive)

@@ -1,4 +1,5 @@
-"""OpenAPI extras: the two bearer schemes and the error answers of each operation.
+"""OpenAPI extras: the two bearer schemes, the error answers of each operation, and
+examples that work as they are in Swagger's "Try it out" (the README's body).
 
 Imported by ``api.apps`` so drf-spectacular finds the extensions.
 """
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from api import serializers as s
 
@@ -22,7 +24,8 @@ class PublisherKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unt
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "A publisher secret from NOTIFY_API_KEYS.",
+            "description": "A publisher secret from NOTIFY_API_KEYS."
+            + (" In dev mode (DEBUG on), `dev-publisher-key` works." if settings.DEBUG else ""),
         }
 
 
@@ -35,8 +38,28 @@ class UserTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untype
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": "A user JWT minted by the host application (sub, exp).",
+            "description": "A user JWT minted by the host application (sub, exp)."
+            + (
+                " In dev mode, mint one with `.venv/bin/python manage.py issue_token alice`."
+                if settings.DEBUG
+                else ""
+            ),
         }
+
+
+# The README's publish body: what "Try it out" sends unless edited.
+PUBLISH_EXAMPLE: dict[str, Any] = {
+    "recipients": ["alice"],
+    "type": "order.shipped",
+    "title": "Your order is on its way",
+    "data": {"order_id": 1234},
+}
+
+
+def path_example(name: str, value: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name, str, OpenApiParameter.PATH, examples=[OpenApiExample(value, value=value)]
+    )
 
 
 _DESCRIPTIONS = {

@@ -7,7 +7,7 @@ import binascii
 from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
@@ -22,7 +22,7 @@ from api.authentication import (
     UserTokenAuthentication,
 )
 from api.parsers import LimitedJSONParser, require_json
-from api.schema import errors
+from api.schema import PUBLISH_EXAMPLE, errors, path_example
 from notifications import presence, selectors, services
 from notifications.errors import NotificationNotFound
 from notifications.ids import parse_id
@@ -53,21 +53,34 @@ class UserView(APIView):
 
 
 class PublishView(PublisherView):
+    # Schema only: POST is served by the async api.publish.publish (routed in
+    # api/urls.py with this class attached for the OpenAPI document). The
+    # public description is extend_schema's, never this method's docstring.
     @extend_schema(
         request=s.PublishRequest,
         responses={202: s.PublishResponse, **errors(400, 401, 403, 413, 415, 422, 429, 503)},
-        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER)],
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Optional: a retry with the same key and body is not stored twice.",
+            )
+        ],
+        examples=[OpenApiExample("An order shipped", value=PUBLISH_EXAMPLE, request_only=True)],
         summary="Publish a notification to one or many users",
+        description="Stores one notification per recipient and pushes each, at once, to "
+        "every open socket of that user. 202 once stored.",
     )
     def post(self, request: Request) -> Response:
-        """Documentation only: POST is served by the async ``api.publish.publish``
-        (routed in api/urls.py with this class attached for the OpenAPI document)."""
         raise MethodNotAllowed("POST")
 
 
 class PresenceView(PublisherView):
     @extend_schema(
-        responses={200: s.Presence, **errors(401)}, summary="Open sockets of a user, all processes"
+        responses={200: s.Presence, **errors(401)},
+        parameters=[path_example("user_id", "alice")],
+        summary="Open sockets of a user, all processes",
     )
     def get(self, request: Request, user_id: str) -> Response:
         count = async_to_sync(presence.backend().count)(user_id)
@@ -116,6 +129,7 @@ class MyNotificationsView(UserView):
 class MyNotificationView(UserView):
     @extend_schema(
         responses={200: s.NotificationOut, **errors(401, 404)},
+        parameters=[path_example("notification_id", "1")],
         summary="One of my notifications",
         operation_id="me_notification_retrieve",
     )
@@ -139,6 +153,10 @@ class MarkReadView(UserView):
     @extend_schema(
         request=s.MarkReadRequest,
         responses={200: s.MarkReadResponse, **errors(400, 401, 404, 413, 415)},
+        examples=[
+            OpenApiExample("Everything", value={"all": True}, request_only=True),
+            OpenApiExample("Some", value={"ids": ["1"]}, request_only=True),
+        ],
         summary="Mark read",
     )
     def post(self, request: Request) -> Response:

@@ -182,7 +182,7 @@ class Cluster:
                 # The image's logging (its defaults, stated so that the bench
                 # process's own environment cannot change them).
                 "LOG_LEVEL": "INFO",
-                "NOTIFY_JSON_LOGS": "true",
+                "NOTIFY_LOG_FORMAT": "json",
             }
             if self.redis is not None:
                 env["REDIS_URL"] = self.redis.url

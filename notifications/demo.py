@@ -1,5 +1,8 @@
 """``/demo``: the page a new user opens after ``make run`` (dev mode, or ``DEMO_ENABLED``).
 
+``GET /`` in dev mode (``DEBUG``) is a small index linking here, to the API
+docs, and showing the README's example; 404 in production.
+
 Live notifications with the browser client, an unread badge, mark read, and a
 form that sends a test notification. Everything answers 404 unless
 ``settings.NOTIFY_DEMO_ENABLED`` (default: ``DEBUG``), so production never has it
@@ -69,6 +72,27 @@ def _same_origin_json(request: HttpRequest) -> dict[str, Any] | JsonResponse:
     return body
 
 
+def _publisher_key() -> str:
+    # Only ever the well-known dev key: a real secret never goes into a page.
+    dev = DEV_API_KEYS["dev"]
+    return dev if publisher_for_secret(dev) is not None else "$NOTIFY_API_KEY"
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    """``GET /`` in dev mode: where to go next, instead of Django's debug 404."""
+    if not settings.DEBUG:
+        raise Http404("Nothing here.")
+    origin = f"{request.scheme}://{request.get_host()}"
+    context = {
+        "demo": settings.NOTIFY_DEMO_ENABLED,
+        "origin": origin,
+        "ws_origin": "ws" + origin.removeprefix("http"),
+        "publisher_key": _publisher_key(),
+    }
+    return render(request, "notify/index.html", context)
+
+
 @require_GET
 def page(request: HttpRequest) -> HttpResponse:
     _enabled()
@@ -76,10 +100,7 @@ def page(request: HttpRequest) -> HttpResponse:
     context = {
         "user": user,
         "origin": f"{request.scheme}://{request.get_host()}",
-        # Only ever the well-known dev key: a real secret never goes into a page.
-        "publisher_key": DEV_API_KEYS["dev"]
-        if publisher_for_secret(DEV_API_KEYS["dev"]) is not None
-        else "$NOTIFY_API_KEY",
+        "publisher_key": _publisher_key(),
     }
     return render(request, "notify/demo.html", context)
 
@@ -127,6 +148,7 @@ def send(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
+    path("", index, name="index"),
     path("demo", page, name="demo"),
     path("demo/token", token, name="demo-token"),
     path("demo/send", send, name="demo-send"),

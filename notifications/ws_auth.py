@@ -3,7 +3,8 @@
 ``SocketEntry`` refuses browser handshakes from Origins not allowed, resolves
 the user token into ``scope["user_id"]`` and routes the one socket path to
 the consumer. Every refusal closes before accept, which servers answer with
-HTTP 403, and nothing is sent. Cookies never authenticate a socket.
+HTTP 403, and nothing is sent (the contract); the reason is logged instead,
+one line per refusal, never with the token. Cookies never authenticate a socket.
 
 It is one object rather than a chain of middleware on purpose: each layer of
 a chain keeps its coroutine frame (and, the ASGI way, its own copy of the
@@ -56,6 +57,14 @@ def origin_ok(scope: Scope) -> bool:
     return not origins or (len(origins) == 1 and origin_allowed(origins[0].decode("latin1")))
 
 
+def origin_refusal(scope: Scope) -> str:
+    origins = [v.decode("latin1") for k, v in scope.get("headers", []) if k == b"origin"]
+    if len(origins) != 1:
+        return f"{len(origins)} Origin headers"
+    # repr: the header is the client's, and must not break the log line.
+    return f"origin not allowed: {origins[0][:200]!r}"
+
+
 def extract_token(scope: Scope) -> tuple[str | None, str | None]:
     """(token, subprotocol to answer with) from header, subprotocol or query."""
     subprotocols: list[str] = list(scope.get("subprotocols") or [])
@@ -83,18 +92,36 @@ def query_token(query_string: bytes) -> str | None:
     return None
 
 
-def authenticate(scope: Scope) -> Scope | None:
-    """The scope's additions for a valid user token; None to refuse (also
-    while the process shuts down)."""
+# PyJWT's error names (notifications.tokens passes them on) in plain words.
+_JWT_REASONS = {
+    "ExpiredSignatureError": "token expired",
+    "InvalidSignatureError": "bad signature",
+    "DecodeError": "malformed token",
+    "ImmatureSignatureError": "token not valid yet (nbf/iat in the future)",
+    "MissingRequiredClaimError": "token lacks a required claim",
+    "InvalidAudienceError": "token for another audience",
+    "InvalidIssuerError": "token from another issuer",
+}
+
+
+def token_refusal(exc: InvalidToken) -> str:
+    """Why a token was refused, for the log: fixed words, never the token."""
+    reason = str(exc)
+    return _JWT_REASONS.get(reason, reason)
+
+
+def authenticate(scope: Scope) -> Scope | str:
+    """The scope's additions for a valid user token, or the reason to refuse
+    (also while the process shuts down)."""
     if state.shutting_down:
-        return None
+        return "server shutting down"
     token, subprotocol = extract_token(scope)
     try:
         if token is None:
             raise InvalidToken("no token")
         claims = verify_user_token(token)
-    except InvalidToken:
-        return None
+    except InvalidToken as exc:
+        return token_refusal(exc)
     return {
         "user_id": claims.user_id,
         "token_expires_at": claims.expires_at,
@@ -102,13 +129,14 @@ def authenticate(scope: Scope) -> Scope | None:
     }
 
 
-def refusal_reason(scope: Scope, added: Scope | None) -> str:
-    """Why SocketEntry refused (for the metric; only computed on a refusal)."""
+def refusal_reason(scope: Scope, added: Scope | str) -> str:
+    """Why SocketEntry refused, as the metric's label (only computed on a refusal;
+    ``added`` is authenticate's answer, a str when it refused)."""
     if not origin_ok(scope):
         return "origin"
     if state.shutting_down:
         return "shutting_down"
-    return "token" if added is None else "path"
+    return "token" if isinstance(added, str) else "path"
 
 
 def route_path(scope: Scope) -> str | None:
@@ -145,9 +173,14 @@ class SocketEntry:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        added = authenticate(scope) if origin_ok(scope) else None
-        if added is None or route_path(scope) != self.path:
+        added = authenticate(scope) if origin_ok(scope) else origin_refusal(scope)
+        refused = added if isinstance(added, str) else None
+        if refused is None and route_path(scope) != self.path:
+            refused = f"no socket at {scope.get('path', '')!r}"
+        if refused is not None or isinstance(added, str):
             metrics.HANDSHAKES_REFUSED.labels(reason=refusal_reason(scope, added)).inc()
+            client = scope.get("client") or ("-", 0)
+            logger.info("websocket refused (403) from %s: %s", client[0], refused)
             await deny(receive, send)
             return
         scope.update(added)

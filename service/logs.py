@@ -1,4 +1,9 @@
-"""JSON log lines, a request id on each, and no secret in any line.
+"""Log lines as JSON (production) or text (dev), a request id on each, no secret in any.
+
+``NOTIFY_LOG_FORMAT`` picks the format (service/config.py ``log_format``):
+JSON by default in production, readable text in dev mode or at a terminal.
+Both formatters scrub the final line, so the format never decides whether a
+token is written.
 
 uvicorn configures its own loggers before Django starts, so
 ``install_uvicorn_scrubbing`` also puts the scrubbing filter on them: its
@@ -96,8 +101,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def install_uvicorn_scrubbing(*, json_lines: bool = True) -> None:
-    """Scrub uvicorn's lines and, unless asked not to, render them as JSON too."""
+class TextFormatter(logging.Formatter):
+    """``12:00:01 WARNING  django.request  Unauthorized: /x  [request_id]``, scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        line = f"{when} {record.levelname:<8} {record.name}  {record.getMessage()}"
+        rid = request_id.get()
+        if rid:
+            line += f"  [{rid}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return scrub(line)
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def install_uvicorn_scrubbing(log_format: str = "json") -> None:
+    """Scrub uvicorn's lines and render them in ``log_format`` like every other line
+    (with the request id, which uvicorn's own formatters leave out)."""
     scrubber = ScrubSecretsFilter()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
@@ -106,5 +130,4 @@ def install_uvicorn_scrubbing(*, json_lines: bool = True) -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, ScrubSecretsFilter) for f in handler.filters):
                 handler.addFilter(scrubber)
-            if json_lines:
-                handler.setFormatter(JsonFormatter())
+            handler.setFormatter(formatter(log_format))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
@@ -21,13 +22,41 @@ def new_request_id(incoming: str) -> str:
     return incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
 
 
+class RequestIdScope:
+    """ASGI, outermost: the request id is set for everything one HTTP request logs.
+
+    Django writes its "Unauthorized: ..." line and uvicorn its access line
+    outside the middleware chain; set here, around the whole request, the id
+    is on those lines too. The inner layers (``request_id_middleware``, the
+    publish endpoint) take it from here and echo it.
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # Repeated headers joined with "," as Django does (then not sane: a new id).
+        values = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"]
+        token = request_id.set(new_request_id(",".join(values)))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            request_id.reset(token)
+
+
 def request_id_middleware(get_response: Handler) -> Handler:
-    """Take X-Request-ID when it is sane, else make one; echo it on the response."""
+    """The id RequestIdScope set (else X-Request-ID when sane, else a new one);
+    echoed on the response."""
     if not iscoroutinefunction(get_response):
         raise TypeError("request_id_middleware needs an async handler chain")
 
     async def middleware(request: HttpRequest) -> HttpResponse:
-        rid = new_request_id(request.headers.get("X-Request-ID", ""))
+        rid = request_id.get() or new_request_id(request.headers.get("X-Request-ID", ""))
         token = request_id.set(rid)
         try:
             response = await get_response(request)

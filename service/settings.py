@@ -7,6 +7,7 @@ module, so ``uvicorn`` refuses to start with a message that says what to change.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import environ
@@ -172,5 +173,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-NOTIFY_JSON_LOGS: bool = env.bool("NOTIFY_JSON_LOGS", default=True)
-LOGGING = config.logging_config(env, json_lines=NOTIFY_JSON_LOGS)
+# Log lines go to stderr (logging.StreamHandler's default).
+NOTIFY_LOG_FORMAT: str = config.log_format(env, debug=DEBUG, at_terminal=sys.stderr.isatty())
+LOGGING = config.logging_config(env, log_format=NOTIFY_LOG_FORMAT)

@@ -17,14 +17,14 @@ import pytest
 
 from tests.clients.proxy import Fault, FaultyProxy
 from tests.live.conftest import ME_PATH, SHOP_SECRET, make_token, server_env
-from tests.support.servers import LiveServer
+from tests.support.servers import LOG_ERROR_MARKERS, LiveServer
 
 __all__ = ["SHOP_SECRET", "Fault", "FaultyProxy", "make_token"]
 
 SECRET_KEY = "client-tests-django-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 
 _SERVERS: list[LiveServer] = []
-_ERROR_MARKERS = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback", '" 500')
+_ERROR_MARKERS = LOG_ERROR_MARKERS
 
 
 def client_server_env(database_url: str, **extra: str) -> dict[str, str]:

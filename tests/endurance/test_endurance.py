@@ -42,7 +42,13 @@ from tests.live.conftest import (
     server_env,
 )
 from tests.support.net import tiny_buffer_socket
-from tests.support.servers import REPO_ROOT, LiveServer, PostgresServer, RedisServer
+from tests.support.servers import (
+    LOG_ERROR_MARKERS,
+    REPO_ROOT,
+    LiveServer,
+    PostgresServer,
+    RedisServer,
+)
 
 pytestmark = [pytest.mark.endurance, pytest.mark.live]
 
@@ -54,7 +60,7 @@ BATCH = 100
 POST_CONCURRENCY = 8
 RESULTS = REPO_ROOT / "bench" / "results" / "endurance.jsonl"
 MIB = 1024 * 1024
-ERROR_MARKERS = ("Traceback", '"level": "ERROR"', '"level": "CRITICAL"', '" 500')
+ERROR_MARKERS = LOG_ERROR_MARKERS
 
 # Bounds (docs/security.md, "Attacks tried").
 RSS_GROWTH = 50 * MIB

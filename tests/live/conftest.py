@@ -36,7 +36,7 @@ from tests.support.live import (  # noqa: F401 (re-exported to the tests)
     new_user,
     stored_notifications_as,
 )
-from tests.support.servers import LiveServer, PostgresServer, RedisServer
+from tests.support.servers import LOG_ERROR_MARKERS, LiveServer, PostgresServer, RedisServer
 
 SHOP_SECRET = "live-shop-publisher-secret-7d1f0c9a8b6e5d4c3b2a1f0e9d8c7b6a"
 JWT_SECRET = "live-test-jwt-secret-0123456789abcdef-0123456789abcdef-0123456789ab"
@@ -135,7 +135,7 @@ def pair(
     stop_server(a)
 
 
-_ERROR_MARKERS = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback", '" 500')
+_ERROR_MARKERS = LOG_ERROR_MARKERS
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -69,7 +69,7 @@ def prod_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "NOTIFY_PUBLISH_RATE": "100000/s",
         "LOG_LEVEL": "INFO",
-        "NOTIFY_JSON_LOGS": "true",
+        "NOTIFY_LOG_FORMAT": "json",
         # Never let the test process's own settings leak into the server.
         "NOTIFY_TEST_DATABASE": "",
     }

@@ -5,7 +5,7 @@ line)"; publisher secrets are credentials too. Operations: ``/metrics`` exposes 
 least: notify_sockets_open (gauge), notify_notifications_accepted_total,
 notify_notifications_delivered_total, notify_notifications_dropped_total
 (counters), notify_publish_seconds, notify_delivery_seconds (histograms)".
-docs/configuration.md: ``NOTIFY_JSON_LOGS`` (default true) renders uvicorn's own
+docs/configuration.md: ``NOTIFY_LOG_FORMAT=json`` (production default) renders uvicorn's own
 lines as JSON too.
 """
 
@@ -183,8 +183,8 @@ async def test_responses_echo_a_request_id(pair: list[LiveServer], http: httpx.A
     assert len(generated.headers["X-Request-ID"]) >= 8
     assert generated.headers["X-Request-ID"] != mine
 
-    # Errors too. (django.request's "Unauthorized" WARNING is written after the
-    # middleware has reset the id, so it carries none; the response header does.)
+    # Errors too (every line of the request carries the id as well:
+    # tests/live/test_dev_logs.py).
     rid = f"req-{uuid.uuid4().hex[:16]}"
     refused = await http.post(
         a.url + PUBLISH_PATH,

@@ -29,14 +29,14 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.support.servers import LiveServer
+from tests.support.servers import LOG_ERROR_MARKERS, LiveServer
 
 pytestmark = pytest.mark.live
 
 SHOP_SECRET = "schemathesis-shop-" + secrets.token_hex(20)
 JWT_SECRET = secrets.token_hex(24)  # 48 characters
 USER = "alice"
-ERROR_MARKERS = ("Traceback", '"level": "ERROR"', '"level": "CRITICAL"', '" 500')
+ERROR_MARKERS = LOG_ERROR_MARKERS
 
 
 def user_token(user: str = USER) -> str:

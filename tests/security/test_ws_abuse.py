@@ -33,11 +33,11 @@ from tests.live.conftest import (
     server_env,
 )
 from tests.support.live import eventually
-from tests.support.servers import LiveServer
+from tests.support.servers import LOG_ERROR_MARKERS, LiveServer
 
 pytestmark = pytest.mark.live
 
-ERROR_MARKERS = ("Traceback", '"level": "ERROR"', '"level": "CRITICAL"', '" 500')
+ERROR_MARKERS = LOG_ERROR_MARKERS
 MAX_FRAME = 64 * 1024
 FRAME_RATE = 20.0  # NOTIFY_WS_FRAME_RATE's default: 20/s, burst 40
 FRAME_BURST = 40

@@ -25,3 +25,10 @@ def api_keys_setting(spec: str) -> dict[str, tuple[PublisherKey, ...]]:
 def api_keys_spec(secrets: Mapping[str, str]) -> str:
     """``{name: secret}`` -> the ``NOTIFY_API_KEYS`` value (``name:secret,...``)."""
     return ",".join(f"{name}:{secret}" for name, secret in secrets.items())
+
+
+def dev_api_keys_setting() -> dict[str, tuple[PublisherKey, ...]]:
+    """``settings.NOTIFY_API_KEYS`` of dev mode without NOTIFY_API_KEYS: the dev key."""
+    env = environ.Env()
+    env.ENVIRON = {}
+    return config.api_keys(env, debug=True)

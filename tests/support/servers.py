@@ -54,6 +54,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCALHOST = "127.0.0.1"
 # The WebSocket protocol the image serves with (Dockerfile: --ws).
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
+# A server log line that reports an error, in either NOTIFY_LOG_FORMAT: JSON
+# (production's default) or text (dev mode's: "12:00:01 ERROR    logger  ...").
+LOG_ERROR_MARKERS = (
+    "Traceback",
+    '"level": "ERROR"',
+    '"level": "CRITICAL"',
+    " ERROR    ",
+    " CRITICAL ",
+    '" 500',
+)
 
 # Environment variables a LiveServer never inherits from the test process; pass
 # them explicitly in ``env`` when the server should see them.

@@ -15,6 +15,7 @@ class Command(BaseCommand):
     help = "Print the dev publisher key and how to mint a user token."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", default="8000")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -29,12 +30,21 @@ class Command(BaseCommand):
         else:
             name, secret = "-", "(none configured)"
         mode = "dev mode (DEBUG on)" if settings.DEBUG else "production mode"
-        self.stdout.write(
-            f"""
-Notification service, {mode}, on http://127.0.0.1:{port}
-  publisher key ({name}):  {secret}
-  a user token:            .venv/bin/python manage.py issue_token alice
-  API docs:                http://127.0.0.1:{port}/api/docs
-  socket:                  ws://127.0.0.1:{port}/ws/notifications?token=<token>
-"""
-        )
+        host = options["host"]
+        base = f"http://{host}:{port}"
+        rows = [(f"publisher key ({name})", secret)]
+        if settings.NOTIFY_DEMO_ENABLED:
+            rows.insert(0, ("open first", f"{base}/demo"))
+        rows += [
+            ("a user token", ".venv/bin/python manage.py issue_token alice"),
+            ("API docs", f"{base}/api/docs"),
+            ("socket", f"ws://{host}:{port}/ws/notifications?token=<token>"),
+        ]
+        self.stdout.write(banner(f"Notification service, {mode}, on {base}", rows))
+
+
+def banner(title: str, rows: list[tuple[str, str]]) -> str:
+    """The title, then one ``label:  value`` line per row, values in one column."""
+    width = max(len(label) for label, _ in rows) + 1
+    lines = [f"  {label + ':':<{width}}  {value}" for label, value in rows]
+    return "\n".join(["", title, *lines, ""])

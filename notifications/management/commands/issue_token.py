@@ -18,9 +18,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         user: str = options["user"]
+        ttl: int = options["ttl"]
         if not 1 <= len(user) <= MAX_USER_ID_LENGTH:
             raise CommandError("user must be 1..128 characters")
+        # A token that is expired when printed would only fail later, silently.
+        if ttl <= 0:
+            raise CommandError(f"--ttl must be a positive number of seconds, got {ttl}")
         try:
-            self.stdout.write(mint_user_token(user, ttl_seconds=options["ttl"]))
+            self.stdout.write(mint_user_token(user, ttl_seconds=ttl))
         except InvalidToken as exc:
             raise CommandError(str(exc)) from exc

@@ -31,11 +31,22 @@ async function demoPost(path, body) {
   return answer;
 }
 
-const client = new NotifyClient({
-  // Demo only: the page mints its own token. A real app gets it from its backend.
-  getToken: async () => (await demoPost("/demo/token", { user })).token,
-  autoConnect: false,
-});
+// Demo only: the page mints its own token (a real app gets it from its
+// backend). One token serves the list, the count and the socket until a
+// minute before it expires; the client asks again after that (or a 4401).
+let minted = null; // the promise of { token, until }
+
+async function demoToken() {
+  const current = minted && (await minted.catch(() => null));
+  if (current && Date.now() < current.until) return current.token;
+  minted = demoPost("/demo/token", { user }).then((answer) => ({
+    token: answer.token,
+    until: Date.now() + Math.max(0, answer.expires_in - 60) * 1000,
+  }));
+  return (await minted).token;
+}
+
+const client = new NotifyClient({ getToken: demoToken, autoConnect: false });
 window.notifyDemo = { client, user };
 
 // ------------------------------------------------------------------ rendering

@@ -1,0 +1,83 @@
+"""Swagger's "Try it out" works as served: every example in /api/schema is accepted.
+
+The examples are read from the OpenAPI document itself and sent, as they are,
+to the in-process API with the dev publisher key (dev mode) or a user token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.api.conftest import make_token
+from tests.support.keys import dev_api_keys_setting
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEV_KEY = "dev-publisher-key"
+
+
+@pytest.fixture
+def schema(settings: Any) -> dict[str, Any]:
+    settings.DEBUG = True
+    settings.NOTIFY_API_KEYS = dev_api_keys_setting()
+    response = APIClient().get("/api/schema", {"format": "json"})
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def body_examples(operation: dict[str, Any]) -> list[Any]:
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    return [example["value"] for example in content.get("examples", {}).values()]
+
+
+def test_the_publish_example_is_the_readme_body_and_is_accepted(schema: dict[str, Any]) -> None:
+    operation = schema["paths"]["/api/v1/notifications"]["post"]
+    [example] = body_examples(operation)
+    assert example["recipients"] == ["alice"] and example["type"] == "order.shipped"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {DEV_KEY}")
+    answer = client.post("/api/v1/notifications", example, format="json")
+    assert answer.status_code == 202, answer.content
+    assert answer.json()["recipients"] == 1
+
+
+def test_every_body_and_path_example_is_accepted(schema: dict[str, Any]) -> None:
+    publisher = APIClient()
+    publisher.credentials(HTTP_AUTHORIZATION=f"Bearer {DEV_KEY}")
+    publish = schema["paths"]["/api/v1/notifications"]["post"]
+    assert publisher.post("/api/v1/notifications", body_examples(publish)[0], format="json")
+    user = APIClient()
+    user.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token('alice')}")
+    tried = 0
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if path == "/api/v1/notifications":
+                continue
+            url = path
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    [example] = parameter["examples"].values()
+                    url = url.replace("{" + parameter["name"] + "}", example["value"])
+            client = publisher if "publisherKey" in str(operation.get("security")) else user
+            for body in body_examples(operation) or [None]:
+                answer = getattr(client, method)(url, body, format="json")
+                assert answer.status_code < 300, (method, url, body, answer.content)
+                tried += 1
+    assert tried >= 6
+
+
+def test_no_internal_notes_and_the_dev_key_is_named(schema: dict[str, Any]) -> None:
+    text = str(schema)
+    assert "Documentation only" not in text and "api.publish" not in text
+    scheme = schema["components"]["securitySchemes"]["publisherKey"]
+    assert "dev-publisher-key" in scheme["description"]
+
+
+def test_production_does_not_name_the_dev_key(settings: Any) -> None:
+    settings.DEBUG = False
+    document = APIClient().get("/api/schema", {"format": "json"}).json()
+    assert "dev-publisher-key" not in str(document)
