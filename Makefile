@@ -22,7 +22,7 @@ help:
 	@echo "make install  - create $(VENV) and install the project with dev extras"
 	@echo "make run      - migrate, print dev credentials, serve on 127.0.0.1:\$$PORT ($(PORT))"
 	@echo "make test     - ensure redis/postgres binaries, run pytest (PYTEST_ARGS=...)"
-	@echo "make lint     - ruff check, ruff format --check, mypy"
+	@echo "make lint     - ruff check, ruff format --check, mypy, lint-imports (the layers)"
 	@echo "make lock     - write $(LOCK) from the current venv"
 	@echo "make bench    - default benchmark suite on 2 spawned servers + Redis (BENCH_ARGS=...)"
 	@echo "make deploy-check - Dockerfile + deploy/ manifests: hadolint, kustomize, schemas (docs/deploy.md)"
@@ -64,6 +64,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service notifications api realtime
+	$(BIN)/lint-imports
 
 lock: install
 	$(BIN)/pip freeze --exclude-editable | LC_ALL=C sort > "$(LOCK).tmp"
@@ -72,7 +73,7 @@ lock: install
 
 # The default benchmark suite (bench/README.md): one JSON line per scenario on
 # stdout, also appended to bench/results/results.jsonl. BENCH_ARGS go to every
-# run, e.g. BENCH_ARGS="--server-env NOTIFY_REDIS_LAYER=core" or "--quick".
+# run, e.g. BENCH_ARGS="--server-env NOTIFY_WS_SEND_QUEUE=100" or "--quick".
 bench: install
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/python -m bench suite $(BENCH_ARGS)

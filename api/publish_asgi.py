@@ -5,17 +5,17 @@ enters a ``ThreadSensitiveContext`` and hops to a thread three times (the
 request_started and request_finished signals, ``response.close``), and it
 builds an ``HttpRequest`` and runs the middleware chain. This endpoint does
 only what those steps do for this route, and ``api.publish.publish_call``
-does the rest, exactly as for the Django view:
+does the rest:
 
 * the Host header is checked against ``ALLOWED_HOSTS`` (Django's rule);
 * ``X-Request-ID`` is taken or made, set for the logs, and echoed;
 * the answer carries the same security headers as every other response
   (service/middleware.py);
+* another method is answered 405 with ``Allow: POST``, as DRF would;
 * an unexpected error is logged and answered 500 with a JSON body.
 
-Everything else on this path (other methods) and every other path goes to
-Django. tests/api/test_publish_asgi.py holds the two transports to the same
-answers.
+Every other path goes to Django. There is no Django view for this route: the
+OpenAPI document describes it through a schema-only view (api/schema.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
+from rest_framework.exceptions import MethodNotAllowed
 
-from api.publish import IDEMPOTENCY_HEADER, Answer, publish_call
+from api.publish import IDEMPOTENCY_HEADER, Answer, error_answer, publish_call
 from notifications import metrics
 from service.logs import request_id
 from service.middleware import new_request_id, security_headers
@@ -47,7 +48,7 @@ class PublishEndpoint:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
@@ -106,6 +107,8 @@ async def _answer(
     if not _host_allowed(headers.get(b"host") or _server_host(scope)):
         logger.warning("publish refused: Host header not in ALLOWED_HOSTS")
         return Answer(400, orjson.dumps({"detail": "Invalid Host header."}))
+    if scope["method"] != "POST":
+        return _method_not_allowed(scope["method"])
     body = await _read_body(receive)
     if body is None:
         return None
@@ -120,6 +123,13 @@ async def _answer(
     except Exception:
         logger.exception("publish failed")
         return Answer(500, orjson.dumps({"detail": "Internal server error."}))
+
+
+def _method_not_allowed(method: str) -> Answer:
+    answer = error_answer(MethodNotAllowed(method))
+    assert answer is not None  # an APIException always has its answer
+    answer.headers["Allow"] = "POST"
+    return answer
 
 
 async def _send(send: Any, answer: Answer, rid: str) -> None:

@@ -1,5 +1,6 @@
-"""OpenAPI extras: the two bearer schemes, the error answers of each operation, and
-examples that work as they are in Swagger's "Try it out" (the README's body).
+"""OpenAPI extras: the two bearer schemes, the error answers of each operation,
+examples that work as they are in Swagger's "Try it out" (the README's body),
+and the publish operation, which no Django route serves.
 
 Imported by ``api.apps`` so drf-spectacular finds the extensions.
 """
@@ -11,9 +12,21 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from api import serializers as s
+from api.authentication import PublisherKeyAuthentication
+from api.parsers import LimitedJSONParser
+from api.publish import IDEMPOTENCY_HEADER
+from api.publish_asgi import PATH as PUBLISH_PATH
 
 
 class PublisherKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
@@ -84,3 +97,41 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         )
         for code in codes
     }
+
+
+class PublishOperation(APIView):
+    """Schema only, never routed: POST /api/v1/notifications is served by
+    api/publish_asgi.py in front of Django. This view carries the operation's
+    description into the document (``add_publish_operation``)."""
+
+    authentication_classes = [PublisherKeyAuthentication]
+    parser_classes = [LimitedJSONParser]
+
+    @extend_schema(
+        request=s.PublishRequest,
+        responses={202: s.PublishResponse, **errors(400, 401, 403, 413, 415, 422, 429, 503)},
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Optional: a retry with the same key and body is not stored twice.",
+            )
+        ],
+        examples=[OpenApiExample("An order shipped", value=PUBLISH_EXAMPLE, request_only=True)],
+        summary="Publish a notification to one or many users",
+        description="Stores one notification per recipient and pushes each, at once, to "
+        "every open socket of that user. 202 once stored.",
+    )
+    def post(self, request: Request) -> Response:
+        raise NotImplementedError("schema only: never routed")
+
+
+Endpoint = tuple[str, str, str, Any]
+
+
+def add_publish_operation(endpoints: list[Endpoint]) -> list[Endpoint]:
+    """drf-spectacular preprocessing hook (SPECTACULAR_SETTINGS): the
+    operations of the URLconf, plus the publish operation served outside it."""
+    view = PublishOperation.as_view()
+    return [*endpoints, (PUBLISH_PATH, PUBLISH_PATH.lstrip("/"), "POST", view)]

@@ -7,27 +7,20 @@ import binascii
 from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers as drf_serializers
-from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
-from api.authentication import (
-    Publisher,
-    PublisherKeyAuthentication,
-    User,
-    UserTokenAuthentication,
-)
+from api.authentication import PublisherKeyAuthentication, User, UserTokenAuthentication
 from api.parsers import LimitedJSONParser, require_json
-from api.schema import PUBLISH_EXAMPLE, errors, path_example
+from api.schema import errors, path_example
 from notifications import presence, selectors, services
+from notifications.credentials import Publisher
 from notifications.errors import NotificationNotFound
 from notifications.ids import parse_id
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def _publisher(request: Request) -> str:
@@ -50,30 +43,6 @@ class PublisherView(APIView):
 class UserView(APIView):
     authentication_classes = [UserTokenAuthentication]
     parser_classes = [LimitedJSONParser]
-
-
-class PublishView(PublisherView):
-    # Schema only: POST is served by the async api.publish.publish (routed in
-    # api/urls.py with this class attached for the OpenAPI document). The
-    # public description is extend_schema's, never this method's docstring.
-    @extend_schema(
-        request=s.PublishRequest,
-        responses={202: s.PublishResponse, **errors(400, 401, 403, 413, 415, 422, 429, 503)},
-        parameters=[
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                str,
-                OpenApiParameter.HEADER,
-                description="Optional: a retry with the same key and body is not stored twice.",
-            )
-        ],
-        examples=[OpenApiExample("An order shipped", value=PUBLISH_EXAMPLE, request_only=True)],
-        summary="Publish a notification to one or many users",
-        description="Stores one notification per recipient and pushes each, at once, to "
-        "every open socket of that user. 202 once stored.",
-    )
-    def post(self, request: Request) -> Response:
-        raise MethodNotAllowed("POST")
 
 
 class PresenceView(PublisherView):

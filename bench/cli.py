@@ -97,7 +97,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         type=_key_value,
         default=[],
         metavar="K=V",
-        help="extra environment for spawned servers, e.g. NOTIFY_REDIS_LAYER=core",
+        help="extra environment for spawned servers, e.g. NOTIFY_WS_SEND_QUEUE=100",
     )
     target.add_argument(
         "--server-arg",

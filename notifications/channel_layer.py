@@ -1,8 +1,8 @@
 """The channel layers this service runs on, each with a batched group send.
 
 ``RedisNotifyLayer`` is channels-redis's pub/sub layer (one Redis PUBLISH per
-group message, no per-process inbox to overflow, see docs/operations.md for
-the measurement against ``RedisChannelLayer``) plus ``group_send_many``,
+group message, no per-process inbox to overflow; docs/operations.md keeps
+the measurement against channels-redis's list-based ``RedisChannelLayer``) plus ``group_send_many``,
 which pipelines the PUBLISHes of a whole batch: one round trip per shard
 instead of one per recipient. It uses channels-redis internals
 (``_get_shard``, ``_ensure_redis``), so channels-redis is pinned exactly.
@@ -19,7 +19,6 @@ from copy import deepcopy
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
-from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import (
     RedisPubSubChannelLayer,
     RedisPubSubLoopLayer,
@@ -237,20 +236,3 @@ async def _publish_all(shard: Any, items: list[tuple[str, bytes]]) -> None:
         for channel, data in items:
             pipe.publish(channel, data)
         await pipe.execute()
-
-
-class RedisCoreNotifyLayer(RedisChannelLayer):  # type: ignore[misc]
-    """channels-redis's list-based layer, kept selectable for comparison
-    (NOTIFY_REDIS_LAYER=core); see docs/operations.md for why pub/sub is the default."""
-
-    async def group_send_many(self, messages: Sequence[GroupMessage]) -> None:
-        for group, message in messages:
-            await self.group_send(group, message)
-
-    async def health(self) -> str | None:
-        for index in range(self.ring_size):
-            try:
-                await asyncio.wait_for(self.connection(index).ping(), timeout=2)
-            except Exception as exc:
-                return f"redis shard {index}: {exc!r}"[:300]
-        return None

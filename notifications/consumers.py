@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 from django.conf import settings
 
 from notifications import metrics
 from notifications.ratelimit import TokenBucket
+from notifications.scope import query_param
 from realtime import frames
 from realtime.engine import MAX_READ_IDS, StreamSession
 from realtime.frames import CloseCode, ServerFrame
@@ -67,9 +67,8 @@ class NotificationConsumer:
             await self.end(CloseCode.TRY_AGAIN)
             return
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
-        since = parse_qs(scope.get("query_string", b"").decode("latin1")).get("since")
         await self.session.start(
-            since=since[0] if since else None, expires_at=float(scope["token_expires_at"])
+            since=query_param(scope, "since"), expires_at=float(scope["token_expires_at"])
         )
 
     async def _receive(self, text: str | None, data: bytes | None) -> None:

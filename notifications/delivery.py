@@ -66,25 +66,8 @@ def open_channel(deliver: Callable[[dict[str, Any]], None]) -> str | None:
     return None if opener is None else str(opener(deliver))
 
 
-def has_direct_channels() -> bool:
-    return hasattr(get_channel_layer(), "new_direct_channel")
-
-
-async def new_channel() -> str:
-    """A channel received the channels way (``receive``), for layers
-    without direct channels."""
-    return str(await get_channel_layer().new_channel())
-
-
-async def receive(channel_name: str) -> dict[str, Any]:
-    message: dict[str, Any] = await get_channel_layer().receive(channel_name)
-    return message
-
-
 def close_channel(channel_name: str) -> None:
-    drop = getattr(get_channel_layer(), "drop_direct_channel", None)
-    if drop is not None:
-        drop(channel_name)
+    get_channel_layer().drop_direct_channel(channel_name)
 
 
 async def join(user_id: str, channel_name: str) -> None:

@@ -2,7 +2,7 @@
 
 Requests wait on the event loop; one writer thread takes every request
 queued at that moment and commits them together
-(``services.notifications_publish_rated``), then goes on with what queued
+(``publishing.notifications_publish_rated``), then goes on with what queued
 meanwhile. One commit, one counter upsert, one insert and one pipelined
 push per group instead of per request, and no thread per waiting request.
 A group that fails as a whole is retried one request at a time, so a bad
@@ -18,6 +18,7 @@ or two, not by the whole flood.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -74,7 +75,7 @@ class AsyncGroupCommitter(Generic[In, Out]):
             line.append((item, future))
             start, self._running = not self._running, True
         if start:
-            loop.run_in_executor(self._executor, self._drain, loop)
+            loop.run_in_executor(self._executor, self._drain)
         return await future
 
     def waiting(self) -> int:
@@ -82,7 +83,7 @@ class AsyncGroupCommitter(Generic[In, Out]):
         with self._lock:
             return sum(len(line) for line in self._pending.values())
 
-    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _drain(self) -> None:
         try:
             while True:
                 with self._lock:
@@ -90,7 +91,7 @@ class AsyncGroupCommitter(Generic[In, Out]):
                     if not group:
                         self._running = False
                         return
-                self._run(loop, group)
+                self._run(group)
         except BaseException as exc:
             # Not a commit error (those are outcomes): nobody may wait forever.
             with self._lock:
@@ -98,7 +99,7 @@ class AsyncGroupCommitter(Generic[In, Out]):
                 self._running = False
                 self._pending.clear()
             for _item, future in stranded:
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                _hand_back(future, None, exc)
             raise
 
     def _take(self) -> list[tuple[In, asyncio.Future[Out]]]:
@@ -122,20 +123,25 @@ class AsyncGroupCommitter(Generic[In, Out]):
                     break
         return group
 
-    def _run(
-        self, loop: asyncio.AbstractEventLoop, group: list[tuple[In, asyncio.Future[Out]]]
-    ) -> None:
+    def _run(self, group: list[tuple[In, asyncio.Future[Out]]]) -> None:
         try:
             outcomes = self._commit([item for item, _future in group])
         except Exception as exc:
             if len(group) == 1:
-                loop.call_soon_threadsafe(_settle, group[0][1], None, exc)
+                _hand_back(group[0][1], None, exc)
                 return
             for one in group:
-                self._run(loop, [one])
+                self._run([one])
             return
         for (_item, future), outcome in zip(group, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, outcome, None)
+            _hand_back(future, outcome, None)
+
+
+def _hand_back(future: asyncio.Future[Any], outcome: Any, error: BaseException | None) -> None:
+    """Settle ``future`` on its own loop: requests may come from several loops
+    (a synchronous caller runs one per call), and one drain serves them all."""
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+        future.get_loop().call_soon_threadsafe(_settle, future, outcome, error)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any, error: BaseException | None) -> None:

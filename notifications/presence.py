@@ -18,7 +18,7 @@ from typing import Any
 from redis import asyncio as aioredis
 
 from notifications import redis_clients
-from service.config import RedisSettings
+from notifications.redis_clients import RedisSettings
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from notifications import redis_clients
 from notifications.errors import RateLimited
-from service.config import RedisSettings
+from notifications.redis_clients import RedisSettings
 
 logger = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@ rate limits): the first REDIS_URL, or the Sentinel-managed master."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -11,7 +12,17 @@ from redis import asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
-from service.config import RedisSettings
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where shared state lives: plain URLs (the first also holds presence and
+    rate limits), or a Sentinel-managed master."""
+
+    urls: tuple[str, ...]
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
+    sentinel_kwargs: dict[str, Any] | None = None
+
 
 _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 3}
 

@@ -1,13 +1,30 @@
-"""The one JSON shape of a notification, wherever it appears (API, frames)."""
+"""The one JSON shape of a notification, wherever it appears (API, frames,
+layer messages).
+
+``wire_fields`` builds everything but the id, once per publication (its
+recipients share it); ``with_id`` completes it per recipient. A stored row
+goes through the same two (``notification_dict``).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-from notifications.models import Notification
+from typing import Any, Protocol
 
 NotificationDict = dict[str, Any]
+
+
+class StoredNotification(Protocol):
+    """What ``notification_dict`` reads of a row (models.Notification)."""
+
+    seq: int
+    type: str
+    title: str
+    body: str
+    data: Any
+    source: str
+    created_at: datetime
+    read_at: datetime | None
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -16,14 +33,41 @@ def timestamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def notification_dict(row: Notification) -> NotificationDict:
+def wire_fields(
+    *,
+    type: str,
+    title: str,
+    body: str,
+    data: Any,
+    source: str,
+    created_at: datetime,
+    read_at: datetime | None,
+) -> NotificationDict:
+    """The notification's fields but its id, in wire form."""
     return {
-        "id": str(row.seq),
-        "type": row.type,
-        "title": row.title,
-        "body": row.body,
-        "data": row.data,
-        "source": row.source,
-        "created_at": timestamp(row.created_at),
-        "read_at": timestamp(row.read_at),
+        "type": type,
+        "title": title,
+        "body": body,
+        "data": data,
+        "source": source,
+        "created_at": timestamp(created_at),
+        "read_at": timestamp(read_at),
     }
+
+
+def with_id(seq: int, fields: NotificationDict) -> NotificationDict:
+    """One recipient's notification: its id first, then the shared fields."""
+    return {"id": str(seq), **fields}
+
+
+def notification_dict(row: StoredNotification) -> NotificationDict:
+    fields = wire_fields(
+        type=row.type,
+        title=row.title,
+        body=row.body,
+        data=row.data,
+        source=row.source,
+        created_at=row.created_at,
+        read_at=row.read_at,
+    )
+    return with_id(row.seq, fields)

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from django.conf import settings
 
-from service.config import HMAC_ALGORITHMS, JWTSettings, NamedKey
-
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 MAX_TOKEN_LENGTH = 8192
 MAX_USER_ID_LENGTH = 128
 # A token naming an unknown kid may trigger a JWKS refetch at most this often.
@@ -35,6 +37,34 @@ _FAMILIES = {
     "ES": "EC",
     "Ed": "OKP",
 }
+
+
+@dataclass(frozen=True)
+class NamedKey:
+    """A verification key picked by a token's ``kid``.
+
+    ``family`` is ``hmac``, ``RSA``, ``EC`` or ``OKP``; ``algorithm`` is the
+    JWK's ``alg`` when it names one (the token must then use exactly it).
+    """
+
+    kid: str
+    family: str
+    key: Any
+    algorithm: str | None = None
+
+
+@dataclass(frozen=True)
+class JWTSettings:
+    algorithms: tuple[str, ...]
+    secret: str | None
+    public_key: str | None
+    audience: str | None
+    issuer: str | None
+    leeway: float
+    # kid -> key, from JWT_KEYS (HMAC) and JWT_JWKS_FILE (asymmetric or oct).
+    named_keys: dict[str, NamedKey] = field(default_factory=dict)
+    jwks_url: str | None = None
+    jwks_refresh_seconds: float = 300.0
 
 
 class InvalidToken(Exception):

@@ -17,13 +17,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
-from redis.exceptions import RedisError
-
-from notifications import delivery, metrics
+from notifications import metrics
+from notifications.credentials import bearer_credential
+from notifications.origins import origin_allowed
+from notifications.runtime import state
+from notifications.scope import query_param
 from notifications.tokens import InvalidToken, verify_user_token
-from service.config import DEV_ORIGIN_HOSTS, normalize_origin
-from service.lifecycle import state
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +37,6 @@ async def deny(receive: Any, send: Any) -> None:
     message = await receive()
     if message["type"] == "websocket.connect":
         await send({"type": "websocket.close", "code": 1008})
-
-
-def origin_allowed(origin: str) -> bool:
-    normalized = normalize_origin(origin)
-    if normalized is None:
-        return False
-    allowed: list[str] | None = settings.NOTIFY_ALLOWED_ORIGINS
-    if allowed is not None:
-        return normalized in allowed
-    host = normalized.split("://", 1)[1].rsplit(":", 1)[0]
-    return host in DEV_ORIGIN_HOSTS
 
 
 def origin_ok(scope: Scope) -> bool:
@@ -71,25 +59,11 @@ def extract_token(scope: Scope) -> tuple[str | None, str | None]:
     answer = SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            scheme, _, credential = value.decode("latin1").partition(" ")
-            if scheme.lower() == "bearer" and credential.strip():
-                return credential.strip(), answer
-            return None, answer
+            return bearer_credential(value), answer
     for protocol in subprotocols:
         if protocol.startswith(BEARER_PREFIX):
             return protocol[len(BEARER_PREFIX) :], answer
-    return query_token(scope.get("query_string", b"")), answer
-
-
-def query_token(query_string: bytes) -> str | None:
-    """The first literal ``token=`` parameter, not percent-decoded: a JWT needs
-    no encoding, and a decoded name or value (``tok%65n=``, ``token=%65yJ``)
-    would authenticate in a form the log scrubber does not recognise."""
-    for part in query_string.split(b"&"):
-        name, _, value = part.partition(b"=")
-        if name == b"token" and value:
-            return value.decode("latin-1")
-    return None
+    return query_param(scope, "token"), answer
 
 
 # PyJWT's error names (notifications.tokens passes them on) in plain words.
@@ -164,13 +138,7 @@ class SocketEntry:
 
     def __init__(self, path: str, consumer: Callable[[], ASGIApp]) -> None:
         self.path = path.lstrip("/")
-        app: ASGIApp = _ConsumerApp(consumer)
-        if not delivery.has_direct_channels():
-            # Only a consumer that receives the channels way creates its
-            # channel in the layer before its own code runs (see
-            # RefuseWhenLayerDown); a direct channel is local and cannot fail.
-            app = RefuseWhenLayerDown(app)
-        self.app = app
+        self.app: ASGIApp = _ConsumerApp(consumer)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         added = authenticate(scope) if origin_ok(scope) else origin_refusal(scope)
@@ -197,47 +165,3 @@ class _ConsumerApp:
 
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
         return self.consumer()(scope, receive, send)
-
-
-class RefuseWhenLayerDown:
-    """A socket that cannot join the channel layer is closed at once with 1013.
-
-    channels creates the consumer's channel before any consumer code runs, so
-    a Redis outage would otherwise surface as an unhandled error and a 500.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        accepted = closed = connect_seen = False
-
-        async def tracking_receive() -> dict[str, Any]:
-            nonlocal connect_seen
-            message: dict[str, Any] = await receive()
-            connect_seen = connect_seen or message["type"] == "websocket.connect"
-            return message
-
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal accepted, closed
-            accepted = accepted or message["type"] == "websocket.accept"
-            closed = closed or message["type"] == "websocket.close"
-            await send(message)
-
-        try:
-            await self.app(scope, tracking_receive, tracking_send)
-        except (RedisError, OSError) as exc:
-            if accepted or closed:
-                raise
-            logger.warning("refusing a socket: channel layer unavailable (%s)", type(exc).__name__)
-            if not connect_seen and (await receive())["type"] != "websocket.connect":
-                return
-            await refuse_unavailable(scope, send)
-
-
-async def refuse_unavailable(scope: Scope, send: Any) -> None:
-    """Accept and at once close with 1013 (try again later): a reason every
-    client sees (an HTTP 503 denial is logged by uvicorn as an app error)."""
-    metrics.HANDSHAKES_REFUSED.labels(reason="unavailable").inc()
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": 1013})

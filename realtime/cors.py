@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from notifications.ws_auth import origin_allowed
+from notifications.origins import origin_allowed
 
 # The user API, the stream, push subscriptions and the push public key.
 URLS_REGEX = r"^/api/v1/(me|push)/"

@@ -34,11 +34,11 @@ from notifications import delivery, metrics, selectors, services
 from notifications.db import off_loop
 from notifications.ids import parse_id
 from notifications.rendering import NotificationDict
+from notifications.runtime import state
 from realtime import frames
 from realtime.frames import CloseCode
 from realtime.membership import Membership
 from realtime.outbox import Transport, task
-from service.lifecycle import state
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +282,6 @@ class StreamSession(Membership):
     def _stop_tasks(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        for running in (self._writer, self._pump, self._receiver):
+        for running in (self._writer, self._pump):
             if running is not None and running is not asyncio.current_task():
                 running.cancel()

@@ -7,25 +7,23 @@ presence in step for every transport.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from notifications import delivery, metrics, presence
-from realtime.outbox import Outbox, Transport, task
-from service.lifecycle import state
+from notifications.runtime import state
+from realtime.outbox import Outbox, Transport
 
 logger = logging.getLogger(__name__)
 
 
 class Membership(Outbox):
-    __slots__ = ("_counted", "_joined", "_receiver", "channel_name", "user_id")
+    __slots__ = ("_counted", "_joined", "channel_name", "user_id")
 
     def __init__(self, transport: Transport, user_id: str) -> None:
         super().__init__(transport)
         self.user_id = user_id
         self.channel_name = ""
-        self._receiver: asyncio.Task[None] | None = None
         self._joined = self._counted = False
 
     def on_layer_message(self, message: dict[str, Any]) -> None:
@@ -37,8 +35,8 @@ class Membership(Outbox):
         "try again later")."""
         try:
             self.channel_name = delivery.open_channel(self.on_layer_message) or ""
-            if not self.channel_name:  # a layer without direct channels
-                self.channel_name, self._receiver = await _receiving_channel(self)
+            if not self.channel_name:
+                raise RuntimeError("the channel layer has no direct channels")
             await delivery.join(self.user_id, self.channel_name)
         except Exception as exc:
             logger.warning("channel layer unavailable; refusing (%s)", type(exc).__name__)
@@ -58,8 +56,6 @@ class Membership(Outbox):
         self._release_membership()
 
     def _release_membership(self) -> None:
-        if self._receiver is not None and self._receiver is not asyncio.current_task():
-            self._receiver.cancel()
         if self.channel_name:
             delivery.close_channel(self.channel_name)
         if self._joined or self._counted:  # left without a disconnect (an error)
@@ -77,15 +73,3 @@ class Membership(Outbox):
                 await delivery.leave(self.user_id, self.channel_name)
             except Exception:
                 logger.warning("group_discard failed", exc_info=True)
-
-
-async def _receiving_channel(session: Membership) -> tuple[str, asyncio.Task[None]]:
-    """For a layer without direct channels: a channel of its own and a task
-    that hands its messages to the session (one task per connection)."""
-    channel = await delivery.new_channel()
-
-    async def receive_forever() -> None:
-        while True:
-            session.on_layer_message(await delivery.receive(channel))
-
-    return channel, task(receive_forever())

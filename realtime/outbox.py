@@ -19,9 +19,9 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from notifications import metrics
+from notifications.runtime import state
 from realtime import frames
 from realtime.frames import CloseCode, ServerFrame
-from service.lifecycle import state
 
 logger = logging.getLogger(__name__)
 

@@ -18,18 +18,19 @@ import asyncio
 import logging
 import random
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from notifications.credentials import bearer_credential
 from notifications.ids import parse_id
+from notifications.runtime import state
+from notifications.scope import query_param
 from notifications.tokens import InvalidToken, verify_user_token
 from realtime import cors, frames
 from realtime.engine import StreamSession
 from realtime.frames import CloseCode, ServerFrame
-from service.lifecycle import state
 from service.logs import request_id
 from service.middleware import new_request_id, security_headers
 
@@ -102,9 +103,8 @@ async def _serve(
         raise Refused(405, f'Method "{scope["method"]}" not allowed.', [(b"allow", b"GET")])
     if state.shutting_down:
         raise Refused(503, "The server is shutting down.", [(b"retry-after", b"1")])
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    user_id, expires_at = _authenticate(headers, query)
-    since = _since(headers, query)
+    user_id, expires_at = _authenticate(scope, headers)
+    since = _since(scope, headers)
     transport = SseTransport(send)
     session = StreamSession(transport, user_id)
     try:
@@ -142,15 +142,13 @@ def _host_allowed(host: bytes) -> bool:
     return bool(domain) and validate_host(domain, allowed)
 
 
-def _authenticate(headers: dict[bytes, bytes], query: dict[str, list[str]]) -> tuple[str, float]:
+def _authenticate(scope: dict[str, Any], headers: dict[bytes, bytes]) -> tuple[str, float]:
     """(user id, token expiry) from ``Authorization: Bearer`` or ``?token=``."""
-    token: str | None = None
     authorization = headers.get(b"authorization")
     if authorization is not None:
-        scheme, _, credential = authorization.decode("latin-1").partition(" ")
-        token = credential.strip() if scheme.lower() == "bearer" else None
-    elif query.get("token"):
-        token = query["token"][0]
+        token = bearer_credential(authorization)
+    else:
+        token = query_param(scope, "token")
     try:
         if not token:
             raise InvalidToken("no token")
@@ -162,12 +160,10 @@ def _authenticate(headers: dict[bytes, bytes], query: dict[str, list[str]]) -> t
     return claims.user_id, claims.expires_at
 
 
-def _since(headers: dict[bytes, bytes], query: dict[str, list[str]]) -> str | None:
+def _since(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
     """``Last-Event-ID`` (what EventSource resends) wins over ``?since``."""
     raw = headers.get(b"last-event-id")
-    since = raw.decode("latin-1").strip() if raw is not None else None
-    if since is None and query.get("since"):
-        since = query["since"][0]
+    since = raw.decode("latin-1").strip() if raw is not None else query_param(scope, "since")
     if since is not None and parse_id(since) is None:
         raise Refused(400, "Last-Event-ID and since must be a notification id (digits).")
     return since

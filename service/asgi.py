@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from api.publish_asgi import PublishEndpoint  # noqa: E402
 from notifications import channel_layer, delivery, presence, processes  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
+from notifications.runtime import state  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
 from realtime.cors import ClientScriptCors  # noqa: E402
 from realtime.sse import StreamEndpoint  # noqa: E402
@@ -61,7 +62,7 @@ http_app = RequestIdScope(
 async def _close_sockets_for_reconnect() -> None:
     # The subscriber connection broke: these sockets may no longer receive
     # pushes. Close them (1012) so clients reconnect and resume with since.
-    lifecycle.state.spawn(lifecycle.drain(window=1.0))
+    state.spawn(lifecycle.drain(window=1.0))
 
 
 async def _startup() -> None:
@@ -69,12 +70,12 @@ async def _startup() -> None:
     install_uvicorn_scrubbing(settings.NOTIFY_LOG_FORMAT)
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
-    lifecycle.state.spawn(presence.backend().heartbeat_forever())
-    lifecycle.state.spawn(processes.announce_forever())  # for notify_inspect
+    state.spawn(presence.backend().heartbeat_forever())
+    state.spawn(processes.announce_forever())  # for notify_inspect
 
 
 async def _shutdown() -> None:
-    for task in list(lifecycle.state.background):
+    for task in list(state.background):
         task.cancel()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # This worker's live gauges (open sockets) stop counting.

@@ -12,33 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import weakref
 from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
+
+from notifications.runtime import Closable, state
 
 logger = logging.getLogger(__name__)
 
 DRAIN_BATCHES = 10
 
-
-class Closable(Protocol):
-    async def shutdown_close(self) -> None: ...
-
-
-class ProcessState:
-    def __init__(self) -> None:
-        self.shutting_down = False
-        self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.background: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-
-state = ProcessState()
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
 

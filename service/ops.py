@@ -18,7 +18,7 @@ from prometheus_client import (
 from notifications.db import off_loop
 from notifications.delivery import layer_health
 from notifications.metrics import READY
-from service.lifecycle import state
+from notifications.runtime import state
 
 logger = logging.getLogger(__name__)
 

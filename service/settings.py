@@ -12,7 +12,9 @@ from pathlib import Path
 
 import environ
 
-from service import config
+from notifications.credentials import PublisherKey
+from notifications.redis_clients import RedisSettings
+from service import config, config_auth
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -80,7 +82,7 @@ TEMPLATES = [
 DATABASES = {"default": config.database(env, base_dir=BASE_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-NOTIFY_REDIS: config.RedisSettings | None = config.redis_settings(env)
+NOTIFY_REDIS: RedisSettings | None = config.redis_settings(env)
 CHANNEL_LAYERS = {"default": config.channel_layer(env, NOTIFY_REDIS)}
 
 USE_TZ = True
@@ -98,8 +100,8 @@ NOTIFY_MAX_BODY_BYTES: int = env.int("NOTIFY_MAX_BODY_BYTES", default=6 * 1024 *
 DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFY_MAX_BODY_BYTES
 
 # name -> its PublisherKey entries (SHA-256 digests only, never the secret).
-NOTIFY_API_KEYS: dict[str, tuple[config.PublisherKey, ...]] = config.api_keys(env, debug=DEBUG)
-NOTIFY_JWT = config.jwt_settings(env, debug=DEBUG)
+NOTIFY_API_KEYS: dict[str, tuple[PublisherKey, ...]] = config_auth.api_keys(env, debug=DEBUG)
+NOTIFY_JWT = config_auth.jwt_settings(env, debug=DEBUG)
 NOTIFY_PUBLISH_RATE: tuple[float, float] = config.rate(
     env.str("NOTIFY_PUBLISH_RATE", default="1000/s"), "NOTIFY_PUBLISH_RATE"
 )
@@ -114,11 +116,8 @@ NOTIFY_WS_FRAME_RATE: tuple[float, float] = config.rate(
     env.str("NOTIFY_WS_FRAME_RATE", default="20/s"), "NOTIFY_WS_FRAME_RATE"
 )
 NOTIFY_WS_SEND_QUEUE: int = env.int("NOTIFY_WS_SEND_QUEUE", default=1000)
-# Tests that call the API in-process set this, so the publish's database work
-# runs in the test's own thread and transaction (api/publish.py).
-NOTIFY_PUBLISH_IN_REQUEST_THREAD = False
 NOTIFY_DRAIN_SECONDS: float = env.float("NOTIFY_DRAIN_SECONDS", default=5.0)
-# /demo (notifications/demo.py): a page that mints user tokens; dev mode only by default.
+# /demo (api/demo.py): a page that mints user tokens; dev mode only by default.
 NOTIFY_DEMO_ENABLED: bool = env.bool("DEMO_ENABLED", default=DEBUG)
 
 config.check_single_process_layer(CHANNEL_LAYERS["default"])
@@ -171,6 +170,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # POST /api/v1/notifications is served outside the URLconf (api/publish_asgi.py).
+    "PREPROCESSING_HOOKS": ["api.schema.add_publish_operation"],
 }
 
 # Log lines go to stderr (logging.StreamHandler's default).

@@ -12,7 +12,7 @@ urlpatterns = [
     path("api/v1/", include("api.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("", include("notifications.demo")),  # /demo: 404 unless NOTIFY_DEMO_ENABLED
+    path("", include("api.demo")),  # /demo: 404 unless NOTIFY_DEMO_ENABLED
 ]
 
 if settings.NOTIFY_ADMIN_ENABLED:

@@ -157,19 +157,3 @@ def django_db_setup(
             "WHERE datname = %s AND pid <> pg_backend_pid()",
             [connection.settings_dict["NAME"]],
         )
-
-
-@pytest.fixture(autouse=True)
-def _publish_in_test_thread(request: pytest.FixtureRequest) -> Iterator[None]:
-    """In-process API calls: the publish's database work runs in the test's
-    own thread, inside its transaction (uvicorn processes use writer threads,
-    covered by the live tests)."""
-    if "django_db_setup" not in request.fixturenames and "settings" not in request.fixturenames:
-        yield
-        return
-    from django.conf import settings
-
-    previous = settings.NOTIFY_PUBLISH_IN_REQUEST_THREAD
-    settings.NOTIFY_PUBLISH_IN_REQUEST_THREAD = True
-    yield
-    settings.NOTIFY_PUBLISH_IN_REQUEST_THREAD = previous

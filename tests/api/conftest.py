@@ -1,12 +1,17 @@
 """Fixtures for the HTTP API tests: known publisher keys, a known JWT secret, clients.
 
 Settings are overridden per test through pytest-django's ``settings`` fixture, so
-nothing leaks between tests. Tokens are minted with PyJWT directly (not with the
-service's own helper), so the tests check the service against the JWT standard.
+nothing leaks between tests. Every client sends its requests through
+``service.asgi.application`` (tests/support/asgi.py), so the publish takes
+the path production runs: the group committer's writer thread, with the rate
+limit inside it; database tests here are therefore transactional. Tokens are
+minted with PyJWT directly (not with the service's own helper), so the tests
+check the service against the JWT standard.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -16,10 +21,10 @@ from typing import Any
 
 import jwt
 import pytest
-from rest_framework.test import APIClient
 
 from notifications.models import IdempotencyRecord, Notification, UserSequence
 from notifications.ratelimit import publisher_limiter
+from tests.support.asgi import AsgiClient, serving_loop
 from tests.support.keys import api_keys_setting, api_keys_spec
 
 SHOP_SECRET = "shop-test-publisher-secret-4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a"
@@ -37,7 +42,8 @@ READ_URL = "/api/v1/me/notifications/read"
 def presence_url(user_id: str) -> str:
     from urllib.parse import quote
 
-    return f"/api/v1/users/{quote(user_id, safe='')}/presence"
+    # Dots too: an HTTP client would resolve a ".." segment before sending it.
+    return f"/api/v1/users/{quote(user_id, safe='').replace('.', '%2E')}/presence"
 
 
 def make_token(
@@ -109,38 +115,49 @@ def reset_rate_limiter() -> Iterator[None]:
 
 
 @pytest.fixture
-def anon_client() -> APIClient:
-    return APIClient()
+def asgi_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    yield from serving_loop()
 
 
 @pytest.fixture
-def publisher_client() -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {SHOP_SECRET}")
-    return client
+def client_factory(asgi_loop: asyncio.AbstractEventLoop) -> Callable[[str | None], AsgiClient]:
+    """``client_factory("Bearer ...")``: a client of ``service.asgi.application``."""
 
-
-@pytest.fixture
-def billing_client() -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {BILLING_SECRET}")
-    return client
-
-
-@pytest.fixture
-def user_client() -> Callable[[str], APIClient]:
-    """``user_client("alice")``: an APIClient holding a fresh valid token for that user."""
-
-    def make(user_id: str) -> APIClient:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(user_id)}")
+    def make(authorization: str | None = None) -> AsgiClient:
+        client = AsgiClient(asgi_loop)
+        client.credentials(HTTP_AUTHORIZATION=authorization)
         return client
 
     return make
 
 
 @pytest.fixture
-def publish(publisher_client: APIClient) -> Callable[..., Any]:
+def anon_client(client_factory: Callable[[str | None], AsgiClient]) -> AsgiClient:
+    return client_factory(None)
+
+
+@pytest.fixture
+def publisher_client(client_factory: Callable[[str | None], AsgiClient]) -> AsgiClient:
+    return client_factory(f"Bearer {SHOP_SECRET}")
+
+
+@pytest.fixture
+def billing_client(client_factory: Callable[[str | None], AsgiClient]) -> AsgiClient:
+    return client_factory(f"Bearer {BILLING_SECRET}")
+
+
+@pytest.fixture
+def user_client(client_factory: Callable[[str | None], AsgiClient]) -> Callable[[str], AsgiClient]:
+    """``user_client("alice")``: a client holding a fresh valid token for that user."""
+
+    def make(user_id: str) -> AsgiClient:
+        return client_factory(f"Bearer {make_token(user_id)}")
+
+    return make
+
+
+@pytest.fixture
+def publish(publisher_client: AsgiClient) -> Callable[..., Any]:
     """POST a JSON body as the ``shop`` publisher; returns the response."""
 
     def do(body: Any, **headers: str) -> Any:

@@ -6,11 +6,12 @@ the Django view) and the user API say the same.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import orjson
 import pytest
 from asgiref.sync import sync_to_async
-from rest_framework.test import APIClient
 
 from service.asgi import application
 from tests.api.conftest import (
@@ -45,8 +46,10 @@ async def test_publish_without_the_bearer_scheme_says_so(authorization: str) -> 
     assert SHOP_SECRET not in response.text
 
 
-def test_the_django_view_and_the_user_api_say_it_too() -> None:
-    client = APIClient()
+def test_the_publish_endpoint_and_the_user_api_say_it_too(
+    client_factory: Any,
+) -> None:
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=SHOP_SECRET)
     answer = client.post(PUBLISH_URL, BODY, format="json")
     assert answer.status_code == 401
@@ -59,8 +62,10 @@ def test_the_django_view_and_the_user_api_say_it_too() -> None:
     assert counts() == (0, 0, 0)
 
 
-def test_no_authorization_header_is_still_not_provided() -> None:
-    answer = APIClient().post(PUBLISH_URL, BODY, format="json")
+def test_no_authorization_header_is_still_not_provided(
+    client_factory: Any,
+) -> None:
+    answer = client_factory().post(PUBLISH_URL, BODY, format="json")
     assert answer.status_code == 401
     assert answer.json() == {"detail": "Authentication credentials were not provided."}
 
@@ -82,8 +87,10 @@ async def test_publish_with_another_content_type_names_it() -> None:
     assert await sync_to_async(counts)() == (0, 0, 0)
 
 
-def test_mark_read_without_content_type_says_to_send_json() -> None:
-    client = APIClient()
+def test_mark_read_without_content_type_says_to_send_json(
+    client_factory: Any,
+) -> None:
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token('alice')}")
     answer = client.generic("POST", READ_URL, b'{"all": true}', content_type="")
     assert answer.status_code == 415

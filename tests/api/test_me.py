@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from rest_framework.test import APIClient
 
 from notifications import services
 from notifications.models import Notification
@@ -23,13 +22,14 @@ from tests.api.conftest import (
     make_token,
     unsigned_token,
 )
+from tests.support.asgi import AsgiClient
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 NOTIFICATION_KEYS = {"id", "type", "title", "body", "data", "source", "created_at", "read_at"}
 TIMESTAMP = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)\Z")
 
-UserClient = Callable[[str], APIClient]
+UserClient = Callable[[str], AsgiClient]
 
 
 def seed(user: str, count: int, *, type: str = "t") -> None:
@@ -52,7 +52,7 @@ def read_state(user: str) -> dict[int, bool]:
     }
 
 
-def walk(client: APIClient, url: str) -> tuple[list[list[int]], list[str]]:
+def walk(client: AsgiClient, url: str) -> tuple[list[list[int]], list[str]]:
     """Follow ``next`` to the end; returns the ids of each page and every next URL."""
     pages: list[list[int]] = []
     nexts: list[str] = []
@@ -410,10 +410,10 @@ BAD_USER_CREDENTIALS = [
 @pytest.mark.parametrize(("method", "url", "payload"), USER_ENDPOINTS)
 @pytest.mark.parametrize("authorization", BAD_USER_CREDENTIALS)
 def test_user_endpoints_refuse_bad_credentials(
-    method: str, url: str, payload: Any, authorization: str | None
+    client_factory: Any, method: str, url: str, payload: Any, authorization: str | None
 ) -> None:
     seed("alice", 1)
-    client = APIClient()
+    client = client_factory()
     if authorization is not None:
         client.credentials(HTTP_AUTHORIZATION=authorization)
     response = getattr(client, method)(url, payload, format="json")
@@ -423,18 +423,22 @@ def test_user_endpoints_refuse_bad_credentials(
 
 
 @pytest.mark.parametrize(("method", "url", "payload"), USER_ENDPOINTS)
-def test_user_endpoints_accept_a_valid_token(method: str, url: str, payload: Any) -> None:
+def test_user_endpoints_accept_a_valid_token(
+    client_factory: Any, method: str, url: str, payload: Any
+) -> None:
     seed("alice", 1)
-    client = APIClient()
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token('alice')}")
     response = getattr(client, method)(url, payload, format="json")
     assert response.status_code == 200, response.content
 
 
-def test_sub_of_128_chars_is_accepted() -> None:
+def test_sub_of_128_chars_is_accepted(
+    client_factory: Any,
+) -> None:
     user = "u" * 128
     seed(user, 1)
-    client = APIClient()
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(user)}")
     assert ids(client.get(ME_URL).json()["results"]) == [1]
 
@@ -446,8 +450,10 @@ def test_sub_of_128_chars_is_accepted() -> None:
         pytest.param("get", "/api/v1/users/alice/presence", id="presence"),
     ],
 )
-def test_user_token_never_works_on_publisher_endpoints(method: str, url: str) -> None:
-    client = APIClient()
+def test_user_token_never_works_on_publisher_endpoints(
+    client_factory: Any, method: str, url: str
+) -> None:
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token('alice')}")
     response = getattr(client, method)(
         url, {"recipients": ["alice"], "type": "x"} if method == "post" else None, format="json"

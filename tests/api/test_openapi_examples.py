@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
 from tests.api.conftest import make_token
 from tests.support.keys import dev_api_keys_setting
@@ -20,10 +19,10 @@ DEV_KEY = "dev-publisher-key"
 
 
 @pytest.fixture
-def schema(settings: Any) -> dict[str, Any]:
+def schema(client_factory: Any, settings: Any) -> dict[str, Any]:
     settings.DEBUG = True
     settings.NOTIFY_API_KEYS = dev_api_keys_setting()
-    response = APIClient().get("/api/schema", {"format": "json"})
+    response = client_factory().get("/api/schema", {"format": "json"})
     assert response.status_code == 200
     document: dict[str, Any] = response.json()
     return document
@@ -34,23 +33,27 @@ def body_examples(operation: dict[str, Any]) -> list[Any]:
     return [example["value"] for example in content.get("examples", {}).values()]
 
 
-def test_the_publish_example_is_the_readme_body_and_is_accepted(schema: dict[str, Any]) -> None:
+def test_the_publish_example_is_the_readme_body_and_is_accepted(
+    client_factory: Any, schema: dict[str, Any]
+) -> None:
     operation = schema["paths"]["/api/v1/notifications"]["post"]
     [example] = body_examples(operation)
     assert example["recipients"] == ["alice"] and example["type"] == "order.shipped"
-    client = APIClient()
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {DEV_KEY}")
     answer = client.post("/api/v1/notifications", example, format="json")
     assert answer.status_code == 202, answer.content
     assert answer.json()["recipients"] == 1
 
 
-def test_every_body_and_path_example_is_accepted(schema: dict[str, Any]) -> None:
-    publisher = APIClient()
+def test_every_body_and_path_example_is_accepted(
+    client_factory: Any, schema: dict[str, Any]
+) -> None:
+    publisher = client_factory()
     publisher.credentials(HTTP_AUTHORIZATION=f"Bearer {DEV_KEY}")
     publish = schema["paths"]["/api/v1/notifications"]["post"]
     assert publisher.post("/api/v1/notifications", body_examples(publish)[0], format="json")
-    user = APIClient()
+    user = client_factory()
     user.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token('alice')}")
     tried = 0
     for path, operations in schema["paths"].items():
@@ -77,7 +80,7 @@ def test_no_internal_notes_and_the_dev_key_is_named(schema: dict[str, Any]) -> N
     assert "dev-publisher-key" in scheme["description"]
 
 
-def test_production_does_not_name_the_dev_key(settings: Any) -> None:
+def test_production_does_not_name_the_dev_key(client_factory: Any, settings: Any) -> None:
     settings.DEBUG = False
-    document = APIClient().get("/api/schema", {"format": "json"}).json()
+    document = client_factory().get("/api/schema", {"format": "json"}).json()
     assert "dev-publisher-key" not in str(document)

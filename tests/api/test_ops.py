@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
-from django.test import Client
 from prometheus_client import REGISTRY
 
-from notifications import services
-from service.lifecycle import state
+from notifications.publishing import Publication, notifications_publish_many
+from notifications.runtime import state
+from tests.support.asgi import AsgiClient
 from tests.support.keys import api_keys_setting
 
 CONTRACT_METRICS = {
@@ -27,8 +27,8 @@ CONTRACT_METRICS = {
 
 
 @pytest.fixture
-def client() -> Client:
-    return Client()
+def client(client_factory: Any) -> AsgiClient:
+    return client_factory(None)
 
 
 @pytest.fixture
@@ -41,17 +41,17 @@ def shutting_down() -> Iterator[None]:
         state.shutting_down = previous
 
 
-def test_healthz(client: Client) -> None:
+def test_healthz(client: AsgiClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
 
 
-def test_healthz_while_shutting_down_still_live(client: Client, shutting_down: None) -> None:
+def test_healthz_while_shutting_down_still_live(client: AsgiClient, shutting_down: None) -> None:
     assert client.get("/healthz").status_code == 200
 
 
-@pytest.mark.django_db
-def test_readyz_ok(client: Client) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_readyz_ok(client: AsgiClient) -> None:
     assert state.shutting_down is False
     response = client.get("/readyz")
     assert response.status_code == 200, response.content
@@ -62,8 +62,8 @@ def test_readyz_ok(client: Client) -> None:
     assert body["shutting_down"] is False
 
 
-@pytest.mark.django_db
-def test_readyz_503_when_shutting_down(client: Client, shutting_down: None) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_readyz_503_when_shutting_down(client: AsgiClient, shutting_down: None) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503, response.content
     body = response.json()
@@ -71,8 +71,8 @@ def test_readyz_503_when_shutting_down(client: Client, shutting_down: None) -> N
     assert body["database"] == "ok"
 
 
-@pytest.mark.django_db
-def test_readyz_back_to_200_after_restore(client: Client) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_readyz_back_to_200_after_restore(client: AsgiClient) -> None:
     state.shutting_down = True
     try:
         assert client.get("/readyz").status_code == 503
@@ -85,7 +85,7 @@ def _families(text: str) -> dict[str, str]:
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE))
 
 
-def test_metrics_is_prometheus_text_with_contract_names(client: Client) -> None:
+def test_metrics_is_prometheus_text_with_contract_names(client: AsgiClient) -> None:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
@@ -113,28 +113,27 @@ def _sample(name: str) -> float:
     return 0.0 if value is None else value
 
 
-def _scraped(client: Client, name: str) -> float:
+def _scraped(client: AsgiClient, name: str) -> float:
     text = client.get("/metrics").content.decode()
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert match, name
     return float(match.group(1))
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_metrics_count_accepted_notifications_and_publish_time(
-    client: Client, settings: Any, django_capture_on_commit_callbacks: Any
+    client: AsgiClient, settings: Any
 ) -> None:
     settings.NOTIFY_API_KEYS = api_keys_setting("shop:shop-metrics-test-secret-0123456789abcdef")
     accepted = _scraped(client, "notify_notifications_accepted_total")
     publishes = _scraped(client, "notify_publish_seconds_count")
 
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            "/api/v1/notifications",
-            json.dumps({"recipients": ["m1", "m2", "m3"], "type": "metrics.test"}),
-            content_type="application/json",
-            headers={"Authorization": "Bearer shop-metrics-test-secret-0123456789abcdef"},
-        )
+    response = client.post(
+        "/api/v1/notifications",
+        json.dumps({"recipients": ["m1", "m2", "m3"], "type": "metrics.test"}),
+        content_type="application/json",
+        headers={"Authorization": "Bearer shop-metrics-test-secret-0123456789abcdef"},
+    )
     assert response.status_code == 202, response.content
     assert _scraped(client, "notify_notifications_accepted_total") == accepted + 3
     assert _scraped(client, "notify_publish_seconds_count") == publishes + 1
@@ -143,8 +142,10 @@ def test_metrics_count_accepted_notifications_and_publish_time(
 @pytest.mark.django_db
 def test_accepted_counts_only_after_commit(django_capture_on_commit_callbacks: Any) -> None:
     before = _sample("notify_notifications_accepted_total")
+    publication = Publication(source="shop", recipients=["a", "b"], type="x")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.notifications_publish(source="shop", recipients=["a", "b"], type="x")
+        # The transaction the group committer runs, in this test's thread.
+        notifications_publish_many(publications=[publication])
     assert _sample("notify_notifications_accepted_total") == before
     for callback in callbacks:
         callback()
@@ -159,28 +160,46 @@ def _check_schema(doc: dict[str, Any]) -> None:
     assert "get" in paths["/api/v1/me/notifications/unread-count"]
     assert "post" in paths["/api/v1/me/notifications/read"]
     assert any(p.startswith("/api/v1/users/") and p.endswith("/presence") for p in paths)
-    responses = paths["/api/v1/notifications"]["post"]["responses"]
-    assert "202" in responses
+    # The publish operation, served in front of Django, is documented in full.
+    publish = paths["/api/v1/notifications"]["post"]
+    assert set(paths["/api/v1/notifications"]) == {"post"}
+    assert set(publish["responses"]) == {
+        "202",
+        "400",
+        "401",
+        "403",
+        "413",
+        "415",
+        "422",
+        "429",
+        "503",
+    }
+    body = publish["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body.endswith("/PublishRequest")
+    assert doc["components"]["schemas"]["PublishRequest"]["required"] == ["recipients", "type"]
+    assert [p["name"] for p in publish["parameters"]] == ["Idempotency-Key"]
+    assert publish["security"] == [{"publisherKey": []}]
+    assert "schema only" not in publish.get("description", "").lower()
 
 
-def test_schema_as_json(client: Client) -> None:
+def test_schema_as_json(client: AsgiClient) -> None:
     response = client.get("/api/schema", {"format": "json"})
     assert response.status_code == 200, response.content
     _check_schema(json.loads(response.content))
 
 
-def test_schema_default_is_yaml_openapi(client: Client) -> None:
+def test_schema_default_is_yaml_openapi(client: AsgiClient) -> None:
     response = client.get("/api/schema")
     assert response.status_code == 200
     _check_schema(yaml.safe_load(response.content))
 
 
-def test_schema_needs_no_auth(client: Client) -> None:
+def test_schema_needs_no_auth(client: AsgiClient) -> None:
     response = client.get("/api/schema", {"format": "json"}, headers={"Authorization": "Bearer x"})
     assert response.status_code == 200
 
 
-def test_docs_is_html(client: Client) -> None:
+def test_docs_is_html(client: AsgiClient) -> None:
     response = client.get("/api/docs")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from rest_framework.test import APIClient
 
 from notifications import presence
 from tests.api.conftest import presence_url
+from tests.support.asgi import AsgiClient
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def memory_presence() -> Iterator[presence.MemoryPresence]:
     backend.counts.update(before)
 
 
-def test_offline_user(publisher_client: APIClient) -> None:
+def test_offline_user(publisher_client: AsgiClient) -> None:
     response = publisher_client.get(presence_url("42"))
     assert response.status_code == 200, response.content
     assert response.json() == {"user_id": "42", "online": False, "connections": 0}
@@ -44,14 +45,14 @@ def test_offline_user(publisher_client: APIClient) -> None:
         pytest.param("u" * 128, id="128-chars"),
     ],
 )
-def test_user_id_with_odd_characters(publisher_client: APIClient, user_id: str) -> None:
+def test_user_id_with_odd_characters(publisher_client: AsgiClient, user_id: str) -> None:
     response = publisher_client.get(presence_url(user_id))
     assert response.status_code == 200, response.content
     assert response.json() == {"user_id": user_id, "online": False, "connections": 0}
 
 
 def test_connected_sockets_are_counted(
-    publisher_client: APIClient, memory_presence: presence.MemoryPresence
+    publisher_client: AsgiClient, memory_presence: presence.MemoryPresence
 ) -> None:
     async_to_sync(memory_presence.connected)("a/b é", "chan-1")
     async_to_sync(memory_presence.connected)("a/b é", "chan-2")
@@ -66,7 +67,7 @@ def test_connected_sockets_are_counted(
     assert response.json() == {"user_id": "a/b é", "online": False, "connections": 0}
 
 
-def test_billing_key_works_too(billing_client: APIClient) -> None:
+def test_billing_key_works_too(billing_client: AsgiClient) -> None:
     assert billing_client.get(presence_url("42")).status_code == 200
 
 
@@ -75,8 +76,8 @@ def test_billing_key_works_too(billing_client: APIClient) -> None:
     [None, "Bearer wrong-key", "Basic Zm9vOmJhcg=="],
     ids=["no-header", "wrong-key", "basic"],
 )
-def test_presence_needs_a_publisher_key(authorization: str | None) -> None:
-    client = APIClient()
+def test_presence_needs_a_publisher_key(client_factory: Any, authorization: str | None) -> None:
+    client = client_factory()
     if authorization:
         client.credentials(HTTP_AUTHORIZATION=authorization)
     response = client.get(presence_url("42"))

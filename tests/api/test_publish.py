@@ -11,13 +11,11 @@ from typing import Any
 import environ
 import orjson
 import pytest
-from django.test.client import FakePayload
 from django.utils import timezone
-from rest_framework.test import APIClient
 
-from api import authentication
+from notifications import credentials
 from notifications.models import IdempotencyRecord, Notification
-from service import config
+from service import config_auth
 from tests.api.conftest import (
     BILLING_SECRET,
     PUBLISH_URL,
@@ -26,8 +24,9 @@ from tests.api.conftest import (
     make_token,
     sequences,
 )
+from tests.support.asgi import AsgiClient
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 VALID: dict[str, Any] = {
     "recipients": ["42", "43"],
@@ -50,25 +49,14 @@ def body(**changes: Any) -> dict[str, Any]:
 
 
 def post_raw(
-    client: APIClient,
+    client: AsgiClient,
     raw: bytes | str,
     content_type: str | None = "application/json",
     **headers: str,
 ) -> Any:
     """POST exact bytes; ``content_type=None`` sends no Content-Type header at all."""
     data = raw.encode() if isinstance(raw, str) else raw
-    environ: dict[str, Any] = {
-        "PATH_INFO": PUBLISH_URL,
-        "REQUEST_METHOD": "POST",
-        "CONTENT_LENGTH": str(len(data)),
-        "wsgi.input": FakePayload(data),
-        "QUERY_STRING": "",
-    }
-    if content_type is not None:
-        environ["CONTENT_TYPE"] = content_type
-    for name, value in headers.items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
-    return client.request(**environ)
+    return client.generic("POST", PUBLISH_URL, data, content_type, headers)
 
 
 def assert_nothing_stored() -> None:
@@ -100,7 +88,7 @@ def test_accepted_body_shape_and_rows(publish: Any) -> None:
     assert sequences() == {"42": 1, "43": 1}
 
 
-def test_source_is_the_key_name(publish: Any, billing_client: APIClient) -> None:
+def test_source_is_the_key_name(publish: Any, billing_client: AsgiClient) -> None:
     assert publish(body(recipients=["a"])).status_code == 202
     response = billing_client.post(PUBLISH_URL, body(recipients=["a"]), format="json")
     assert response.status_code == 202
@@ -147,7 +135,7 @@ def test_event_ids_differ_between_publishes(publish: Any) -> None:
     assert first != second
 
 
-def test_content_type_with_charset_is_json(publisher_client: APIClient) -> None:
+def test_content_type_with_charset_is_json(publisher_client: AsgiClient) -> None:
     response = post_raw(
         publisher_client, json.dumps(VALID), content_type="application/json; charset=utf-8"
     )
@@ -202,7 +190,7 @@ def test_data_exactly_64_kib_is_accepted(publish: Any) -> None:
     assert len(orjson.dumps(Notification.objects.first().data)) == 64 * 1024  # type: ignore[union-attr]
 
 
-def test_data_size_is_measured_compact_not_as_sent(publisher_client: APIClient) -> None:
+def test_data_size_is_measured_compact_not_as_sent(publisher_client: AsgiClient) -> None:
     # Sent with lots of whitespace (well over 64 KiB on the wire) but compact it fits.
     data = _data_of_compact_size(64 * 1024)
     raw = json.dumps(body(data=data), indent=40).replace('"k":', '"k":' + " " * 1000)
@@ -300,14 +288,14 @@ def test_invalid_field_with_existing_rows_changes_nothing(publish: Any) -> None:
         pytest.param('{"recipients": ["a"], "type": "t", "data": {"\\ud800": 1}}', id="data-key"),
     ],
 )
-def test_lone_surrogates_are_400_and_store_nothing(publisher_client: APIClient, raw: str) -> None:
+def test_lone_surrogates_are_400_and_store_nothing(publisher_client: AsgiClient, raw: str) -> None:
     response = post_raw(publisher_client, raw)
     assert response.status_code == 400, response.content
     assert isinstance(response.json(), dict) and response.json()
     assert_nothing_stored()
 
 
-def test_escaped_surrogate_pair_is_fine(publisher_client: APIClient) -> None:
+def test_escaped_surrogate_pair_is_fine(publisher_client: AsgiClient) -> None:
     raw = '{"recipients": ["a"], "type": "t", "title": "\\ud83d\\ude00"}'
     response = post_raw(publisher_client, raw)
     assert response.status_code == 202, response.content
@@ -323,7 +311,7 @@ def test_escaped_surrogate_pair_is_fine(publisher_client: APIClient) -> None:
         pytest.param("null", id="null"),
     ],
 )
-def test_body_not_an_object_is_400(publisher_client: APIClient, raw: str) -> None:
+def test_body_not_an_object_is_400(publisher_client: AsgiClient, raw: str) -> None:
     response = post_raw(publisher_client, raw)
     assert response.status_code == 400, response.content
     assert isinstance(response.json(), dict) and response.json()
@@ -342,7 +330,7 @@ def test_body_not_an_object_is_400(publisher_client: APIClient, raw: str) -> Non
         pytest.param("", id="empty-body"),
     ],
 )
-def test_invalid_json_is_400(publisher_client: APIClient, raw: str | bytes) -> None:
+def test_invalid_json_is_400(publisher_client: AsgiClient, raw: str | bytes) -> None:
     response = post_raw(publisher_client, raw)
     assert response.status_code == 400, response.content
     assert isinstance(response.json(), dict) and response.json()
@@ -367,8 +355,10 @@ def test_invalid_json_is_400(publisher_client: APIClient, raw: str | bytes) -> N
         pytest.param(f"Bearer {make_token('42')}", id="user-jwt"),
     ],
 )
-def test_unauthenticated_is_401_and_stores_nothing(authorization: str | None) -> None:
-    client = APIClient()
+def test_unauthenticated_is_401_and_stores_nothing(
+    client_factory: Any, authorization: str | None
+) -> None:
+    client = client_factory()
     if authorization is not None:
         client.credentials(HTTP_AUTHORIZATION=authorization)
     response = client.post(PUBLISH_URL, VALID, format="json")
@@ -379,14 +369,18 @@ def test_unauthenticated_is_401_and_stores_nothing(authorization: str | None) ->
     assert_nothing_stored()
 
 
-def test_unauthenticated_invalid_body_is_still_401() -> None:
-    response = APIClient().post(PUBLISH_URL, {"nonsense": True}, format="json")
+def test_unauthenticated_invalid_body_is_still_401(
+    client_factory: Any,
+) -> None:
+    response = client_factory().post(PUBLISH_URL, {"nonsense": True}, format="json")
     assert response.status_code == 401
     assert set(response.json()) == {"detail"}
 
 
-def test_lowercase_bearer_scheme_works() -> None:
-    client = APIClient()
+def test_lowercase_bearer_scheme_works(
+    client_factory: Any,
+) -> None:
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"bearer {BILLING_SECRET}")
     assert client.post(PUBLISH_URL, VALID, format="json").status_code == 202
     assert set(Notification.objects.values_list("source", flat=True)) == {"billing"}
@@ -395,7 +389,7 @@ def test_lowercase_bearer_scheme_works() -> None:
 # --------------------------------------------------------------------------- 413
 
 
-def test_body_over_configured_limit_is_413(settings: Any, publisher_client: APIClient) -> None:
+def test_body_over_configured_limit_is_413(settings: Any, publisher_client: AsgiClient) -> None:
     settings.NOTIFY_MAX_BODY_BYTES = 2000
     raw = json.dumps(body(body="b" * 1900))
     assert len(raw.encode()) > 2000
@@ -405,7 +399,7 @@ def test_body_over_configured_limit_is_413(settings: Any, publisher_client: APIC
     assert_nothing_stored()
 
 
-def test_body_at_configured_limit_is_accepted(settings: Any, publisher_client: APIClient) -> None:
+def test_body_at_configured_limit_is_accepted(settings: Any, publisher_client: AsgiClient) -> None:
     settings.NOTIFY_MAX_BODY_BYTES = 2000
     raw = json.dumps(body(body=""))
     raw = raw[:-1] + " " * (2000 - len(raw)) + "}"
@@ -414,7 +408,7 @@ def test_body_at_configured_limit_is_accepted(settings: Any, publisher_client: A
     assert response.status_code == 202, response.content
 
 
-def test_body_over_a_1_mib_limit_is_413(publisher_client: APIClient) -> None:
+def test_body_over_a_1_mib_limit_is_413(publisher_client: AsgiClient) -> None:
     raw = json.dumps(body(data={"blob": "x" * (1100 * 1024)}))
     assert len(raw) > 1024 * 1024
     response = post_raw(publisher_client, raw)
@@ -448,7 +442,7 @@ def test_body_over_a_1_mib_limit_is_413(publisher_client: APIClient) -> None:
     ],
 )
 def test_non_json_content_type_is_415(
-    publisher_client: APIClient, raw: str, content_type: str | None
+    publisher_client: AsgiClient, raw: str, content_type: str | None
 ) -> None:
     response = post_raw(publisher_client, raw, content_type=content_type)
     assert response.status_code == 415, response.content
@@ -456,7 +450,7 @@ def test_non_json_content_type_is_415(
     assert_nothing_stored()
 
 
-def test_form_post_through_client_is_415(publisher_client: APIClient) -> None:
+def test_form_post_through_client_is_415(publisher_client: AsgiClient) -> None:
     response = publisher_client.post(PUBLISH_URL, {"recipients": "42", "type": "x"})
     assert response.status_code == 415
     assert_nothing_stored()
@@ -480,7 +474,7 @@ def test_idempotent_replay_returns_first_answer(publish: Any) -> None:
 
 
 def test_idempotent_replay_ignores_key_order_and_whitespace(
-    publish: Any, publisher_client: APIClient
+    publish: Any, publisher_client: AsgiClient
 ) -> None:
     first = publish(VALID, **{"Idempotency-Key": "k1"})
     reordered = json.dumps(dict(reversed(list(VALID.items()))), indent=2)
@@ -507,7 +501,7 @@ def test_idempotency_key_reused_with_other_body_is_422(publish: Any) -> None:
 
 
 def test_idempotency_keys_of_publishers_are_independent(
-    publish: Any, billing_client: APIClient
+    publish: Any, billing_client: AsgiClient
 ) -> None:
     shop = publish(VALID, **{"Idempotency-Key": "shared"})
     billing = billing_client.post(
@@ -551,7 +545,7 @@ def test_idempotency_key_256_chars_is_400(publish: Any) -> None:
     assert_nothing_stored()
 
 
-def test_idempotency_key_empty_is_400(publisher_client: APIClient) -> None:
+def test_idempotency_key_empty_is_400(publisher_client: AsgiClient) -> None:
     response = post_raw(publisher_client, json.dumps(VALID), **{"Idempotency-Key": ""})
     assert response.status_code == 400, response.content
     assert_nothing_stored()
@@ -617,7 +611,7 @@ def test_rate_limit_answers_429_with_retry_after(settings: Any, publish: Any) ->
 
 
 def test_rate_limit_is_per_publisher_key(
-    settings: Any, publish: Any, billing_client: APIClient
+    settings: Any, publish: Any, billing_client: AsgiClient
 ) -> None:
     settings.NOTIFY_PUBLISH_RATE = (1.0, 2.0)
     publish(VALID)
@@ -634,10 +628,10 @@ def test_rate_limit_is_per_publisher_key(
 # --------------------------------------------------------------------------- end to end
 
 
-def test_published_notification_shape_in_user_api(publish: Any) -> None:
+def test_published_notification_shape_in_user_api(client_factory: Any, publish: Any) -> None:
     response = publish(body(recipients=["42"]))
     assert response.status_code == 202
-    client = APIClient()
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token('42')}")
     listed = client.get("/api/v1/me/notifications").json()["results"]
     assert len(listed) == 1
@@ -654,7 +648,7 @@ def test_published_notification_shape_in_user_api(publish: Any) -> None:
     }
 
 
-def test_get_is_not_allowed_on_publish(publisher_client: APIClient) -> None:
+def test_get_is_not_allowed_on_publish(publisher_client: AsgiClient) -> None:
     response = publisher_client.get(PUBLISH_URL)
     assert response.status_code == 405
     assert "detail" in response.json()
@@ -680,35 +674,38 @@ SCOPED_SECRET = "shop-scoped-secret-0123456789abcdef0123456789abcdef"
 def configured_keys(monkeypatch: pytest.MonkeyPatch, raw: str) -> Any:
     """What settings hold after start-up for ``NOTIFY_API_KEYS=raw``."""
     monkeypatch.setenv("NOTIFY_API_KEYS", raw)
-    return config.api_keys(environ.Env(), debug=False)
+    return config_auth.api_keys(environ.Env(), debug=False)
 
 
-def client_for(secret: str) -> APIClient:
-    client = APIClient()
+def client_for(client_factory: Any, secret: str) -> AsgiClient:
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return client
 
 
 def test_rotation_both_secrets_of_one_name_publish_as_that_name(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
+    client_factory: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.NOTIFY_API_KEYS = configured_keys(
         monkeypatch, f"shop:{OLD_SECRET},shop:{NEW_SECRET},billing:{BILLING_SECRET}"
     )
     for secret in (OLD_SECRET, NEW_SECRET):
-        response = client_for(secret).post(PUBLISH_URL, body(), format="json")
+        response = client_for(client_factory, secret).post(PUBLISH_URL, body(), format="json")
         assert response.status_code == 202, response.content
     assert set(Notification.objects.values_list("source", flat=True)) == {"shop"}
-    assert client_for(SHOP_SECRET).post(PUBLISH_URL, body(), format="json").status_code == 401
+    assert (
+        client_for(client_factory, SHOP_SECRET).post(PUBLISH_URL, body(), format="json").status_code
+        == 401
+    )
 
 
 def test_type_scoped_key_refuses_other_types_and_stores_nothing(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
+    client_factory: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.NOTIFY_API_KEYS = configured_keys(
         monkeypatch, f"shop:{SCOPED_SECRET}:order.*|shipping.late"
     )
-    client = client_for(SCOPED_SECRET)
+    client = client_for(client_factory, SCOPED_SECRET)
     before = counts()
     for refused in ("billing.invoice", "orders", "ORDER.shipped", "shipping.later"):
         response = client.post(PUBLISH_URL, body(type=refused), format="json")
@@ -725,22 +722,25 @@ def test_type_scoped_key_refuses_other_types_and_stores_nothing(
 
 
 def test_type_scoped_key_still_reads_presence(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
+    client_factory: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.NOTIFY_API_KEYS = configured_keys(monkeypatch, f"shop:{SCOPED_SECRET}:order.*")
-    response = client_for(SCOPED_SECRET).get("/api/v1/users/42/presence")
+    response = client_for(client_factory, SCOPED_SECRET).get("/api/v1/users/42/presence")
     assert response.status_code == 200, response.content
 
 
 def test_settings_hold_no_raw_publisher_secret(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
+    client_factory: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from django.conf import settings as django_settings
 
     settings.NOTIFY_API_KEYS = configured_keys(
         monkeypatch, f"shop:{OLD_SECRET},shop:{NEW_SECRET}:order.*"
     )
-    assert client_for(NEW_SECRET).post(PUBLISH_URL, body(), format="json").status_code == 202
+    assert (
+        client_for(client_factory, NEW_SECRET).post(PUBLISH_URL, body(), format="json").status_code
+        == 202
+    )
     dumped = "\n".join(
         repr(getattr(django_settings, name)) for name in dir(django_settings) if name.isupper()
     )
@@ -761,15 +761,15 @@ def test_key_comparison_runs_over_every_key(
         monkeypatch, f"a:{OLD_SECRET},b:{NEW_SECRET},c:{SCOPED_SECRET},d:{BILLING_SECRET}"
     )
     calls: list[int] = []
-    real = authentication.hmac.compare_digest
+    real = credentials.hmac.compare_digest
 
     def counting(a: bytes, b: bytes) -> bool:
         calls.append(1)
         return real(a, b)
 
-    monkeypatch.setattr(authentication.hmac, "compare_digest", counting)
+    monkeypatch.setattr(credentials.hmac, "compare_digest", counting)
     secret = {"first": OLD_SECRET, "last": BILLING_SECRET, "wrong": "not-a-key"}[presented]
-    found = authentication.publisher_for_secret(secret)
+    found = credentials.publisher_for_secret(secret)
     assert len(calls) == 4
     assert (found.name if found else None) == {"first": "a", "last": "d", "wrong": None}[presented]
 
@@ -778,4 +778,4 @@ def test_a_raw_secret_in_settings_is_refused_not_hashed(settings: Any) -> None:
     """Settings hold only start-up's parsed digests; no branch accepts a raw secret."""
     settings.NOTIFY_API_KEYS = {"shop": (SHOP_SECRET,)}
     with pytest.raises(TypeError, match="not PublisherKey"):
-        authentication.publisher_for_secret(SHOP_SECRET)
+        credentials.publisher_for_secret(SHOP_SECRET)

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
 from tests.api.conftest import PUBLISH_URL, SHOP_SECRET
+from tests.support.asgi import AsgiClient
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 # The policies as docs/configuration.md states them, written out here: a change
 # to the production constants must show up as a failing test, not follow along.
@@ -36,7 +36,7 @@ def assert_common(response: Any) -> None:
 
 
 def test_api_json_responses_get_strict_csp_and_no_store(
-    publish: Any, user_client: Any, anon_client: APIClient
+    publish: Any, user_client: Any, anon_client: AsgiClient
 ) -> None:
     responses = [
         publish({"recipients": ["42"], "type": "order.shipped"}),  # 202
@@ -52,9 +52,9 @@ def test_api_json_responses_get_strict_csp_and_no_store(
         assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_publish_403_and_429_carry_the_headers(settings: Any) -> None:
+def test_publish_403_and_429_carry_the_headers(client_factory: Any, settings: Any) -> None:
     settings.NOTIFY_PUBLISH_RATE = (0.001, 1.0)
-    client = APIClient()
+    client = client_factory()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {SHOP_SECRET}")
     body = {"recipients": ["42"], "type": "order.shipped"}
     client.post(PUBLISH_URL, body, format="json")

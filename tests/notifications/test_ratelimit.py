@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from notifications import services
+from notifications import publishing
 from notifications.errors import RateLimited
 from notifications.models import Notification
 from notifications.ratelimit import PublisherLimiter, TokenBucket
-from service.config import RedisSettings
+from notifications.redis_clients import RedisSettings
 from tests.support.servers import RedisServer
 
 SLOW = 0.001  # tokens per second
@@ -98,11 +98,11 @@ def test_shared_bucket_fails_open_when_redis_is_away(settings: Any) -> None:
 def test_a_group_over_the_rate_stores_only_what_the_bucket_allowed(settings: Any) -> None:
     settings.NOTIFY_REDIS = None
     settings.NOTIFY_PUBLISH_RATE = (SLOW, 2.0)
-    services.publisher_limiter._local.clear()
+    publishing.publisher_limiter._local.clear()
     publications = [
-        services.Publication(source="shop", recipients=[f"u{i}"], type="t") for i in range(4)
-    ] + [services.Publication(source="billing", recipients=["b"], type="t")]
-    outcomes = services.notifications_publish_rated(publications=publications)
+        publishing.Publication(source="shop", recipients=[f"u{i}"], type="t") for i in range(4)
+    ] + [publishing.Publication(source="billing", recipients=["b"], type="t")]
+    outcomes = publishing.notifications_publish_rated(publications=publications)
     assert [type(o).__name__ for o in outcomes] == [
         "PublishResult",
         "PublishResult",
@@ -111,4 +111,4 @@ def test_a_group_over_the_rate_stores_only_what_the_bucket_allowed(settings: Any
         "PublishResult",
     ]
     assert sorted(Notification.objects.values_list("user_id", flat=True)) == ["b", "u0", "u1"]
-    services.publisher_limiter._local.clear()
+    publishing.publisher_limiter._local.clear()

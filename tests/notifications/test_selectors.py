@@ -11,7 +11,7 @@ from notifications import selectors, services
 from notifications.models import Notification, UserSequence
 from notifications.rendering import notification_dict, timestamp
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def seed(user: str, count: int) -> None:

@@ -10,17 +10,29 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from notifications import delivery, selectors, services
+from notifications import delivery, publishing, selectors, services
 from notifications.errors import IdempotencyConflict, NotificationNotFound
 from notifications.models import IdempotencyRecord, Notification, UserSequence
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def publish(recipients: list[str], **kwargs: Any) -> services.PublishResult:
     kwargs.setdefault("source", "shop")
     kwargs.setdefault("type", "t")
     return services.notifications_publish(recipients=recipients, **kwargs)
+
+
+def commit(recipients: list[str], **kwargs: Any) -> publishing.PublishResult:
+    """The publish transaction itself, in this test's thread and transaction
+    (what the writer thread runs for each group), for on-commit checks."""
+    kwargs.setdefault("source", "shop")
+    kwargs.setdefault("type", "t")
+    publication = publishing.Publication(recipients=recipients, **kwargs)
+    (outcome,) = publishing.notifications_publish_many(publications=[publication])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def seqs(user: str) -> list[int]:
@@ -105,11 +117,12 @@ def test_defaults() -> None:
     assert (row.title, row.body, row.data, row.read_at) == ("", "", {}, None)
 
 
+@pytest.mark.django_db  # on-commit callbacks are captured inside the test transaction
 def test_push_is_scheduled_only_after_commit(
     pushed: Recorder, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        publish(["b", "a"], title="hello", data={"x": 1})
+        commit(["b", "a"], title="hello", data={"x": 1})
         assert pushed.calls == []
     assert pushed.calls == []
     assert len(callbacks) == 1
@@ -125,6 +138,7 @@ def test_push_is_scheduled_only_after_commit(
         assert by_user[user] == selectors.notification_get(user_id=user, seq=1)
 
 
+@pytest.mark.django_db  # on-commit callbacks are captured inside the test transaction
 def test_nothing_pushed_when_the_transaction_rolls_back(
     pushed: Recorder, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -136,7 +150,7 @@ def test_nothing_pushed_when_the_transaction_rolls_back(
         pytest.raises(Abort),
         transaction.atomic(),
     ):
-        publish(["a"])
+        commit(["a"])
         raise Abort
     assert callbacks == []
     assert pushed.calls == []
@@ -144,22 +158,23 @@ def test_nothing_pushed_when_the_transaction_rolls_back(
     assert UserSequence.objects.count() == 0
 
 
+@pytest.mark.django_db  # on-commit callbacks are captured inside the test transaction
 def test_failure_mid_publish_stores_nothing_and_keeps_counters(
     monkeypatch: pytest.MonkeyPatch, pushed: Recorder, django_capture_on_commit_callbacks: Any
 ) -> None:
-    publish(["a"])
+    commit(["a"])
     before_rows = Notification.objects.count()
     before_ids = last_ids()
 
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(services, "insert_notifications", explode)
+    monkeypatch.setattr(publishing, "insert_notifications", explode)
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError, match="disk on fire"),
     ):
-        publish(["a", "b"], idempotency_key="k1", request_hash="h")
+        commit(["a", "b"], idempotency_key="k1", request_hash="h")
     monkeypatch.undo()
 
     assert callbacks == []
@@ -168,17 +183,18 @@ def test_failure_mid_publish_stores_nothing_and_keeps_counters(
     assert not IdempotencyRecord.objects.exists()
 
     # The next publish continues without a hole.
-    publish(["a", "b"])
+    commit(["a", "b"])
     assert seqs("a") == [1, 2]
     assert seqs("b") == [1]
 
 
+@pytest.mark.django_db  # on-commit callbacks are captured inside the test transaction
 def test_idempotent_replay_stores_and_pushes_nothing(
     pushed: Recorder, django_capture_on_commit_callbacks: Any
 ) -> None:
-    first = publish(["a"], idempotency_key="k", request_hash="h1")
+    first = commit(["a"], idempotency_key="k", request_hash="h1")
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        again = publish(["a"], idempotency_key="k", request_hash="h1")
+        again = commit(["a"], idempotency_key="k", request_hash="h1")
     assert callbacks == []
     assert again.replayed is True
     assert (again.event_id, again.recipients) == (first.event_id, first.recipients)
@@ -255,11 +271,12 @@ def test_mark_read_non_strict_ignores_missing(read_pushed: Recorder) -> None:
     assert _read("b") == {1: False, 2: False}
 
 
+@pytest.mark.django_db  # on-commit callbacks are captured inside the test transaction
 def test_mark_read_pushes_changed_ids_after_commit(
     read_pushed: Recorder, django_capture_on_commit_callbacks: Any
 ) -> None:
-    publish(["a"])
-    publish(["a"])
+    commit(["a"])
+    commit(["a"])
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.notifications_mark_read(user_id="a", ids=[2], origin_channel="chan-x")
     assert read_pushed.calls == []
@@ -268,10 +285,11 @@ def test_mark_read_pushes_changed_ids_after_commit(
     assert read_pushed.calls == [(("a", [2]), {"exclude_channel": "chan-x"})]
 
 
+@pytest.mark.django_db  # on-commit callbacks are captured inside the test transaction
 def test_mark_read_with_nothing_to_change_pushes_nothing(
     read_pushed: Recorder, django_capture_on_commit_callbacks: Any
 ) -> None:
-    publish(["a"])
+    commit(["a"])
     services.notifications_mark_read(user_id="a", ids=[1])
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert services.notifications_mark_read(user_id="a", ids=[1]) == []

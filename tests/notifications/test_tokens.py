@@ -21,8 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from notifications import tokens
-from notifications.tokens import InvalidToken, mint_user_token, verify_user_token
-from service.config import JWTSettings, NamedKey, jwt_settings
+from notifications.tokens import (
+    InvalidToken,
+    JWTSettings,
+    NamedKey,
+    mint_user_token,
+    verify_user_token,
+)
+from service.config_auth import jwt_settings
 
 SECRET = "token-tests-hmac-secret-long-enough-for-hs512-0123456789abcdef0123"
 OTHER = "token-tests-some-other-secret-long-enough-for-hs512-0123456789abcd"

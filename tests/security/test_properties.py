@@ -2,7 +2,7 @@
 
 * Serializers: any JSON value and near-valid shapes -> ``is_valid()`` answers (only a
   ValidationError inside), and whatever it accepts obeys the contract's rules.
-* HTTP (DRF's APIClient, in process): any JSON body or any bytes to the publish
+* HTTP (in process through service.asgi.application): any JSON body or any bytes to the publish
   endpoint and the user API -> only the contract's statuses, never a 5xx, and a
   refused request stores nothing.
 * WebSocket (channels' WebsocketCommunicator on ``service.asgi.websocket_app``):
@@ -16,12 +16,14 @@ they are in the properties again and have regression tests of their own.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
 import json
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -33,13 +35,13 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rest_framework.test import APIClient
 
 from api import serializers as s
 from notifications import services
 from notifications.models import IdempotencyRecord, Notification, UserSequence
 from notifications.ratelimit import publisher_limiter
 from tests.api.conftest import JWT_SECRET, ME_URL, PUBLISH_URL, READ_URL, SHOP_SECRET, UNREAD_URL
+from tests.support.asgi import AsgiClient, serving_loop
 
 PROPS = settings(
     deadline=None,
@@ -199,15 +201,20 @@ def token(user: str) -> str:
 
 
 @pytest.fixture
-def publisher() -> APIClient:
-    client = APIClient()
+def asgi_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    yield from serving_loop()
+
+
+@pytest.fixture
+def publisher(asgi_loop: asyncio.AbstractEventLoop) -> AsgiClient:
+    client = AsgiClient(asgi_loop)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {SHOP_SECRET}")
     return client
 
 
 @pytest.fixture
-def alice() -> APIClient:
-    client = APIClient()
+def alice(asgi_loop: asyncio.AbstractEventLoop) -> AsgiClient:
+    client = AsgiClient(asgi_loop)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token('alice')}")
     return client
 
@@ -215,25 +222,25 @@ def alice() -> APIClient:
 PUBLISH_STATUSES = {202, 400, 413, 415, 422, 429}
 
 
-def _post_json(client: APIClient, url: str, body: Any) -> Any:
+def _post_json(client: AsgiClient, url: str, body: Any) -> Any:
     return client.post(url, data=json.dumps(body), content_type="application/json")
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @HTTP_PROPS
 @given(body=json_values | near_publish, key=st.none() | st.text(max_size=260))
 @example(body={"recipients": ["1", "1"], "type": "t"}, key=None)
 @example(body={"recipients": ["1"], "type": "t"}, key="")
 @example(body={"recipients": ["1"], "type": "t", "data": {"k": 2**70}}, key=None)
-def test_publish_any_json_body(publisher: APIClient, body: Any, key: str | None) -> None:
+def test_publish_any_json_body(publisher: AsgiClient, body: Any, key: str | None) -> None:
     publisher_limiter._local.clear()
     before = counts()
-    headers = {}
+    headers: dict[str, Any] = {}
     if key is not None:
         with contextlib.suppress(UnicodeEncodeError):
-            headers["HTTP_IDEMPOTENCY_KEY"] = key.encode("latin-1").decode("latin-1")
+            headers["Idempotency-Key"] = key.encode("latin-1")
     response = publisher.post(
-        PUBLISH_URL, data=json.dumps(body), content_type="application/json", **headers
+        PUBLISH_URL, data=json.dumps(body), content_type="application/json", headers=headers
     )
     assert response.status_code in PUBLISH_STATUSES, (response.status_code, response.content)
     after = counts()
@@ -244,7 +251,7 @@ def test_publish_any_json_body(publisher: APIClient, body: Any, key: str | None)
         assert set(response.json()), response.content
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @HTTP_PROPS
 @given(
     raw=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()[:-1]),
@@ -256,7 +263,7 @@ def test_publish_any_json_body(publisher: APIClient, body: Any, key: str | None)
 @example(raw=b'{"recipients": ["1"], "type": NaN}', content_type="application/json")
 @example(raw=b'{"recipients": ["\\ud800"], "type": "t"}', content_type="application/json")
 @example(raw=b"\xff\xfe{}", content_type="application/json")
-def test_publish_any_bytes(publisher: APIClient, raw: bytes, content_type: str) -> None:
+def test_publish_any_bytes(publisher: AsgiClient, raw: bytes, content_type: str) -> None:
     publisher_limiter._local.clear()
     before = counts()
     response = publisher.generic("POST", PUBLISH_URL, raw, content_type=content_type)
@@ -266,10 +273,10 @@ def test_publish_any_bytes(publisher: APIClient, raw: bytes, content_type: str) 
         assert "detail" in response.json() or response.status_code == 400
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @HTTP_PROPS
 @given(body=json_values | near_read, raw=st.none() | st.binary(max_size=60))
-def test_mark_read_any_body(alice: APIClient, body: Any, raw: bytes | None) -> None:
+def test_mark_read_any_body(alice: AsgiClient, body: Any, raw: bytes | None) -> None:
     unread = Notification.objects.filter(read_at__isnull=True).count()
     if raw is None:
         response = _post_json(alice, READ_URL, body)
@@ -285,8 +292,8 @@ def test_mark_read_any_body(alice: APIClient, body: Any, raw: bytes | None) -> N
         assert isinstance(response.json()["updated"], int)
 
 
-@pytest.mark.django_db
-def test_http_read_ids_with_superscript_digits(alice: APIClient) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_http_read_ids_with_superscript_digits(alice: AsgiClient) -> None:
     response = _post_json(alice, READ_URL, {"ids": ["²"]})
     assert response.status_code == 400
 
@@ -295,7 +302,7 @@ def _cursor(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @HTTP_PROPS
 @given(
     query=st.dictionaries(st.sampled_from(["unread", "limit", "cursor", "x"]), wire_text)
@@ -305,7 +312,7 @@ def _cursor(text: str) -> str:
 @example(query={"cursor": _cursor("v1:5")}, item="1")
 @example(query={"cursor": _cursor("v1:²")}, item="1")
 @example(query={"limit": "1e3"}, item="0" * 19)
-def test_user_api_any_query(alice: APIClient, query: dict[str, str], item: str) -> None:
+def test_user_api_any_query(alice: AsgiClient, query: dict[str, str], item: str) -> None:
     services.notifications_publish(source="shop", recipients=["alice"], type="t", title="x")
     try:
         url = f"{ME_URL}?{urlencode(query)}"
@@ -324,24 +331,24 @@ def test_user_api_any_query(alice: APIClient, query: dict[str, str], item: str) 
     assert alice.get(UNREAD_URL).status_code == 200
 
 
-@pytest.mark.django_db
-def test_http_notification_id_with_superscript_digits(alice: APIClient) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_http_notification_id_with_superscript_digits(alice: AsgiClient) -> None:
     response = alice.get(f"{ME_URL}/{quote('²', safe='')}")
     assert response.status_code == 404
 
 
-@pytest.mark.django_db
-def test_cursor_beyond_int64(alice: APIClient) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_cursor_beyond_int64(alice: AsgiClient) -> None:
     cursor = _cursor("v1:" + "9" * 27)
     assert len(cursor) <= 40
     response = alice.get(f"{ME_URL}?cursor={cursor}")
     assert response.status_code in {200, 400}
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @HTTP_PROPS
 @given(user=st.text(min_size=1, max_size=140))
-def test_presence_any_user_id(publisher: APIClient, user: str) -> None:
+def test_presence_any_user_id(publisher: AsgiClient, user: str) -> None:
     response = publisher.get(f"/api/v1/users/{quote(user, safe='')}/presence")
     assert response.status_code in {200, 404}, (user, response.status_code, response.content)
 

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import ImproperlyConfigured
 from jwt.algorithms import RSAAlgorithm
 
-from service import config, logs
+from notifications import credentials, origins
+from service import config, config_auth, logs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STRIPPED_PREFIXES = ("NOTIFY_", "JWT_")
@@ -99,7 +100,7 @@ MISCONFIGURED = [
     ),
     pytest.param(without(PROD, "JWT_SECRET"), "JWT_SECRET", id="prod-no-jwt-key"),
     pytest.param(
-        {**PROD, "JWT_SECRET": config.DEV_JWT_SECRET}, "JWT_SECRET", id="prod-dev-jwt-secret"
+        {**PROD, "JWT_SECRET": config_auth.DEV_JWT_SECRET}, "JWT_SECRET", id="prod-dev-jwt-secret"
     ),
     pytest.param(
         {**PROD, "NOTIFY_API_KEYS": "dev:dev-publisher-key"},
@@ -161,7 +162,7 @@ def test_dev_mode_starts_with_no_configuration() -> None:
     values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values["debug"] is True
     # Settings hold only digests, never the secret itself.
-    assert values["keys"] == {"dev": [_sha256(config.DEV_API_KEY)]}
+    assert values["keys"] == {"dev": [_sha256(credentials.DEV_API_KEY)]}
     assert values["algorithms"] == ["HS256"]
     assert values["origins"] is None
     assert values["rate"] == [1000.0, 2000.0]
@@ -223,7 +224,7 @@ def test_several_workers_with_redis_start() -> None:
     ],
 )
 def test_normalize_origin(value: str, expected: str) -> None:
-    assert config.normalize_origin(value) == expected
+    assert origins.normalize_origin(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -245,17 +246,17 @@ def test_normalize_origin(value: str, expected: str) -> None:
     ],
 )
 def test_normalize_origin_refuses_non_origins(value: str) -> None:
-    assert config.normalize_origin(value) is None
+    assert origins.normalize_origin(value) is None
 
 
 def test_default_ports_make_equal_origins() -> None:
-    assert config.normalize_origin("https://a.example") == config.normalize_origin(
+    assert origins.normalize_origin("https://a.example") == origins.normalize_origin(
         "https://a.example:443"
     )
-    assert config.normalize_origin("http://a.example") != config.normalize_origin(
+    assert origins.normalize_origin("http://a.example") != origins.normalize_origin(
         "https://a.example"
     )
-    assert config.normalize_origin("http://a.example:8080") != config.normalize_origin(
+    assert origins.normalize_origin("http://a.example:8080") != origins.normalize_origin(
         "http://a.example"
     )
 
@@ -462,7 +463,7 @@ def test_rotation_keeps_every_secret_of_a_name_as_digests() -> None:
 
 def test_type_scoped_key_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
     env = _env(monkeypatch, NOTIFY_API_KEYS="shop:s-1:order.*|billing.invoice,ops:s-2")
-    keys = config.api_keys(env, debug=False)
+    keys = config_auth.api_keys(env, debug=False)
     (shop,) = keys["shop"]
     assert shop.types == ("order.*", "billing.invoice")
     assert shop.digest == hashlib.sha256(b"s-1").digest()
@@ -472,7 +473,7 @@ def test_type_scoped_key_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_jwt_keys_list_and_json_forms(monkeypatch: pytest.MonkeyPatch) -> None:
-    listed = config.jwt_settings(
+    listed = config_auth.jwt_settings(
         _env(monkeypatch, JWT_KEYS="2026a:secret-a,2026b:secret-b"), debug=False
     )
     assert {k: v.key for k, v in listed.named_keys.items()} == {
@@ -480,7 +481,7 @@ def test_jwt_keys_list_and_json_forms(monkeypatch: pytest.MonkeyPatch) -> None:
         "2026b": "secret-b",
     }
     assert listed.secret is None  # no JWT_SECRET needed when JWT_KEYS is set
-    as_json = config.jwt_settings(
+    as_json = config_auth.jwt_settings(
         _env(monkeypatch, JWT_KEYS='{"2026a": "secret:with:colons"}'), debug=False
     )
     assert as_json.named_keys["2026a"].key == "secret:with:colons"
@@ -490,7 +491,7 @@ def test_jwt_keys_list_and_json_forms(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_jwks_file_is_loaded_and_validated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": [_rsa_jwk("rsa-1", alg="RS256")]}))
-    cfg = config.jwt_settings(
+    cfg = config_auth.jwt_settings(
         _env(monkeypatch, JWT_ALGORITHMS="RS256", JWT_JWKS_FILE=str(path)), debug=False
     )
     assert cfg.named_keys["rsa-1"].family == "RSA"
@@ -498,24 +499,24 @@ def test_jwks_file_is_loaded_and_validated(monkeypatch: pytest.MonkeyPatch, tmp_
 
     path.write_text(json.dumps({"keys": [_rsa_jwk(None)]}))
     with pytest.raises(ImproperlyConfigured, match=r"JWT_JWKS_FILE.*kid"):
-        config.jwt_settings(
+        config_auth.jwt_settings(
             _env(monkeypatch, JWT_ALGORITHMS="RS256", JWT_JWKS_FILE=str(path)), debug=False
         )
     path.write_text(json.dumps({"keys": []}))
     with pytest.raises(ImproperlyConfigured, match="JWT_JWKS_FILE"):
-        config.jwt_settings(
+        config_auth.jwt_settings(
             _env(monkeypatch, JWT_ALGORITHMS="RS256", JWT_JWKS_FILE=str(path)), debug=False
         )
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     leaked = {**json.loads(RSAAlgorithm.to_jwk(private)), "kid": "oops"}
     path.write_text(json.dumps({"keys": [leaked]}))
     with pytest.raises(ImproperlyConfigured, match="private key"):
-        config.jwt_settings(
+        config_auth.jwt_settings(
             _env(monkeypatch, JWT_ALGORITHMS="RS256", JWT_JWKS_FILE=str(path)), debug=False
         )
     path.write_text(json.dumps({"keys": [_rsa_jwk("same")]}))
     with pytest.raises(ImproperlyConfigured, match="both JWT_KEYS and JWT_JWKS_FILE"):
-        config.jwt_settings(
+        config_auth.jwt_settings(
             _env(
                 monkeypatch,
                 JWT_ALGORITHMS="HS256,RS256",

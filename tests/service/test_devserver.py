@@ -32,8 +32,13 @@ def taken_port() -> Iterator[int]:
         yield holder.getsockname()[1]
 
 
+# A person types `make run` at a shell: no outer make (`make test` runs this
+# suite), whose MAKELEVEL would turn make's own lines into `make[1]: ***`.
+_NOT_INHERITED = ("DATABASE_URL", "REDIS_URL", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+
+
 def run_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     return {**env, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
 
 

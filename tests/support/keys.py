@@ -11,15 +11,15 @@ from collections.abc import Mapping
 
 import environ
 
-from service import config
-from service.config import PublisherKey
+from notifications.credentials import PublisherKey
+from service import config_auth
 
 
 def api_keys_setting(spec: str) -> dict[str, tuple[PublisherKey, ...]]:
     """``settings.NOTIFY_API_KEYS`` as start-up builds it from ``NOTIFY_API_KEYS=spec``."""
     env = environ.Env()
     env.ENVIRON = {"NOTIFY_API_KEYS": spec}
-    return config.api_keys(env, debug=False)
+    return config_auth.api_keys(env, debug=False)
 
 
 def api_keys_spec(secrets: Mapping[str, str]) -> str:
@@ -31,4 +31,4 @@ def dev_api_keys_setting() -> dict[str, tuple[PublisherKey, ...]]:
     """``settings.NOTIFY_API_KEYS`` of dev mode without NOTIFY_API_KEYS: the dev key."""
     env = environ.Env()
     env.ENVIRON = {}
-    return config.api_keys(env, debug=True)
+    return config_auth.api_keys(env, debug=True)

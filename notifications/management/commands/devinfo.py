@@ -7,8 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from api.authentication import publisher_for_secret
-from service.config import DEV_API_KEY
+from notifications.credentials import DEV_API_KEY, publisher_for_secret
 
 
 class Command(BaseCommand):

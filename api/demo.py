@@ -13,7 +13,8 @@ Two demo-only endpoints, thin on purpose (the rules live in the services):
 * ``POST /demo/token`` ``{"user": "alice"}`` -> ``{"token": ..., "user": ..., "expires_in": s}``
   (``notifications.tokens.mint_user_token``; in production the host app mints tokens);
 * ``POST /demo/send`` with the publish API's body -> ``202 {"event_id", "recipients"}``
-  (``notifications.services.notifications_publish``, source ``demo``).
+  (``notifications.services.notifications_publish_async``, the publish API's
+  own path, source ``demo``).
 
 Both take same-origin JSON only: the ``Origin`` header must be this site's own
 origin (and ``Sec-Fetch-Site``, when sent, ``same-origin``), and the body
@@ -23,6 +24,7 @@ preflight that this service never grants. No cookies are involved.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -32,11 +34,13 @@ from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
-from api.authentication import publisher_for_secret
 from api.serializers import PublishRequest
 from notifications import services
+from notifications.credentials import DEV_API_KEYS, publisher_for_secret
+from notifications.errors import RateLimited
+from notifications.origins import normalize_origin
+from notifications.publishing import Publication
 from notifications.tokens import MAX_USER_ID_LENGTH, InvalidToken, mint_user_token
-from service.config import DEV_API_KEYS, normalize_origin
 
 DEMO_SOURCE = "demo"
 TOKEN_TTL_SECONDS = 3600
@@ -124,17 +128,18 @@ def token(request: HttpRequest) -> JsonResponse:
 
 
 @require_POST
-def send(request: HttpRequest) -> JsonResponse:
+async def send(request: HttpRequest) -> JsonResponse:
+    """The publish API's validation, then its one entry (the group committer,
+    with the rate limit of the ``demo`` source)."""
     _enabled()
     body = _same_origin_json(request)
     if isinstance(body, JsonResponse):
         return body
-    # The publish API's own validation (same shapes, same limits).
     serializer = PublishRequest(data=body)
     if not serializer.is_valid():
         return JsonResponse(serializer.errors, status=400)
     data = serializer.validated_data
-    result = services.notifications_publish(
+    publication = Publication(
         source=DEMO_SOURCE,
         recipients=data["recipients"],
         type=data["type"],
@@ -142,6 +147,14 @@ def send(request: HttpRequest) -> JsonResponse:
         body=data["body"],
         data=data["data"],
     )
+    try:
+        result = await services.notifications_publish_async(publication=publication)
+    except RateLimited as exc:
+        return JsonResponse(
+            {"detail": "Too many demo notifications; try again shortly."},
+            status=429,
+            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+        )
     return JsonResponse(
         {"event_id": str(result.event_id), "recipients": result.recipients}, status=202
     )

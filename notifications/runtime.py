@@ -1,0 +1,34 @@
+"""What this process is doing: serving or shutting down, its open streams,
+its background tasks.
+
+The transports register their connections here and check ``shutting_down``
+before accepting; ``service/lifecycle.py`` flips it on SIGTERM and drains the
+registry. It lives below the transports so that they need nothing from the
+composition root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+
+class Closable(Protocol):
+    async def shutdown_close(self) -> None: ...
+
+
+class ProcessState:
+    def __init__(self) -> None:
+        self.shutting_down = False
+        self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.background: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+state = ProcessState()
