@@ -63,6 +63,14 @@ def _validate(raw: Any) -> dict[str, Any]:
     return dict(body.validated_data)
 
 
+def _hashed(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields that make two bodies "the same": ``push`` only when not the
+    default, so that keys stored before the field existed still match."""
+    if data.get("push") == "auto":
+        return {k: v for k, v in data.items() if k != "push"}
+    return data
+
+
 def _check_idempotency_key(key: str | None) -> None:
     if key is not None and not 1 <= len(key) <= 255:
         raise drf_serializers.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1..255 characters."]})
@@ -88,7 +96,8 @@ async def _accept(
         body=data["body"],
         data=data["data"],
         idempotency_key=idempotency_key,
-        request_hash="" if idempotency_key is None else publishing.request_hash(data),
+        request_hash="" if idempotency_key is None else publishing.request_hash(_hashed(data)),
+        push=data["push"],
     )
     result = await services.notifications_publish_async(publication=publication)
     answer = orjson.dumps({"event_id": str(result.event_id), "recipients": result.recipients})

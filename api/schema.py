@@ -79,7 +79,7 @@ _DESCRIPTIONS = {
     400: 'Invalid input: DRF field errors, e.g. {"recipients": ["..."]}',
     401: "Missing or wrong credentials",
     403: "The publisher key may not publish this notification type",
-    404: "No such notification for this user",
+    404: "Not found: no such resource for this user (or Web Push is off)",
     413: "Request body over the limit",
     415: "Content-Type is not application/json",
     422: "Idempotency-Key reused with a different body",

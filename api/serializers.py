@@ -14,6 +14,7 @@ from notifications.ids import parse_id
 MAX_RECIPIENTS = 10_000
 MAX_DATA_BYTES = 64 * 1024
 MAX_READ_IDS = 10_000
+PUSH_MODES = ("auto", "always", "never")
 _TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 
 
@@ -80,6 +81,13 @@ class PublishRequest(serializers.Serializer[dict[str, Any]]):
     body = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
     data = serializers.JSONField(  # type: ignore[assignment]
         required=False, default=dict, help_text="A JSON object, at most 64 KiB as compact JSON."
+    )
+    push = serializers.ChoiceField(
+        choices=PUSH_MODES,
+        required=False,
+        default="auto",
+        help_text="Web Push to the recipients' browsers: auto (those with no open socket "
+        "or stream when the notification is committed), always, or never.",
     )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
@@ -158,7 +166,17 @@ def publish_body_if_valid(raw: Any) -> dict[str, Any] | None:
             return None
     except (TypeError, orjson.JSONEncodeError):
         return None
-    return {"recipients": recipients, "type": kind, "title": title, "body": body, "data": data}
+    push = raw.get("push", "auto")
+    if type(push) is not str or push not in PUSH_MODES:
+        return None
+    return {
+        "recipients": recipients,
+        "type": kind,
+        "title": title,
+        "body": body,
+        "data": data,
+        "push": push,
+    }
 
 
 class ErrorDetail(serializers.Serializer[dict[str, Any]]):

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from api import views
+from api import push_views, views
 
 # POST /api/v1/notifications is served in front of Django (api/publish_asgi.py)
 # and documented by a schema-only view (api/schema.py).
@@ -16,4 +16,17 @@ urlpatterns = [
         views.MyNotificationView.as_view(),
         name="my-notification",
     ),
+    # Web Push (api/push_views.py)
+    path("push/public-key", push_views.PublicKeyView.as_view(), name="push-public-key"),
+    path(
+        "me/push-subscriptions",
+        push_views.PushSubscriptionsView.as_view(),
+        name="push-subscriptions",
+    ),
+    path(
+        "me/push-subscriptions/<str:subscription_id>",
+        push_views.PushSubscriptionView.as_view(),
+        name="push-subscription",
+    ),
+    path("me/preferences", push_views.PreferencesView.as_view(), name="preferences"),
 ]

@@ -844,6 +844,10 @@ def _ok(line: dict[str, Any]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if argv and argv[0] == "push":  # Web Push messages/s (bench/push.py)
+        from bench import push
+
+        return push.main(argv[1:])
     if argv and argv[0] == "suite":
         known, extra = parser.parse_known_args(argv)
         return run_suite(

@@ -49,6 +49,28 @@ DELIVERY_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+# Web Push (notifications/push/, docs/operations.md)
+PUSH_SENT = Counter(
+    "notify_push_sent_total",
+    "Web Push outcomes: delivered (2xx), gone (404/410, subscription deleted), dropped "
+    "(other 4xx, or out of TTL), retry (429/5xx/network, tried again), expired, "
+    "online (auto: recipient connected), muted",
+    ["result"],
+)
+PUSH_OUTBOX_DEPTH = Gauge(
+    "notify_push_outbox_depth", "Pushes owed (outbox rows)", multiprocess_mode="livemax"
+)
+PUSH_OLDEST_OWED = Gauge(
+    "notify_push_oldest_owed_seconds",
+    "Age of the oldest owed push (since its notification was committed)",
+    multiprocess_mode="livemax",
+)
+PUSH_LATENCY = Histogram(
+    "notify_push_latency_seconds",
+    "From commit to the push service's 201",
+    buckets=(*_LATENCY_BUCKETS, 30.0, 60.0, 300.0, 3600.0),
+)
+
 # Operator views (deploy/observability): what the contract's counters do not
 # say. Label values are few and fixed, so the series count stays bounded.
 PUBLISH_RESPONSES = Counter(

@@ -24,6 +24,7 @@ from django.utils import timezone
 from notifications import delivery
 from notifications.errors import IdempotencyConflict, RateLimited
 from notifications.models import IdempotencyRecord, insert_notifications
+from notifications.push import services as push_services
 from notifications.ratelimit import publisher_limiter
 from notifications.rendering import NotificationDict, wire_fields, with_id
 
@@ -50,6 +51,7 @@ class Publication:
     data: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     request_hash: str = ""
+    push: str = "auto"  # Web Push: auto | always | never (notifications/push/)
 
 
 def request_hash(data: dict[str, Any]) -> str:
@@ -104,6 +106,7 @@ def notifications_publish_many(
     next_id = {user: last_ids[user] - count + 1 for user, count in wanted.items()}
     inserts: list[tuple[dict[str, Any], list[tuple[str, int]]]] = []
     pushes: list[tuple[str, NotificationDict]] = []
+    owed: list[tuple[str, NotificationDict, str]] = []  # Web Push, by mode
     for index, publication, users, event_id in accepted:
         shared = wire_fields(
             type=publication.type,
@@ -120,10 +123,12 @@ def notifications_publish_many(
             next_id[user] = seq + 1
             rows.append((user, seq))
             pushes.append((user, with_id(seq, shared)))
+            owed.append((user, pushes[-1][1], publication.push))
         stored = {**shared, "event_id": event_id, "created_at": now}
         inserts.append((stored, rows))
         outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
     insert_notifications(inserts)
+    push_services.record_owed(owed, committed_at=now)  # same transaction: durable debt
     if pushes:
         transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
     return [outcome for outcome in outcomes if outcome is not None]

@@ -67,6 +67,7 @@ def notifications_publish(
     data: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
+    push: str = "auto",
 ) -> PublishResult:
     """``notifications_publish_async`` for synchronous callers (tools, tests):
     the same writer, rate limit and commit. Not from a thread that runs an
@@ -80,6 +81,7 @@ def notifications_publish(
         data=data if data is not None else {},
         idempotency_key=idempotency_key,
         request_hash=request_hash,
+        push=push,
     )
     result: PublishResult = async_to_sync(notifications_publish_async)(publication=publication)
     return result

@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from api.publish_asgi import PublishEndpoint  # noqa: E402
 from notifications import channel_layer, delivery, presence, processes  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
+from notifications.push import runtime as push_runtime  # noqa: E402
 from notifications.runtime import state  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
 from realtime.cors import ClientScriptCors  # noqa: E402
@@ -71,10 +72,14 @@ async def _startup() -> None:
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
     state.spawn(presence.backend().heartbeat_forever())
+    if settings.NOTIFY_PUSH_WORKER_IN_PROCESS:
+        await push_runtime.start()  # Web Push (off without VAPID_PRIVATE_KEY)
     state.spawn(processes.announce_forever())  # for notify_inspect
 
 
 async def _shutdown() -> None:
+    # Sends in flight finish (or go back to the outbox) before the process exits.
+    await push_runtime.stop(grace=settings.NOTIFY_DRAIN_SECONDS)
     for task in list(state.background):
         task.cancel()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

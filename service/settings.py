@@ -13,6 +13,7 @@ from pathlib import Path
 import environ
 
 from notifications.credentials import PublisherKey
+from notifications.push import config as push_config
 from notifications.redis_clients import RedisSettings
 from service import config, config_auth
 
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "notifications.apps.NotificationsConfig",
     "api.apps.ApiConfig",
+    "notifications.push.apps.PushConfig",
     "realtime.apps.RealtimeConfig",
 ]
 
@@ -121,6 +123,12 @@ NOTIFY_DRAIN_SECONDS: float = env.float("NOTIFY_DRAIN_SECONDS", default=5.0)
 NOTIFY_DEMO_ENABLED: bool = env.bool("DEMO_ENABLED", default=DEBUG)
 
 config.check_single_process_layer(CHANNEL_LAYERS["default"])
+
+# Web Push (notifications/push/, docs/push.md): None = off, no VAPID_PRIVATE_KEY.
+NOTIFY_PUSH: push_config.PushSettings | None = push_config.push_settings(env)
+# The push worker inside every service process (off when a separate
+# `manage.py push_worker` Deployment does the sending).
+NOTIFY_PUSH_WORKER_IN_PROCESS: bool = env.bool("NOTIFY_PUSH_WORKER_IN_PROCESS", default=True)
 
 # The Django admin at /admin/ for staff users (docs/operations.md, "Admin"): on
 # in dev mode, off in production unless enabled. Its middleware runs for

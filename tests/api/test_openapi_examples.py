@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import make_token
+from tests.api.test_push_api import push_settings
 from tests.support.keys import dev_api_keys_setting
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,6 +23,7 @@ DEV_KEY = "dev-publisher-key"
 def schema(client_factory: Any, settings: Any) -> dict[str, Any]:
     settings.DEBUG = True
     settings.NOTIFY_API_KEYS = dev_api_keys_setting()
+    settings.NOTIFY_PUSH = push_settings()  # Web Push on: its examples answer too
     response = client_factory().get("/api/schema", {"format": "json"})
     assert response.status_code == 200
     document: dict[str, Any] = response.json()
@@ -56,6 +58,7 @@ def test_every_body_and_path_example_is_accepted(
     user = client_factory()
     user.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token('alice')}")
     tried = 0
+    created: dict[str, str] = {}
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             if path == "/api/v1/notifications":
@@ -64,11 +67,16 @@ def test_every_body_and_path_example_is_accepted(
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "path":
                     [example] = parameter["examples"].values()
-                    url = url.replace("{" + parameter["name"] + "}", example["value"])
+                    # What the example created before (a push subscription's id),
+                    # as someone trying it out would use.
+                    value = created.get(path.rpartition("/")[0], example["value"])
+                    url = url.replace("{" + parameter["name"] + "}", value)
             client = publisher if "publisherKey" in str(operation.get("security")) else user
             for body in body_examples(operation) or [None]:
                 answer = getattr(client, method)(url, body, format="json")
                 assert answer.status_code < 300, (method, url, body, answer.content)
+                if answer.status_code == 201 and "id" in answer.json():
+                    created[path] = answer.json()["id"]
                 tried += 1
     assert tried >= 6
 

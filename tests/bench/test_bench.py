@@ -330,3 +330,18 @@ def test_a_delivery_the_servers_drop_is_counted_lost(
     assert sum(d["lost_by_url"].values()) == d["lost"]
     assert set(d["lost_by_url"]) <= {first.url, second.url}
     assert line["ok"] is False
+
+
+def test_push_scenario_delivers_every_message_encrypted_and_signed() -> None:
+    """``python -m bench push``: one process, the local HTTPS push service; every
+    third message is decrypted and its VAPID token checked there."""
+    (line,) = run_bench(
+        ["push", "--users", "50", "--count", "300", "--batch", "50", "--check-every", "3"],
+        timeout=240,
+    )
+    assert line["bench"] == "push" and line["ok"] is True
+    pushes = line["pushes"]
+    assert pushes["delivered"] == 300
+    assert pushes["checked"] == 100
+    assert pushes["errors"] == []
+    assert pushes["per_s"] > 0

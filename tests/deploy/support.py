@@ -31,6 +31,7 @@ BUILDS: dict[str, Path] = {
     "dev": DEPLOY / "overlays" / "dev",
     "production": DEPLOY / "overlays" / "production",
     "base+servicemonitor": HERE / "kustomize" / "base-with-servicemonitor",
+    "base+push-worker": HERE / "kustomize" / "base-with-push-worker",
     "production+sentinel": HERE / "kustomize" / "production-sentinel",
     "production+observability": HERE / "kustomize" / "production-with-observability",
 }
@@ -155,7 +156,11 @@ def app_containers(resources: list[Resource]) -> list[AppContainer]:
 
 def server_container(resources: list[Resource]) -> AppContainer:
     servers = [
-        c for c in app_containers(resources) if c.workload["kind"] == "Deployment" and not c.init
+        c
+        for c in app_containers(resources)
+        if c.workload["kind"] == "Deployment"
+        and c.workload["metadata"]["name"] == "notify-push"
+        and not c.init
     ]
     assert len(servers) == 1, [c.label for c in servers]
     return servers[0]

@@ -9,6 +9,7 @@ test records what the document leaves out (statuses the API really answers).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import secrets
@@ -21,6 +22,7 @@ import httpx
 import jwt
 import pytest
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -36,6 +38,9 @@ pytestmark = pytest.mark.live
 SHOP_SECRET = "schemathesis-shop-" + secrets.token_hex(20)
 JWT_SECRET = secrets.token_hex(24)  # 48 characters
 USER = "alice"
+VAPID_KEY = base64.urlsafe_b64encode(
+    ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
+).decode()
 ERROR_MARKERS = LOG_ERROR_MARKERS
 
 
@@ -59,6 +64,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         "DATABASE_URL": f"sqlite:///{db.resolve()}",
         "NOTIFY_PUBLISH_RATE": "100000/s",
         "LOG_LEVEL": "INFO",
+        # Web Push on, so its operations answer; its only allowed push service
+        # is a name that never resolves (nothing may reach the internet).
+        "VAPID_PRIVATE_KEY": VAPID_KEY,
+        "VAPID_SUBJECT": "mailto:ops@example.invalid",
+        "NOTIFY_PUSH_ALLOWED_HOSTS": "push.example.invalid",
     }
     live = LiveServer(env, startup_timeout=30.0)
     try:
@@ -113,12 +123,19 @@ OPERATIONS = [
     ("GET", "/api/v1/me/notifications/{notification_id}"),
     ("GET", "/api/v1/me/notifications/unread-count"),
     ("POST", "/api/v1/me/notifications/read"),
+    ("GET", "/api/v1/push/public-key"),
+    ("GET", "/api/v1/me/push-subscriptions"),
+    ("POST", "/api/v1/me/push-subscriptions"),
+    ("DELETE", "/api/v1/me/push-subscriptions/{subscription_id}"),
+    ("GET", "/api/v1/me/preferences"),
+    ("PUT", "/api/v1/me/preferences"),
 ]
 # The only operations negative mode may skip, and why; bounded: any other skip
 # (an Unsatisfiable included) fails, and a listed one that became negatable
 # must leave the list.
 NOT_NEGATABLE = {
     ("GET", "/api/v1/me/notifications/unread-count"): "nothing to negate: no parameters, no body",
+    ("GET", "/api/v1/push/public-key"): "nothing to negate: no parameters, no body, no auth",
 }
 FUZZ = settings(
     max_examples=30,
@@ -164,6 +181,17 @@ def test_every_operation(
     assert calls
 
 
+SUBSCRIPTION = {
+    "endpoint": "https://push.example.invalid/send/abc",
+    "keys": {
+        # A P-256 point (the generator) and 16 bytes, base64url.
+        "p256dh": "BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKW"
+        "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU",
+        "auth": "AAECAwQFBgcICQoLDA0ODw",
+    },
+}
+
+
 def test_success_answers_match_the_document(api_schema: Any, server: LiveServer) -> None:
     """Random bodies rarely pass validation (the document has no ``type`` pattern, no
     one-of for read): each success answer is checked here on a known-good request."""
@@ -189,13 +217,19 @@ def test_success_answers_match_the_document(api_schema: Any, server: LiveServer)
         ("/api/v1/me/notifications/unread-count", "GET", {}),
         ("/api/v1/me/notifications/read", "POST", {"body": {"ids": ["1"]}}),
         ("/api/v1/me/notifications/read", "POST", {"body": {"all": True}}),
+        ("/api/v1/push/public-key", "GET", {}),
+        ("/api/v1/me/push-subscriptions", "POST", {"body": SUBSCRIPTION}),
+        ("/api/v1/me/push-subscriptions", "POST", {"body": SUBSCRIPTION}),
+        ("/api/v1/me/push-subscriptions", "GET", {}),
+        ("/api/v1/me/preferences", "PUT", {"body": {"push": {"muted_types": ["a.*"]}}}),
+        ("/api/v1/me/preferences", "GET", {}),
     ]
     for path, method, parts in cases:
         operation = api_schema[path][method]
         headers = {**parts.pop("headers", {}), **auth_for(path)}
         case = operation.Case(headers=headers, media_type="application/json", **parts)
         response = case.call(base_url=server.url)
-        assert response.status_code in (200, 202), (path, response.status_code, response.text)
+        assert response.status_code in (200, 201, 202), (path, response.status_code, response.text)
         case.validate_response(
             response,
             checks=[not_a_server_error, response_schema_conformance, status_code_conformance],

@@ -95,15 +95,48 @@ class AsgiClient:
         content_type: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsgiResponse:
+        return self._with_body("POST", path, data, format, content_type, headers)
+
+    def put(
+        self,
+        path: str,
+        data: Any = None,
+        format: str | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsgiResponse:
+        return self._with_body("PUT", path, data, format, content_type, headers)
+
+    def delete(
+        self,
+        path: str,
+        data: Any = None,
+        format: str | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsgiResponse:
+        if data is None:
+            return self.generic("DELETE", path, b"", content_type, headers)
+        return self._with_body("DELETE", path, data, format, content_type, headers)
+
+    def _with_body(
+        self,
+        method: str,
+        path: str,
+        data: Any,
+        format: str | None,
+        content_type: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> AsgiResponse:
         if isinstance(data, bytes | str):
-            return self.generic("POST", path, data, content_type, headers)
+            return self.generic(method, path, data, content_type, headers)
         if format == "json" or content_type == "application/json":
             raw = b"" if data is None else json.dumps(data).encode()
-            return self.generic("POST", path, raw, "application/json", headers)
+            return self.generic(method, path, raw, "application/json", headers)
         # As APIClient: a dict without format= goes as a form (multipart).
         form = "&".join(f"{k}={v}" for k, v in (data or {}).items())
         return self.generic(
-            "POST", path, form, content_type or "multipart/form-data; boundary=x", headers
+            method, path, form, content_type or "multipart/form-data; boundary=x", headers
         )
 
 

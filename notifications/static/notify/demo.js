@@ -160,6 +160,45 @@ sendForm.addEventListener("submit", async (event) => {
   }
 });
 
+// ------------------------------------------------------------------ Web Push
+// "Enable push": notifications reach this browser while the tab is closed
+// (notify-sw.js). Hidden where the browser cannot; disabled when the server
+// has no VAPID key (the public key answers 404).
+const pushButton = document.getElementById("push");
+
+function showPush(on) {
+  pushButton.dataset.on = on ? "1" : "";
+  pushButton.textContent = on ? "Disable push" : "Enable push";
+}
+
+if ("serviceWorker" in navigator && "PushManager" in window) {
+  pushButton.hidden = false;
+  fetch("/api/v1/push/public-key").then((response) => {
+    if (!response.ok) {
+      pushButton.disabled = true;
+      pushButton.title = "Web Push is off on this server (set VAPID_PRIVATE_KEY)";
+    } else if (Notification.permission === "granted") {
+      client.enablePush().then(() => showPush(true), () => showPush(false));
+    }
+  }, showError);
+  pushButton.addEventListener("click", async () => {
+    pushButton.disabled = true;
+    try {
+      if (pushButton.dataset.on) {
+        await client.disablePush();
+        showPush(false);
+      } else {
+        await client.enablePush();
+        showPush(true);
+      }
+    } catch (err) {
+      showError(err);
+    } finally {
+      pushButton.disabled = false;
+    }
+  });
+}
+
 // The latest ones first (so the list is not empty after a reload), then live,
 // resuming from the newest id loaded.
 try {

@@ -119,6 +119,16 @@ export class NotifyClient {
 
   /** Sends a `read` frame when the WebSocket is open, else (and always on SSE) POSTs to the user API. */
   markRead(ids: string | string[]): Promise<void>;
+  /**
+   * Web Push: ask permission, register the service worker, subscribe with the
+   * service's VAPID key and register the subscription (docs/clients.md).
+   * Rejects with NotifyError when unsupported, denied, or Web Push is off (404).
+   */
+  enablePush(options?: PushOptions): Promise<PushSubscriptionInfo>;
+  /** Register the service worker and wire this page to it, without a prompt or a subscription. */
+  attachPush(options?: PushOptions): Promise<ServiceWorkerRegistration>;
+  /** Unregister this browser's push subscription; false when there was none. */
+  disablePush(options?: PushOptions): Promise<boolean>;
   /** POST {"all": true}; resolves to how many changed. */
   markAllRead(): Promise<number>;
   /** GET /api/v1/me/notifications/unread-count (also updates `unread`). */
@@ -130,3 +140,29 @@ export class NotifyClient {
 }
 
 export default NotifyClient;
+
+export interface PushOptions {
+  /** URL of notify-sw.js on your origin; default "/static/notify/notify-sw.js". */
+  serviceWorker?: string;
+  /** The service worker's scope; default: its directory. */
+  scope?: string;
+}
+
+/** A registered push subscription (POST /api/v1/me/push-subscriptions). */
+export interface PushSubscriptionInfo {
+  id: string;
+  endpoint: string;
+  created_at: string;
+}
+
+/** What notify-sw.js receives in each push (the encrypted payload). */
+export interface PushPayload {
+  id: string;
+  type: string;
+  title: string;
+  body: string;
+  data: Record<string, unknown>;
+  created_at: string;
+  /** Set when data was dropped and body shortened to fit 4 KiB: fetch the notification by id. */
+  truncated?: true;
+}

@@ -24,6 +24,8 @@
 // Same API, same resume (Last-Event-ID), same dedupe. It tries the WebSocket
 // again on a reconnect after `wsRetryAfter` ms.
 
+import { attachPush, disablePush, enablePush } from "./notify-push.js";
+
 const SUBPROTOCOL = "notifications.v1";
 const ME = "/api/v1/me/notifications";
 const STREAM = "/api/v1/me/stream";
@@ -708,6 +710,33 @@ export class NotifyClient {
     const answer = await this._api("POST", `${ME}/read`, { all: true });
     this._setUnread(0);
     return Number(answer?.updated ?? 0);
+  }
+
+  // -------------------------------------------------------------- Web Push
+
+  /**
+   * Ask permission, register the service worker (notify-sw.js, served from
+   * your origin), subscribe with the service's VAPID key and register the
+   * subscription. Resolves to `{id, endpoint, created_at}`. Call it on every
+   * page load once enabled (no prompt then): it also wires the page so that a
+   * click on a notification marks it read here.
+   */
+  enablePush(options = {}) {
+    return enablePush(this, NotifyError, options);
+  }
+
+  /**
+   * Register the service worker and wire this page to it (ids shown live are
+   * not shown again by a push; a click on a notification marks it read here),
+   * without asking permission or subscribing. enablePush() does this too.
+   */
+  attachPush(options = {}) {
+    return attachPush(this, NotifyError, options);
+  }
+
+  /** Unregister this browser's subscription here and at the push service. */
+  disablePush(options = {}) {
+    return disablePush(this, options);
   }
 
   _scheduleUnreadRefresh() {
