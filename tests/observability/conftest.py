@@ -15,15 +15,14 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.observability.promql import exported_names
 from tests.push.conftest import SUBJECT, Vapid
-from tests.support.push_service import PushService
 from tests.support.live import PUBLISH_PATH, WS_PATH, new_user
+from tests.support.push_service import PushService
 from tests.support.servers import LiveServer, RedisServer
 
 SUBSCRIPTIONS = "/api/v1/me/push-subscriptions"
@@ -86,7 +85,8 @@ def exercise(server: LiveServer, push_service: PushService) -> None:
             SUBSCRIPTIONS, json=sub.to_json(), headers={"Authorization": f"Bearer {_token(pushed)}"}
         )
         assert subscribed.status_code in (200, 201), subscribed.text
-        first = http.post(PUBLISH_PATH, headers=headers, json={**body, "recipients": [user, pushed]})
+        both = {**body, "recipients": [user, pushed]}
+        first = http.post(PUBLISH_PATH, headers=headers, json=both)
         assert first.status_code == 202, first.text
         with connect(f"{server.ws_url}{WS_PATH}?token={_token(user)}&since=0") as ws:
             frames = [json.loads(ws.recv(timeout=30)) for _ in range(2)]  # replayed, ready
