@@ -40,7 +40,7 @@ def masked(endpoint: str) -> str:
     """The endpoint as support may see it: its host and the last 4 characters.
 
     An endpoint is a capability URL (whoever has it can push to the browser,
-    with the keys), so admin pages, ``notify_inspect`` and logs show this
+    with the keys), so the admin and ``notify_inspect`` show this
     instead: enough to tell a user's subscriptions apart, not to use one.
     """
     try:
