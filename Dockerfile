@@ -43,6 +43,7 @@ COPY manage.py ./
 COPY service ./service
 COPY notifications ./notifications
 COPY api ./api
+COPY realtime ./realtime
 
 # Bake STATIC_ROOT (/app/staticfiles) and the bytecode in at build time: the
 # root filesystem is read-only at run time. DEBUG=true only so that settings

@@ -67,7 +67,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service notifications api
+	$(BIN)/mypy service notifications api realtime
 	$(BIN)/lint-imports
 
 lock: install

@@ -166,6 +166,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default="none",
         help="WebSocket permessage-deflate offer (browsers offer deflate)",
     )
+    load.add_argument(
+        "--transport",
+        choices=("ws", "sse"),
+        default="ws",
+        help="users receive over WebSocket or Server-Sent Events (GET /api/v1/me/stream)",
+    )
     load.add_argument("--payload-bytes", type=int, default=0, help="padding added to data")
     load.add_argument("--no-warmup", action="store_true", help="skip the warm-up socket/POST")
 
@@ -536,6 +542,7 @@ def make_plans(
                 jwt_issuer=args.jwt_issuer,
                 compression=None if args.compression == "none" else "deflate",
                 warmup=not args.no_warmup,
+                transport=args.transport,
             )
         )
     return plans
@@ -681,6 +688,7 @@ def params_section(args: argparse.Namespace, mode: str, phase: Phase) -> dict[st
         "settle": settle_for(args),
         "http_client": args.http_client,
         "compression": args.compression,
+        "transport": args.transport,
         "payload_bytes": args.payload_bytes,
         "warmup": not args.no_warmup,
     }

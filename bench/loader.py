@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
+from bench import sse
 from bench.procstat import own_cpu_seconds
 
 PUBLISH_PATH = "/api/v1/notifications"
@@ -83,6 +84,7 @@ class WorkerPlan:
     jwt_issuer: str | None = None
     compression: str | None = None
     warmup: bool = True
+    transport: str = "ws"  # or "sse": GET /api/v1/me/stream
 
 
 def user_id(run_id: str, index: int) -> str:
@@ -187,7 +189,7 @@ def make_publisher(kind: str, api_key: str, pool: int, timeout: float) -> Publis
 class Sock:
     index: int  # position among this worker's *connected* sockets
     user: str
-    ws: ClientConnection
+    ws: ClientConnection | sse.SseConnection
     url: str
     received: set[int] = field(default_factory=set)
 
@@ -227,11 +229,18 @@ class Worker:
         self.foreign = 0  # notification frames not from this run/worker
         self.closed_early: dict[str, int] = {}
         self.readers: list[asyncio.Task[None]] = []
+        self._sse_session: Any = None
 
     # -- sockets ---------------------------------------------------------
 
-    async def _connect(self, url: str, user: str) -> ClientConnection:
+    async def _connect(self, url: str, user: str) -> ClientConnection | sse.SseConnection:
         token = mint_token(self.plan, user)
+        if self.plan.transport == "sse":
+            if self._sse_session is None:
+                self._sse_session = sse.session(self.plan.open_timeout)
+            return await sse.SseConnection.open(
+                self._sse_session, url, token, self.plan.open_timeout
+            )
         return await connect(
             ws_url(url),
             additional_headers={"Authorization": f"Bearer {token}"},
@@ -245,7 +254,7 @@ class Worker:
             user_agent_header=None,
         )
 
-    async def _wait_ready(self, ws: ClientConnection) -> None:
+    async def _wait_ready(self, ws: ClientConnection | sse.SseConnection) -> None:
         async with asyncio.timeout(self.plan.ready_timeout):
             while True:
                 frame = orjson.loads(await ws.recv())
@@ -258,7 +267,7 @@ class Worker:
         failures: dict[str, int] = {}
         failure_samples: dict[str, str] = {}
         gate = asyncio.Semaphore(plan.connect_concurrency)
-        opened: list[tuple[int, str, ClientConnection, str]] = []
+        opened: list[tuple[int, str, ClientConnection | sse.SseConnection, str]] = []
         handshake_ms: list[float] = []
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -593,6 +602,8 @@ class Worker:
                 await asyncio.wait_for(sock.ws.close(), 5)
 
         await asyncio.gather(*(close(s) for s in self.socks))
+        if self._sse_session is not None:
+            await self._sse_session.close()
 
 
 def _quiet_gc() -> None:

@@ -1,5 +1,6 @@
 """The Django admin for support (docs/operations.md, "Admin"): read-only views
-of notifications, users' sequences and idempotency records.
+of notifications, users' sequences and idempotency records (Web Push:
+notifications/push/admin.py).
 
 Nothing here writes: change data through the API, so that sockets and streams
 hear of it. Writes the admin does make (staff accounts in ``auth``) are

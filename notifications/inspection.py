@@ -1,5 +1,6 @@
 """One user's state for support (``manage.py notify_inspect``): sequence,
-unread count, the latest notifications and where the user is connected.
+unread count, the latest notifications, where the user is connected, and
+Web Push (subscriptions, shown masked, and owed pushes).
 
 Sync reads, like the selectors; presence comes from Redis directly, so it
 covers every process of the deployment (without Redis there is one process
@@ -13,9 +14,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.conf import settings
+from django.db.models import Count, Max, Min
+
 from notifications import processes, redis_clients, selectors
 from notifications.models import Notification
 from notifications.presence import key_for as presence_key
+from notifications.push.endpoints import masked
+from notifications.push.models import PushOutbox, PushSubscription
 
 LATEST = 10
 
@@ -36,6 +42,22 @@ class Presence:
 
 
 @dataclass(frozen=True)
+class Owed:
+    count: int
+    oldest_committed_at: str | None  # the oldest owed push's notification
+    next_attempt_at: str | None
+    most_attempts: int
+
+
+@dataclass(frozen=True)
+class PushState:
+    enabled: bool  # Web Push configured (VAPID_PRIVATE_KEY) where this runs
+    # endpoint: host and a masked tail only (a capability URL); no keys.
+    subscriptions: list[dict[str, Any]]
+    owed: Owed
+
+
+@dataclass(frozen=True)
 class UserReport:
     user_id: str
     last_id: int
@@ -43,6 +65,7 @@ class UserReport:
     unread: int
     presence: Presence
     latest: list[dict[str, Any]]
+    push: PushState
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +80,7 @@ def user_report(user_id: str) -> UserReport:
         unread=selectors.unread_count(user_id=user_id),
         presence=presence(user_id),
         latest=latest(user_id),
+        push=push_state(user_id),
     )
 
 
@@ -76,6 +100,38 @@ def latest(user_id: str, limit: int = LATEST) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def push_state(user_id: str) -> PushState:
+    subscriptions = PushSubscription.objects.filter(user_id=user_id).order_by("pk")
+    found = PushOutbox.objects.filter(user_id=user_id).aggregate(
+        count=Count("id"),
+        oldest=Min("committed_at"),
+        next=Min("next_attempt_at"),
+        attempts=Max("attempts"),
+    )
+    return PushState(
+        enabled=settings.NOTIFY_PUSH is not None,
+        subscriptions=[
+            {
+                "id": sub.pk,
+                "endpoint": masked(sub.endpoint),
+                "created_at": sub.created_at.isoformat(),
+                "expiration_time": sub.expiration_time,
+            }
+            for sub in subscriptions
+        ],
+        owed=Owed(
+            count=found["count"],
+            oldest_committed_at=_iso(found["oldest"]),
+            next_attempt_at=_iso(found["next"]),
+            most_attempts=found["attempts"] or 0,
+        ),
+    )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def presence(user_id: str) -> Presence:

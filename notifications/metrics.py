@@ -22,7 +22,7 @@ _LATENCY_BUCKETS = (
 )
 
 SOCKETS_OPEN = Gauge(
-    "notify_sockets_open", "WebSocket connections open", multiprocess_mode="livesum"
+    "notify_sockets_open", "WebSocket connections and SSE streams open", multiprocess_mode="livesum"
 )
 ACCEPTED = Counter(
     "notify_notifications_accepted_total", "Notifications committed (one per recipient)"

@@ -29,6 +29,8 @@ from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.push import runtime as push_runtime  # noqa: E402
 from notifications.runtime import state  # noqa: E402
 from notifications.ws_auth import SocketEntry  # noqa: E402
+from realtime.cors import ClientScriptCors  # noqa: E402
+from realtime.sse import StreamEndpoint  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
 from service.logs import install_uvicorn_scrubbing  # noqa: E402
@@ -57,7 +59,11 @@ install_uvicorn_scrubbing(settings.NOTIFY_LOG_FORMAT)
 # Sockets: Origin, token and path checks in one frame (no middleware chain
 # or router whose frames and scope copies would live as long as the socket).
 websocket_app = SocketEntry("/ws/notifications", NotificationConsumer)
-http_app = RequestIdScope(BodyLimit(PublishEndpoint(StaticFiles(django_http))))
+# The stream endpoint inside RequestIdScope (which leaves ``send`` alone): it
+# ends slow streams through uvicorn's own send.
+http_app = RequestIdScope(
+    StreamEndpoint(BodyLimit(PublishEndpoint(ClientScriptCors(StaticFiles(django_http)))))
+)
 
 
 async def _close_sockets_for_reconnect() -> None:

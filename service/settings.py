@@ -40,12 +40,14 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "notifications.apps.NotificationsConfig",
     "api.apps.ApiConfig",
     "notifications.push.apps.PushConfig",
+    "realtime.apps.RealtimeConfig",
 ]
 
 # Only middleware that is async-capable: a sync one would push every request
@@ -54,6 +56,8 @@ MIDDLEWARE = [
     # Outermost, so that every response (also Django's own 400/404/500) gets the headers.
     "service.middleware.security_headers_middleware",
     "service.middleware.request_id_middleware",
+    # CORS on every answer of the user API, errors included (realtime/cors.py).
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
@@ -142,6 +146,16 @@ SESSION_COOKIE_AGE = 8 * 3600
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# CORS (django-cors-headers) for the user API and push subscriptions: which
+# origin may call is decided by realtime.cors.django_check (ALLOWED_ORIGINS,
+# the socket's rule), so the library's own origin list stays empty.
+CORS_URLS_REGEX = r"^/api/v1/(me|push)/"
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "last-event-id")
+CORS_EXPOSE_HEADERS = ("Retry-After", "X-Request-ID")
+CORS_ALLOW_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -34,3 +34,17 @@ def origin(endpoint: str) -> str:
     """``scheme://host[:port]``: the VAPID ``aud`` and the connection pool key."""
     parts = urlsplit(endpoint)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def masked(endpoint: str) -> str:
+    """The endpoint as support may see it: its host and the last 4 characters.
+
+    An endpoint is a capability URL (whoever has it can push to the browser,
+    with the keys), so the admin and ``notify_inspect`` show this
+    instead: enough to tell a user's subscriptions apart, not to use one.
+    """
+    try:
+        host = urlsplit(endpoint).hostname or "?"
+    except ValueError:
+        host = "?"
+    return f"{host} …{endpoint[-4:]}" if len(endpoint) > 24 else f"{host} …"

@@ -168,6 +168,20 @@ def test_spawn_on_a_redis_cluster(tmp_path: Path) -> None:
 
 
 @pytest.mark.live
+def test_spawn_unicast_over_sse() -> None:
+    (line,) = run_bench(
+        [
+            "run", "--spawn", "1", "--scenario", "unicast", "--transport", "sse",
+            "--sockets", "12", "--count", "60", "--concurrency", "4", "--drain-timeout", "10",
+        ]
+    )  # fmt: skip
+    assert_clean_delivery(line, expected=60)
+    assert line["params"]["transport"] == "sse"
+    assert line["server_metrics"]["sockets_open"] == 12  # streams count as connections
+    assert line["server_logs"]["total"]["errors"] == 0
+
+
+@pytest.mark.live
 def test_url_mode_batch_rate_and_sweep(
     live_server_factory: LiveServerFactory, redis_server: RedisServer, tmp_path: Path
 ) -> None:

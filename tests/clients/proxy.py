@@ -4,6 +4,10 @@ It understands just enough HTTP/1.1 to find request and response boundaries
 (Content-Length or chunked), so keep-alive connections work, and applies one
 :class:`Fault` per request in arrival order; once the list is used up it
 forwards everything untouched. Every request it saw is recorded.
+
+``refuse_upgrade=True`` makes it a proxy that does not let WebSockets
+through: every request with an ``Upgrade`` header is answered 403 and never
+forwarded. Event streams (``text/event-stream``) are relayed as they come.
 """
 
 from __future__ import annotations
@@ -111,11 +115,44 @@ def _read_body(stream: BinaryIO, headers: dict[str, str], *, until_eof: bool) ->
     return stream.read() if until_eof else b""
 
 
+def _relay(source: BinaryIO, conn: socket.socket) -> None:
+    """Copy a streamed answer to the client as it arrives, until either side closes."""
+    while True:
+        data = source.read1(65536)  # type: ignore[attr-defined]
+        if not data:
+            return
+        conn.sendall(data)
+
+
+def _tunnel(
+    client: BinaryIO, conn: socket.socket, server: BinaryIO, upstream: socket.socket
+) -> None:
+    """Relay both ways (an upgraded connection) until either side closes."""
+
+    def client_to_server() -> None:
+        with contextlib.suppress(OSError):
+            _relay(client, upstream)
+        with contextlib.suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=client_to_server, daemon=True)
+    thread.start()
+    with contextlib.suppress(OSError):
+        _relay(server, conn)
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+    thread.join(timeout=5)
+
+
 class FaultyProxy:
     """``FaultyProxy(upstream_port, [Fault.drop_response()])``; ``.url``; ``.close()``."""
 
-    def __init__(self, upstream_port: int, faults: list[Fault] | None = None) -> None:
+    def __init__(
+        self, upstream_port: int, faults: list[Fault] | None = None, *, refuse_upgrade: bool = False
+    ) -> None:
         self.upstream = (LOCALHOST, upstream_port)
+        self.refuse_upgrade = refuse_upgrade
+        self.refused_upgrades = 0
         self.faults = list(faults or [])
         self.requests: list[SeenRequest] = []
         self._lock = threading.Lock()
@@ -179,6 +216,13 @@ class FaultyProxy:
                 headers = _headers(lines)
                 body = _read_body(stream, headers, until_eof=False)
                 method, path, _ = lines[0].decode("latin1").split(" ", 2)
+                if self.refuse_upgrade and "upgrade" in headers:
+                    with self._lock:
+                        self.refused_upgrades += 1
+                    conn.sendall(
+                        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    return
                 fault = self._next_fault()
                 with self._lock:
                     self.requests.append(
@@ -209,6 +253,14 @@ class FaultyProxy:
                     return
                 raw_response, response_lines = response
                 response_headers = _headers(response_lines)
+                if response_lines[0].split(b" ")[1:2] == [b"101"]:  # a WebSocket: tunnel it
+                    conn.sendall(raw_response)
+                    _tunnel(stream, conn, up_stream, upstream)
+                    return
+                if "text/event-stream" in response_headers.get("content-type", ""):
+                    conn.sendall(raw_response)
+                    _relay(up_stream, conn)
+                    return
                 response_body = _read_body(
                     up_stream,
                     response_headers,

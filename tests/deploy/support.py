@@ -390,7 +390,7 @@ def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
 # --------------------------------------------------------------------------- settings
 
 # Modules whose reads of the environment are the service's configuration.
-SETTINGS_SOURCES = ("service", "notifications", "api")
+SETTINGS_SOURCES = ("service", "notifications", "api", "realtime")
 _ENV_METHODS = {
     "str",
     "int",

@@ -252,7 +252,7 @@ async def publish(client: httpx.AsyncClient, url: str, user: str, n: int) -> Non
 
 def files_owned_by(uid: int) -> list[Path]:
     found = []
-    for top in ("service", "notifications", "api", "deploy", "tests"):
+    for top in ("service", "notifications", "api", "realtime", "deploy", "tests"):
         found += [p for p in (support.REPO / top).rglob("*") if p.lstat().st_uid == uid]
     found += [p for p in support.REPO.iterdir() if p.lstat().st_uid == uid]
     return found

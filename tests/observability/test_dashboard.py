@@ -76,6 +76,8 @@ def test_the_dashboard_shape_grafana_imports() -> None:
         assert wanted in titles, wanted
     for wanted in ("4008", "Refused handshakes", "Replay"):
         assert wanted in titles, wanted
+    for wanted in ("Web Push outbox depth", "oldest owed push", "Pushes sent"):
+        assert wanted in titles, wanted
     for panel in panels(dashboard):
         if panel["type"] == "row":
             continue
@@ -105,3 +107,17 @@ def test_the_operator_counters_count_what_the_server_did(scrape: str) -> None:
     assert sample(scrape, "notify_handshakes_refused_total", reason="origin") == 0
     assert sample(scrape, "notify_notifications_replayed_total") == 1
     assert sample(scrape, "notify_ready") == 1
+    # The in-process push worker ran: one push delivered to the push service.
+    assert sample(scrape, "notify_push_sent_total", result="delivered") == 1
+
+
+def test_the_push_panels_query_series_the_worker_exports(scrape: str) -> None:
+    """The Web Push panels' names are samples of this scrape, not only declared
+    families: the worker ran and set them (Web Push on, as in production)."""
+    sampled = {
+        item.name for family in text_string_to_metric_families(scrape) for item in family.samples
+    }
+    push_queries = [(t, e) for t, e in queries() if "push" in e]
+    assert len(push_queries) >= 4, push_queries
+    for title, expr in push_queries:
+        assert metric_names(expr) <= sampled, (title, expr)

@@ -12,7 +12,10 @@ from notifications.inspection import UserReport, user_report
 
 
 class Command(BaseCommand):
-    help = "Print one user's presence, sequence, unread count and latest notifications."
+    help = (
+        "Print one user's presence, sequence, unread count, latest notifications, "
+        "push subscriptions and owed pushes."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("user_id", help="the user id (the JWT's sub)")
@@ -33,6 +36,7 @@ def human(report: UserReport) -> list[str]:
         f"unread {report.unread}",
     ]
     lines += presence_lines(report)
+    lines += push_lines(report)
     if not report.latest:
         lines.append("  no stored notifications")
         return lines
@@ -59,4 +63,21 @@ def presence_lines(report: UserReport) -> list[str]:
     for item in presence.processes:
         where = f"{item.host} pid {item.pid}" if item.host else "unannounced process"
         lines.append(f"    {where} (process {item.process_id}): {item.connections}")
+    return lines
+
+
+def push_lines(report: UserReport) -> list[str]:
+    push = report.push
+    off = "" if push.enabled else " (Web Push is off here: no VAPID_PRIVATE_KEY)"
+    lines = [f"  push subscriptions: {len(push.subscriptions)}{off}"]
+    for sub in push.subscriptions:
+        lines.append(f"    #{sub['id']}  {sub['endpoint']}  since {sub['created_at']}")
+    owed = push.owed
+    if not owed.count:
+        lines.append("  owed pushes: none")
+    else:
+        lines.append(
+            f"  owed pushes: {owed.count}, oldest committed {owed.oldest_committed_at}, "
+            f"next attempt {owed.next_attempt_at}, most attempts {owed.most_attempts}"
+        )
     return lines

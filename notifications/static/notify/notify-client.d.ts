@@ -62,6 +62,20 @@ export interface NotifyClientOptions {
   pongTimeout?: number;
   /** Pages of 100 read over the user API when a replay was incomplete (default 4). */
   refetchPages?: number;
+  /**
+   * "auto" (default): a WebSocket first, Server-Sent Events when `fallbackAfter`
+   * WebSocket attempts in a row cannot complete their handshake (a proxy that
+   * strips Upgrade); "websocket" or "sse": that transport only.
+   */
+  transport?: "auto" | "websocket" | "sse";
+  /** SSE URL. Default: `${apiBase}/api/v1/me/stream`. Read with fetch() streaming (token in a header). */
+  streamUrl?: string;
+  /** WebSocket attempts that fail before `ready`, in a row, before switching to SSE (default 2). */
+  fallbackAfter?: number;
+  /** ms on SSE after which a reconnect tries the WebSocket again (default 300000). */
+  wsRetryAfter?: number;
+  /** ms of silence after which an SSE stream counts as dead and is replaced (default 35000). */
+  streamIdleTimeout?: number;
   /** For non-browser runtimes or tests. */
   WebSocket?: typeof WebSocket;
   fetch?: typeof fetch;
@@ -87,6 +101,8 @@ export class NotifyClient {
   readonly lastId: string | null;
   /** Tracked unread count (from `ready`, frames and REST), null before the first. */
   readonly unread: number | null;
+  /** The transport of the current (or next) connection. */
+  readonly transport: "websocket" | "sse";
 
   /** Each new notification, once per id (live, replayed after a reconnect, or refetched). */
   onNotification(cb: (notification: Notification) => void): Unsubscribe;
@@ -101,7 +117,7 @@ export class NotifyClient {
   connect(): void;
   close(): void;
 
-  /** Sends a `read` frame when the socket is open, else POSTs to the user API. */
+  /** Sends a `read` frame when the WebSocket is open, else (and always on SSE) POSTs to the user API. */
   markRead(ids: string | string[]): Promise<void>;
   /**
    * Web Push: ask permission, register the service worker, subscribe with the

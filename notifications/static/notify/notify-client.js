@@ -14,11 +14,23 @@
 // resumes with ?since=<last id seen> so nothing is missed; refetches over the
 // user API when the server says its replay was incomplete; drops duplicate
 // ids; tracks the unread count; pings to notice dead connections.
+//
+// Transports: a WebSocket first. When its handshake cannot complete (a proxy
+// that strips `Upgrade`, a network that blocks WebSockets: `fallbackAfter`
+// attempts in a row close before `ready`), the client switches by itself to
+// Server-Sent Events at /api/v1/me/stream, read with fetch() streaming so
+// that the token travels in the Authorization header, never in the URL, and
+// a fresh token can be used on every reconnect (EventSource can do neither).
+// Same API, same resume (Last-Event-ID), same dedupe. It tries the WebSocket
+// again on a reconnect after `wsRetryAfter` ms.
 
 import { attachPush, disablePush, enablePush } from "./notify-push.js";
 
 const SUBPROTOCOL = "notifications.v1";
 const ME = "/api/v1/me/notifications";
+const STREAM = "/api/v1/me/stream";
+// Close codes that say "the handshake did not complete" (no close frame at all).
+const HANDSHAKE_FAILED = new Set([1002, 1006, 1015]);
 const MAX_READ_IDS = 1000;
 
 /** An HTTP error of the user API: `status` and the decoded `body`. */
@@ -70,6 +82,11 @@ export class NotifyClient {
       pingInterval = 25000,
       pongTimeout = 10000,
       refetchPages = 4,
+      transport = "auto",
+      streamUrl,
+      fallbackAfter = 2,
+      wsRetryAfter = 300000,
+      streamIdleTimeout = 35000,
       WebSocket: SocketImpl = globalThis.WebSocket,
       fetch: fetchImpl = globalThis.fetch?.bind(globalThis),
     } = options;
@@ -89,6 +106,19 @@ export class NotifyClient {
     this._pingInterval = pingInterval;
     this._pongTimeout = pongTimeout;
     this._refetchPages = refetchPages;
+    if (!["auto", "websocket", "sse"].includes(transport)) {
+      throw new TypeError('NotifyClient: `transport` is "auto", "websocket" or "sse"');
+    }
+    this._transportMode = transport;
+    this._streamUrl = streamUrl ?? `${this._apiBase}${STREAM}`;
+    this._fallbackAfter = fallbackAfter;
+    this._wsRetryAfter = wsRetryAfter;
+    this._streamIdleTimeout = streamIdleTimeout;
+    this._useSse = transport === "sse";
+    this._wsFailures = 0;
+    this._sseSince = 0; // when the client fell back to SSE (Date.now())
+    this._sse = null; // the open stream's AbortController
+    this._idleTimer = null;
 
     this._lastId = lastId === null ? null : String(lastId);
     this._seen = new Map(); // id -> read (bool), insertion order, bounded
@@ -138,6 +168,11 @@ export class NotifyClient {
   /** The tracked unread count (from `ready`, frames and REST), or null before the first. */
   get unread() {
     return this._unread;
+  }
+
+  /** The transport of the current (or next) connection: "websocket" or "sse". */
+  get transport() {
+    return this._useSse ? "sse" : "websocket";
   }
 
   // -------------------------------------------------------------- listeners
@@ -219,6 +254,7 @@ export class NotifyClient {
     this._timer = null;
     clearTimeout(this._unreadRefresh);
     this._stopHeartbeat();
+    this._stopStream();
     const ws = this._ws;
     this._ws = null;
     if (ws) {
@@ -233,7 +269,7 @@ export class NotifyClient {
   }
 
   async _open() {
-    if (this._stopped || this._ws) return;
+    if (this._stopped || this._ws || this._sse) return;
     if (this._status !== "reconnecting") this._setStatus("connecting");
     let token;
     try {
@@ -243,7 +279,15 @@ export class NotifyClient {
       this._scheduleReconnect(null);
       return;
     }
-    if (this._stopped || this._ws) return;
+    if (this._stopped || this._ws || this._sse) return;
+    if (this._useSse && this._transportMode === "auto" && Date.now() - this._sseSince >= this._wsRetryAfter) {
+      this._useSse = false; // a later reconnect: try the WebSocket again, once
+      this._wsFailures = this._fallbackAfter - 1;
+    }
+    if (this._useSse) {
+      this._openStream(token);
+      return;
+    }
     const url = new URL(this._url, globalThis.location?.href);
     if (this._lastId !== null) url.searchParams.set("since", this._lastId);
     else url.searchParams.delete("since");
@@ -257,21 +301,37 @@ export class NotifyClient {
     }
     this._ws = ws;
     this._readyOnSocket = false;
+    let opened = false;
     ws.onmessage = (event) => {
       if (ws === this._ws) this._onMessage(event.data);
     };
     ws.onclose = (event) => {
-      if (ws === this._ws) this._onClose(event.code, event.reason);
+      if (ws !== this._ws) return;
+      if (!this._readyOnSocket && (!opened || HANDSHAKE_FAILED.has(event.code))) this._wsFailed();
+      this._onClose(event.code, event.reason);
     };
     ws.onopen = () => {
+      opened = true;
       if (ws === this._ws) this._startHeartbeat();
     };
   }
 
+  _wsFailed() {
+    this._wsFailures += 1;
+    if (this._transportMode === "auto" && this._wsFailures >= this._fallbackAfter) {
+      this._useSse = true;
+      this._sseSince = Date.now();
+      this._attempt = 0; // a different transport: no reason to wait long
+    }
+  }
+
   _onClose(code, reason) {
     this._ws = null;
+    this._sse = null;
     this._readyOnSocket = false;
     this._stopHeartbeat();
+    clearTimeout(this._idleTimer);
+    this._idleTimer = null;
     if (this._stopped) return;
     if (code === 4401) this._token = null; // expired: getToken() is asked again anyway
     this._scheduleReconnect(code, reason);
@@ -335,6 +395,97 @@ export class NotifyClient {
     return true;
   }
 
+  // ---------------------------------------------------------- SSE (fallback)
+
+  async _openStream(token) {
+    const controller = new AbortController();
+    this._sse = controller;
+    this._readyOnSocket = false;
+    const headers = { Authorization: `Bearer ${token}`, Accept: "text/event-stream" };
+    if (this._lastId !== null) headers["Last-Event-ID"] = this._lastId;
+    let closeCode = null;
+    try {
+      const response = await this._fetch(this._streamUrl, {
+        headers,
+        signal: controller.signal,
+        cache: "no-store",
+      });
+      if (!response.ok || !response.body) {
+        if (response.status === 401) this._token = null; // the next attempt asks getToken()
+        closeCode = response.status === 503 ? 1013 : null;
+        throw new NotifyError(`GET ${STREAM}: ${response.status}`, { status: response.status });
+      }
+      this._touchStream(controller);
+      closeCode = await this._readStream(response.body, controller);
+    } catch (err) {
+      if (controller.signal.aborted) return; // closed here (close(), idle timeout)
+      this._emit("error", err);
+    }
+    if (this._sse === controller) this._onClose(closeCode ?? 1006, "stream ended");
+  }
+
+  async _readStream(body, controller) {
+    // text/event-stream: events end with a blank line; "field: value" lines;
+    // ": ..." lines are comments (the server's keep-alive pings).
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let closeCode = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || this._sse !== controller) return closeCode;
+      this._touchStream(controller);
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const code = this._onEvent(block);
+        if (code !== null) closeCode = code;
+      }
+    }
+  }
+
+  _onEvent(block) {
+    let kind = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") kind = value;
+      else if (field === "data") data.push(value);
+    }
+    if (!data.length) return null;
+    let payload;
+    try {
+      payload = JSON.parse(data.join("\n"));
+    } catch {
+      return null;
+    }
+    if (kind === "close") return typeof payload?.code === "number" ? payload.code : null;
+    if (kind === "notification") this._onFrame({ type: "notification", notification: payload });
+    else this._onFrame({ ...payload, type: kind });
+    return null;
+  }
+
+  _touchStream(controller) {
+    // The server writes at least every 15 s; silence for longer is a dead stream.
+    clearTimeout(this._idleTimer);
+    this._idleTimer = setTimeout(() => {
+      if (this._sse !== controller) return;
+      controller.abort();
+      this._onClose(4000, "stream silent");
+    }, this._streamIdleTimeout);
+  }
+
+  _stopStream() {
+    clearTimeout(this._idleTimer);
+    this._idleTimer = null;
+    const controller = this._sse;
+    this._sse = null;
+    controller?.abort();
+  }
+
   // ----------------------------------------------------------------- frames
 
   _onMessage(data) {
@@ -347,6 +498,10 @@ export class NotifyClient {
     } catch {
       return;
     }
+    this._onFrame(frame);
+  }
+
+  _onFrame(frame) {
     if (!frame || typeof frame !== "object") return;
     switch (frame.type) {
       case "notification":
@@ -390,6 +545,7 @@ export class NotifyClient {
   _onReady(frame) {
     this._readyOnSocket = true;
     this._attempt = 0;
+    if (!this._useSse) this._wsFailures = 0;
     const serverLast = isId(frame.last_id) ? frame.last_id : null;
     const previous = this._lastId;
     let reset = false;
@@ -527,7 +683,7 @@ export class NotifyClient {
 
   /**
    * Mark ids read: over the socket (a `read` frame) when it is open, else over
-   * REST. The user's other tabs and devices get a `read` frame. Listeners here
+   * REST (always, on SSE). The user's other tabs and devices get a `read` frame. Listeners here
    * are told at once.
    */
   async markRead(ids) {
