@@ -29,11 +29,13 @@ WORKDIR /app
 # The runtime dependencies of pyproject.toml (not the dev or bench extras),
 # each at the version requirements.lock pins (the lock pins every transitive
 # dependency too). Wheels only: the final image has no compiler, and neither
-# does this stage.
+# does this stage. One exception: http-ece (Web Push's RFC 8291 encryption)
+# publishes no wheel; its sdist is one pure-Python module, built without a
+# compiler.
 COPY pyproject.toml requirements.lock /build/
 RUN python -c "import tomllib; deps = tomllib.load(open('/build/pyproject.toml', 'rb'))['project']['dependencies']; open('/build/runtime.txt', 'w').write(chr(10).join(deps) + chr(10))" \
     && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: \
+    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: --no-binary=http-ece \
         -r /build/runtime.txt -c /build/requirements.lock \
     && /opt/venv/bin/pip check
 

@@ -55,8 +55,9 @@ stamp="$tools_dir/.deploy-tools-pins"
 bindir="$tools_dir/bin"
 
 # Each tool runs and is the pinned version. The output is captured before it
-# is searched: `tool | grep -q` under pipefail fails whenever grep exits at
-# the first match before the tool has written its last line (SIGPIPE).
+# is searched: piping the tool straight into a quiet grep fails under pipefail
+# whenever grep exits at the first match before the tool has written its last
+# line (SIGPIPE).
 check_versions() {
     local out
     out="$("$bindir/kubectl" version --client 2>/dev/null)" || out=""

@@ -41,6 +41,8 @@ def test_dependencies_come_from_the_lock_into_a_venv() -> None:
     assert "-c /build/requirements.lock" in commands
     assert "python -m venv /opt/venv" in commands
     assert "--only-binary=:all:" in commands
+    # The one sdist allowed: pure Python, no wheel published (Dockerfile comment).
+    assert re.findall(r"--no-binary=(\S+)", commands) == ["http-ece"]
     assert "pip check" in commands
     copied = " ".join(i.args for i in BUILDER.all("COPY"))
     assert "requirements.lock" in copied and "pyproject.toml" in copied

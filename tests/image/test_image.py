@@ -105,7 +105,7 @@ def test_no_compilers_and_nothing_but_the_app(files: dict[str, tarfile.TarInfo])
     assert not found, found
     assert not any(p.startswith("usr/lib/gcc/") and "/cc1" in p for p in files)
     app = {p.split("/")[1] for p in files if p.startswith("app/") and p.count("/") >= 1}
-    assert app - {""} == {"manage.py", "service", "notifications", "api", "staticfiles"}
+    assert app - {""} == {"manage.py", "service", "notifications", "api", "realtime", "staticfiles"}
     for wanted in (
         "app/staticfiles/admin/css/base.css",
         "app/staticfiles/notify/notify-client.js",
