@@ -15,7 +15,7 @@ import environ
 from notifications.credentials import PublisherKey
 from notifications.push import config as push_config
 from notifications.redis_clients import RedisSettings
-from service import config, config_auth
+from service import config, config_auth, config_redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -84,8 +84,8 @@ TEMPLATES = [
 DATABASES = {"default": config.database(env, base_dir=BASE_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-NOTIFY_REDIS: RedisSettings | None = config.redis_settings(env)
-CHANNEL_LAYERS = {"default": config.channel_layer(env, NOTIFY_REDIS)}
+NOTIFY_REDIS: RedisSettings | None = config_redis.redis_settings(env)
+CHANNEL_LAYERS = {"default": config_redis.channel_layer(env, NOTIFY_REDIS)}
 
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -122,7 +122,7 @@ NOTIFY_DRAIN_SECONDS: float = env.float("NOTIFY_DRAIN_SECONDS", default=5.0)
 # /demo (api/demo.py): a page that mints user tokens; dev mode only by default.
 NOTIFY_DEMO_ENABLED: bool = env.bool("DEMO_ENABLED", default=DEBUG)
 
-config.check_single_process_layer(CHANNEL_LAYERS["default"])
+config_redis.check_single_process_layer(CHANNEL_LAYERS["default"])
 
 # Web Push (notifications/push/, docs/push.md): None = off, no VAPID_PRIVATE_KEY.
 NOTIFY_PUSH: push_config.PushSettings | None = push_config.push_settings(env)
