@@ -34,6 +34,9 @@ BUILDS: dict[str, Path] = {
     "base+push-worker": HERE / "kustomize" / "base-with-push-worker",
     "production+sentinel": HERE / "kustomize" / "production-sentinel",
     "production+observability": HERE / "kustomize" / "production-with-observability",
+    "production+observability+push-worker": HERE
+    / "kustomize"
+    / "production-with-observability-and-push-worker",
 }
 # The overlays one deploys (the base and the fixtures are building blocks).
 OVERLAYS = ("dev", "production")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import jsonschema
 import yaml
 
 from tests.deploy import support
@@ -32,3 +36,120 @@ def test_the_component_tags_the_image_as_the_base_does() -> None:
         (support.DEPLOY / "components" / "push-worker" / "kustomization.yaml").read_text()
     )
     assert component["images"] == base["images"]
+
+
+# A subset of the monitoring.coreos.com/v1 PodMonitor CRD schema (prometheus-
+# operator), strict about the fields this repository uses.
+_DURATION = {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"}
+_RELABELING = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep"]},
+        "sourceLabels": {"type": "array", "items": {"type": "string"}},
+        "separator": {"type": "string"},
+        "targetLabel": {"type": "string"},
+        "regex": {"type": "string"},
+        "replacement": {"type": "string"},
+    },
+}
+PODMONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PodMonitor"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "required": ["selector", "podMetricsEndpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "jobLabel": {"type": "string"},
+                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "matchLabels": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "matchExpressions": {"type": "array"},
+                    },
+                },
+                "podMetricsEndpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string", "pattern": "^/"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": _DURATION,
+                            "scrapeTimeout": _DURATION,
+                            "honorLabels": {"type": "boolean"},
+                            "relabelings": {"type": "array", "items": _RELABELING},
+                            "metricRelabelings": {"type": "array", "items": _RELABELING},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+COMBINED = "production+observability+push-worker"
+
+
+def _relabelled_job(endpoint: dict[str, Any]) -> str | None:
+    """The job label after the endpoint's relabelings (the operator's default before)."""
+    job = None
+    for rule in endpoint.get("relabelings", []):
+        if rule.get("targetLabel") == "job" and rule.get("action", "replace") == "replace":
+            assert not rule.get("sourceLabels"), "a fixed job name, not one taken from labels"
+            job = rule["replacement"]
+    return job
+
+
+def test_the_podmonitor_scrapes_the_workers_under_the_alerts_job(rendered: Rendered) -> None:
+    """With the worker Deployment, Web Push metrics come from its pods only: a
+    PodMonitor must scrape their metrics port and file the series under the job
+    the dashboard and the alerts select, or NotifyPushOutboxAging watches nothing."""
+    resources = rendered[COMBINED]
+    monitor = support.one(resources, "PodMonitor", "notify-push-worker")
+    jsonschema.validate(monitor, PODMONITOR_SCHEMA)
+    assert monitor["metadata"]["namespace"] == "notify"
+    worker = support.one(resources, "Deployment", "notify-push-worker")
+    selector = monitor["spec"]["selector"]
+    assert support.labels_match(selector, worker["spec"]["template"]["metadata"]["labels"])
+    server = support.one(resources, "Deployment", "notify-push")
+    # The server pods are the ServiceMonitor's: scraping them twice would double every sum.
+    assert not support.labels_match(selector, server["spec"]["template"]["metadata"]["labels"])
+    (app,) = [a for a in support.app_containers(resources) if a.workload is worker]
+    ports = {p["name"]: p["containerPort"] for p in app.container["ports"]}
+    assert support.option(manage_py_command(app), "--metrics-port") == "9100"
+    rule = support.one(resources, "PrometheusRule")
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    (outbox,) = [r for r in rules if r.get("alert") == "NotifyPushOutboxAging"]
+    (alert_job,) = set(re.findall(r'job="([^"]*)"', outbox["expr"]))
+    for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+        assert ports[endpoint["port"]] == 9100
+        assert endpoint["path"] == "/metrics"
+        assert _relabelled_job(endpoint) == alert_job
+    # Only the combining component brings it: the push-worker component alone
+    # must not need the Prometheus Operator's CRDs.
+    for build in ("base+push-worker", "production+observability", *support.OVERLAYS):
+        assert not support.find(rendered[build], "PodMonitor"), build

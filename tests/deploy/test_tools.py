@@ -22,9 +22,10 @@ from tests.deploy import support
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 
 # Custom resources have no upstream schema in kubernetes-validate: checked
-# against SERVICEMONITOR_SCHEMA below and PROMETHEUSRULE_SCHEMA
-# (tests/deploy/test_observability.py) instead.
-CUSTOM_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor", "PrometheusRule"}}
+# against SERVICEMONITOR_SCHEMA below, PROMETHEUSRULE_SCHEMA
+# (tests/deploy/test_observability.py) and PODMONITOR_SCHEMA
+# (tests/deploy/test_push_worker.py) instead.
+CUSTOM_KINDS = {"monitoring.coreos.com/v1": {"ServiceMonitor", "PrometheusRule", "PodMonitor"}}
 
 
 def validate(bindir: Path, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
