@@ -1,6 +1,7 @@
 """OpenAPI extras: the two bearer schemes, the error answers of each operation,
 examples that work as they are in Swagger's "Try it out" (the README's body),
-and the publish operation, which no Django route serves.
+and the operations no Django route serves: publish, and the event stream
+(api/schema_stream.py).
 
 Imported by ``api.apps`` so drf-spectacular finds the extensions.
 """
@@ -27,6 +28,8 @@ from api.authentication import PublisherKeyAuthentication
 from api.parsers import LimitedJSONParser
 from api.publish import IDEMPOTENCY_HEADER
 from api.publish_asgi import PATH as PUBLISH_PATH
+from api.schema_stream import PATH as STREAM_PATH
+from api.schema_stream import StreamOperation
 
 
 class PublisherKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
@@ -102,7 +105,7 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
 class PublishOperation(APIView):
     """Schema only, never routed: POST /api/v1/notifications is served by
     api/publish_asgi.py in front of Django. This view carries the operation's
-    description into the document (``add_publish_operation``)."""
+    description into the document (``add_asgi_operations``)."""
 
     authentication_classes = [PublisherKeyAuthentication]
     parser_classes = [LimitedJSONParser]
@@ -130,8 +133,13 @@ class PublishOperation(APIView):
 Endpoint = tuple[str, str, str, Any]
 
 
-def add_publish_operation(endpoints: list[Endpoint]) -> list[Endpoint]:
+def add_asgi_operations(endpoints: list[Endpoint]) -> list[Endpoint]:
     """drf-spectacular preprocessing hook (SPECTACULAR_SETTINGS): the
-    operations of the URLconf, plus the publish operation served outside it."""
-    view = PublishOperation.as_view()
-    return [*endpoints, (PUBLISH_PATH, PUBLISH_PATH.lstrip("/"), "POST", view)]
+    operations of the URLconf, plus publish and the event stream, served
+    outside it."""
+    publish, stream = PublishOperation.as_view(), StreamOperation.as_view()
+    return [
+        *endpoints,
+        (PUBLISH_PATH, PUBLISH_PATH.lstrip("/"), "POST", publish),
+        (STREAM_PATH, STREAM_PATH.lstrip("/"), "GET", stream),
+    ]

@@ -179,7 +179,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # POST /api/v1/notifications is served outside the URLconf (api/publish_asgi.py).
-    "PREPROCESSING_HOOKS": ["api.schema.add_publish_operation"],
+    "PREPROCESSING_HOOKS": ["api.schema.add_asgi_operations"],
 }
 
 # Log lines go to stderr (logging.StreamHandler's default).

@@ -63,6 +63,10 @@ def test_every_body_and_path_example_is_accepted(
         for method, operation in operations.items():
             if path == "/api/v1/notifications":
                 continue
+            if "text/event-stream" in str(operation["responses"].get("200", {})):
+                # The SSE stream never ends and is served in front of Django:
+                # tests/live/test_transports.py opens it over a real socket.
+                continue
             url = path
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "path":

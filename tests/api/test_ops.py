@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from notifications.publishing import Publication, notifications_publish_many
 from notifications.runtime import state
+from realtime import sse
 from tests.support.asgi import AsgiClient
 from tests.support.keys import api_keys_setting
 
@@ -180,6 +181,22 @@ def _check_schema(doc: dict[str, Any]) -> None:
     assert [p["name"] for p in publish["parameters"]] == ["Idempotency-Key"]
     assert publish["security"] == [{"publisherKey": []}]
     assert "schema only" not in publish.get("description", "").lower()
+    # So is the event stream, served by realtime/sse.py in front of Django too.
+    assert set(paths[sse.PATH]) == {"get"}
+    stream = paths[sse.PATH]["get"]
+    assert stream["security"] == [{"userToken": []}]
+    assert {(p["in"], p["name"]) for p in stream["parameters"]} == {
+        ("query", "token"),
+        ("query", "since"),
+        ("header", "Last-Event-ID"),
+    }
+    assert set(stream["responses"]) == {"200", "400", "401", "403", "503"}
+    assert set(stream["responses"]["200"]["content"]) == {"text/event-stream"}
+    for event in ("notification", "read", "ready", "close"):
+        assert f"`{event}`" in stream["description"], event
+    for code in ("401", "403"):
+        error = stream["responses"][code]["content"]["application/json"]["schema"]
+        assert error["$ref"].endswith("/ErrorDetail")
 
 
 def test_schema_as_json(client: AsgiClient) -> None:
