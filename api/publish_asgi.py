@@ -24,20 +24,18 @@ import logging
 from typing import Any
 
 import orjson
-from django.conf import settings
-from django.http.request import split_domain_port, validate_host
 from rest_framework.exceptions import MethodNotAllowed
 
 from api.publish import IDEMPOTENCY_HEADER, Answer, error_answer, publish_call
 from notifications import metrics
 from service.logs import request_id
-from service.middleware import new_request_id, security_headers
+from service.middleware import host_allowed, scope_headers, scope_request_id, security_headers
 
 logger = logging.getLogger(__name__)
 
 PATH = "/api/v1/notifications"
 _IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode()
-_WANTED = {b"host", b"authorization", b"content-type", b"x-request-id", _IDEMPOTENCY}
+_WANTED = frozenset({b"host", b"authorization", b"content-type", b"x-request-id", _IDEMPOTENCY})
 _SECURITY = [(k.encode(), v.encode()) for k, v in security_headers(PATH).items()]
 
 
@@ -51,11 +49,9 @@ class PublishEndpoint:
         if scope["type"] != "http" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
+        headers = scope_headers(scope, _WANTED)
         # Set by service.middleware.RequestIdScope when it wraps this endpoint.
-        rid = request_id.get() or new_request_id(
-            headers.get(b"x-request-id", b"").decode("latin-1")
-        )
+        rid = scope_request_id(headers)
         token = request_id.set(rid)
         try:
             answer = await _answer(scope, headers, receive)
@@ -63,23 +59,6 @@ class PublishEndpoint:
                 await _send(send, answer, rid)
         finally:
             request_id.reset(token)
-
-
-def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
-    """The headers this route reads; repeated ones joined with "," as Django does."""
-    found: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        if name in _WANTED:
-            found[name] = found[name] + b"," + value if name in found else value
-    return found
-
-
-def _host_allowed(host: bytes) -> bool:
-    allowed = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    domain, _port = split_domain_port(host.decode("latin-1"))
-    return bool(domain) and validate_host(domain, allowed)
 
 
 async def _read_body(receive: Any) -> bytes | None:
@@ -104,7 +83,7 @@ def _server_host(scope: dict[str, Any]) -> bytes:
 async def _answer(
     scope: dict[str, Any], headers: dict[bytes, bytes], receive: Any
 ) -> Answer | None:
-    if not _host_allowed(headers.get(b"host") or _server_host(scope)):
+    if not host_allowed(headers.get(b"host") or _server_host(scope)):
         logger.warning("publish refused: Host header not in ALLOWED_HOSTS")
         return Answer(400, orjson.dumps({"detail": "Invalid Host header."}))
     if scope["method"] != "POST":

@@ -20,8 +20,6 @@ import random
 from typing import Any
 
 import orjson
-from django.conf import settings
-from django.http.request import split_domain_port, validate_host
 
 from notifications.credentials import bearer_credential
 from notifications.ids import parse_id
@@ -32,7 +30,7 @@ from realtime import cors, frames
 from realtime.engine import StreamSession
 from realtime.frames import CloseCode, ServerFrame
 from service.logs import request_id
-from service.middleware import new_request_id, security_headers
+from service.middleware import host_allowed, scope_headers, scope_request_id, security_headers
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +51,9 @@ _STREAM_HEADERS = [
 Headers = list[tuple[bytes, bytes]]
 
 
+_WANTED = frozenset({b"host", b"authorization", b"origin", b"last-event-id", b"x-request-id"})
+
+
 class Refused(Exception):
     def __init__(self, status: int, detail: str, headers: Headers | None = None) -> None:
         super().__init__(detail)
@@ -69,10 +70,8 @@ class StreamEndpoint:
         if scope["type"] != "http" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
-        rid = request_id.get() or new_request_id(
-            headers.get(b"x-request-id", b"").decode("latin-1")
-        )
+        headers = scope_headers(scope, _WANTED)
+        rid = scope_request_id(headers)
         token = request_id.set(rid)
         base = [(b"x-request-id", rid.encode()), (b"cache-control", b"no-cache"), *_SECURITY]
         try:
@@ -86,7 +85,7 @@ class StreamEndpoint:
 async def _serve(
     scope: dict[str, Any], headers: dict[bytes, bytes], receive: Any, send: Any, base: Headers
 ) -> None:
-    if not _host_allowed(headers.get(b"host", b"")):
+    if not host_allowed(headers.get(b"host", b"")):
         raise Refused(400, "Invalid Host header.")
     raw_origin = headers.get(b"origin")
     origin = None if raw_origin is None else raw_origin.decode("latin-1")
@@ -124,22 +123,6 @@ async def _serve(
     finally:
         _streams.discard(session)
         session.release()
-
-
-def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
-    found: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        if name in (b"host", b"authorization", b"origin", b"last-event-id", b"x-request-id"):
-            found[name] = found[name] + b"," + value if name in found else value
-    return found
-
-
-def _host_allowed(host: bytes) -> bool:
-    allowed = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    domain, _port = split_domain_port(host.decode("latin-1"))
-    return bool(domain) and validate_host(domain, allowed)
 
 
 def _authenticate(scope: dict[str, Any], headers: dict[bytes, bytes]) -> tuple[str, float]:

@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
 
 from service.logs import request_id
 
@@ -20,6 +22,31 @@ Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 def new_request_id(incoming: str) -> str:
     """The client's X-Request-ID when it is sane, else a fresh one."""
     return incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+
+
+def scope_headers(scope: dict[str, Any], wanted: frozenset[bytes]) -> dict[bytes, bytes]:
+    """The ``wanted`` headers of an ASGI scope (lower-case names); repeated
+    ones joined with "," as Django does. For the routes served in front of
+    Django (the publish endpoint, the event stream)."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in wanted:
+            found[name] = found[name] + b"," + value if name in found else value
+    return found
+
+
+def scope_request_id(headers: dict[bytes, bytes]) -> str:
+    """The id ``RequestIdScope`` set for this request, else one from the headers."""
+    return request_id.get() or new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+
+
+def host_allowed(host: bytes) -> bool:
+    """Django's ALLOWED_HOSTS rule (with its DEBUG default), for routes in front of Django."""
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _port = split_domain_port(host.decode("latin-1"))
+    return bool(domain) and validate_host(domain, allowed)
 
 
 class RequestIdScope:
