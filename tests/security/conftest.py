@@ -3,3 +3,4 @@
 from __future__ import annotations
 
 from tests.api.conftest import api_settings, reset_rate_limiter  # noqa: F401  (fixtures)
+from tests.live.conftest import http, sockets  # noqa: F401  (fixtures of the live suites)
