@@ -464,3 +464,29 @@ def documented_env_names() -> set[str]:
             first_cell = line.split("|")[1]
             names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", first_cell))
     return names
+
+
+def operator_schema(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A strict JSON schema of a Prometheus Operator object (monitoring.coreos.com/v1):
+    the envelope and metadata every kind shares, and the kind's ``spec`` subset."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "namespace": {"type": "string"},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+            "spec": spec,
+        },
+    }

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 
 from tests.deploy import support
+from tests.deploy.support import operator_schema
 
 Rendered = dict[str, list[support.Resource]]
 BUILD = "production+observability"
@@ -25,64 +26,47 @@ DURATION = "^([0-9]+(ms|s|m|h|d|w|y))+$"
 
 # A subset of the monitoring.coreos.com/v1 PrometheusRule CRD schema (prometheus-
 # operator), strict about the fields this repository uses.
-PROMETHEUSRULE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PrometheusRule"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string"},
-                "namespace": {"type": "string"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-        },
-        "spec": {
-            "type": "object",
-            "required": ["groups"],
-            "additionalProperties": False,
-            "properties": {
-                "groups": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "rules"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "interval": {"type": "string", "pattern": DURATION},
-                            "rules": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {
-                                    "type": "object",
-                                    "required": ["expr"],
-                                    "oneOf": [
-                                        {"required": ["alert"]},
-                                        {"required": ["record"]},
-                                    ],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "alert": {"type": "string"},
-                                        "record": {"type": "string"},
-                                        "expr": {"type": ["string", "integer"]},
-                                        "for": {"type": "string", "pattern": DURATION},
-                                        "keep_firing_for": {"type": "string"},
-                                        "labels": {
-                                            "type": "object",
-                                            "additionalProperties": {"type": "string"},
-                                        },
-                                        "annotations": {
-                                            "type": "object",
-                                            "additionalProperties": {"type": "string"},
-                                        },
+PROMETHEUSRULE_SCHEMA = operator_schema(
+    "PrometheusRule",
+    {
+        "type": "object",
+        "required": ["groups"],
+        "additionalProperties": False,
+        "properties": {
+            "groups": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "rules"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": {"type": "string", "pattern": DURATION},
+                        "rules": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "required": ["expr"],
+                                "oneOf": [
+                                    {"required": ["alert"]},
+                                    {"required": ["record"]},
+                                ],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "alert": {"type": "string"},
+                                    "record": {"type": "string"},
+                                    "expr": {"type": ["string", "integer"]},
+                                    "for": {"type": "string", "pattern": DURATION},
+                                    "keep_firing_for": {"type": "string"},
+                                    "labels": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "string"},
+                                    },
+                                    "annotations": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "string"},
                                     },
                                 },
                             },
@@ -92,7 +76,7 @@ PROMETHEUSRULE_SCHEMA: dict[str, Any] = {
             },
         },
     },
-}
+)
 
 
 def test_the_component_renders_rule_monitor_and_dashboard(rendered: Rendered) -> None:

@@ -53,64 +53,47 @@ _RELABELING = {
         "replacement": {"type": "string"},
     },
 }
-PODMONITOR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PodMonitor"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string"},
-                "namespace": {"type": "string"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+PODMONITOR_SCHEMA = support.operator_schema(
+    "PodMonitor",
+    {
+        "type": "object",
+        "required": ["selector", "podMetricsEndpoints"],
+        "additionalProperties": False,
+        "properties": {
+            "jobLabel": {"type": "string"},
+            "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+            "selector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "matchLabels": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                    },
+                    "matchExpressions": {"type": "array"},
+                },
             },
-        },
-        "spec": {
-            "type": "object",
-            "required": ["selector", "podMetricsEndpoints"],
-            "additionalProperties": False,
-            "properties": {
-                "jobLabel": {"type": "string"},
-                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-                "selector": {
+            "podMetricsEndpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
-                        "matchLabels": {
-                            "type": "object",
-                            "additionalProperties": {"type": "string"},
-                        },
-                        "matchExpressions": {"type": "array"},
-                    },
-                },
-                "podMetricsEndpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "path": {"type": "string", "pattern": "^/"},
-                            "scheme": {"enum": ["http", "https"]},
-                            "interval": _DURATION,
-                            "scrapeTimeout": _DURATION,
-                            "honorLabels": {"type": "boolean"},
-                            "relabelings": {"type": "array", "items": _RELABELING},
-                            "metricRelabelings": {"type": "array", "items": _RELABELING},
-                        },
+                        "port": {"type": "string"},
+                        "path": {"type": "string", "pattern": "^/"},
+                        "scheme": {"enum": ["http", "https"]},
+                        "interval": _DURATION,
+                        "scrapeTimeout": _DURATION,
+                        "honorLabels": {"type": "boolean"},
+                        "relabelings": {"type": "array", "items": _RELABELING},
+                        "metricRelabelings": {"type": "array", "items": _RELABELING},
                     },
                 },
             },
         },
     },
-}
+)
 COMBINED = "production+observability+push-worker"
 
 
