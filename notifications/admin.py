@@ -92,10 +92,11 @@ class NotificationAdmin(ReadOnlyAdmin):
         "A user id, an event id (UUID), type:<type> or source:<publisher> (exact matches)."
     )
     ordering = ("-id",)
+    list_select_related = ("event",)  # the content, in the list's one query
     fields = (
         "user_id",
         "seq",
-        "event_id",
+        "event_uuid",
         "type",
         "source",
         "title",
@@ -104,6 +105,15 @@ class NotificationAdmin(ReadOnlyAdmin):
         "created_at",
         "read_at",
     )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        rows: QuerySet[Any] = super().get_queryset(request)
+        return rows.select_related("event")
+
+    @admin.display(description="event id")
+    def event_uuid(self, obj: Notification) -> str:
+        return str(obj.event.event_id)
 
     @admin.display(boolean=True, description="read", ordering="read_at")
     def is_read(self, obj: Notification) -> bool:
@@ -115,16 +125,18 @@ class NotificationAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         event_id = _as_uuid(term)
         if event_id is not None:
-            return queryset.filter(event_id=event_id), False
+            return queryset.filter(event__event_id=event_id), False
         field, colon, value = term.partition(":")
         if colon and field in ("type", "source", "user"):
-            column = "user_id" if field == "user" else field
+            column = "user_id" if field == "user" else f"event__{field}"
             return queryset.filter(**{column: value.strip()}), False
         return super().get_search_results(request, queryset, search_term)
 
     def lookup_allowed(self, lookup: str, value: str, request: Any = None) -> bool:
-        # Links from the other pages: ?user_id=... and ?event_id=...
-        return lookup in ("user_id", "event_id") or super().lookup_allowed(lookup, value, request)
+        # Links from the other pages: ?user_id=... and ?event__event_id=...
+        return lookup in ("user_id", "event__event_id") or super().lookup_allowed(
+            lookup, value, request
+        )
 
 
 def _unread_count() -> Subquery:
@@ -201,5 +213,5 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
         return format_html(
             '<a href="{}?{}">the notifications of this publish</a>',
             url,
-            urlencode({"event_id": str(obj.event_id)}),
+            urlencode({"event__event_id": str(obj.event_id)}),
         )

@@ -86,14 +86,18 @@ def user_report(user_id: str) -> UserReport:
 
 def latest(user_id: str, limit: int = LATEST) -> list[dict[str, Any]]:
     """The newest notifications, newest first, with read state."""
-    rows = Notification.objects.filter(user_id=user_id).order_by("-seq")[:limit]
+    rows = (
+        Notification.objects.filter(user_id=user_id)
+        .select_related("event")
+        .order_by("-seq")[:limit]
+    )
     return [
         {
             "id": str(row.seq),  # as the API shows ids: strings of digits
             "type": row.type,
             "title": row.title,
             "source": row.source,
-            "event_id": str(row.event_id),
+            "event_id": str(row.event.event_id),
             "created_at": row.created_at.isoformat(),
             "read": row.read_at is not None,
             "read_at": row.read_at.isoformat() if row.read_at else None,

@@ -1,4 +1,5 @@
-"""Storage: one row per (recipient, notification), and a counter per user.
+"""Storage: one event row per publish (its content), one small row per
+(recipient, notification), and a counter per user.
 
 ``UserSequence`` is the per-user id allocator. Publishing increments it inside
 the publishing transaction, which row-locks it until commit: commits for one
@@ -13,7 +14,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from django.db import connection, models
 from django.db.models import Q
 
@@ -31,34 +31,83 @@ class UserSequence(models.Model):
         return f"{self.user_id}@{self.last_id}"
 
 
-class Notification(models.Model):
-    user_id = models.CharField(max_length=128)
-    seq = models.BigIntegerField()  # the public id, per user
-    event_id = models.UUIDField(default=uuid.uuid4)
+class NotificationEvent(models.Model):
+    """What one publish says, stored once for all its recipients."""
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True)  # the public event id
     type = models.CharField(max_length=100)
     title = models.CharField(max_length=200, blank=True, default="")
     body = models.TextField(blank=True, default="")
     data = models.JSONField(default=dict)
     source = models.CharField(max_length=100)
     created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "notify_event"
+        indexes = [models.Index(fields=["created_at"], name="notify_event_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"
+
+
+class Notification(models.Model):
+    """One recipient's notification: its id (``seq``), read state, and a
+    reference to the shared content. Kept small: it is the row that grows
+    with recipients (docs/scaling.md)."""
+
+    user_id = models.CharField(max_length=128)
+    seq = models.BigIntegerField()  # the public id, per user
+    event = models.ForeignKey(
+        NotificationEvent,
+        on_delete=models.DO_NOTHING,  # the purge deletes recipients first, then events
+        db_column="event_ref",
+        # No index, no constraint: each would cost every recipient row (or a
+        # lookup per purged event); the purge keeps references valid.
+        db_index=False,
+        db_constraint=False,
+        related_name="recipients",
+    )
+    # The event's created_at, copied: the purge's (and a time partition's) key.
+    created_at = models.DateTimeField()
     read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        db_table = "notify_notification"
+        db_table = "notify_recipient"
         constraints = [
-            models.UniqueConstraint(fields=["user_id", "seq"], name="notify_user_seq_uniq"),
+            models.UniqueConstraint(fields=["user_id", "seq"], name="notify_recipient_seq_uniq"),
         ]
         indexes = [
             models.Index(
                 fields=["user_id", "seq"],
                 condition=Q(read_at__isnull=True),
-                name="notify_unread_idx",
+                name="notify_recipient_unread_idx",
             ),
-            models.Index(fields=["created_at"], name="notify_created_idx"),
+            models.Index(fields=["created_at"], name="notify_recipient_created_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id}#{self.seq} {self.type}"
+        return f"{self.user_id}#{self.seq}"
+
+    # The content, read through the event (selectors join it in one query).
+    @property
+    def type(self) -> str:
+        return self.event.type
+
+    @property
+    def title(self) -> str:
+        return self.event.title
+
+    @property
+    def body(self) -> str:
+        return self.event.body
+
+    @property
+    def data(self) -> Any:
+        return self.event.data
+
+    @property
+    def source(self) -> str:
+        return self.event.source
 
 
 class IdempotencyRecord(models.Model):
@@ -87,54 +136,55 @@ class IdempotencyRecord(models.Model):
         return f"{self.source}:{self.key}"
 
 
-_ROW_COLUMNS = ("user_id", "seq")
-_SHARED_COLUMNS = ("event_id", "type", "title", "body", "data", "source", "created_at")
+_ROW_COLUMNS = ("user_id", "seq", "event", "created_at")
+_EVENT_COLUMNS = ("event_id", "type", "title", "body", "data", "source", "created_at")
 _INSERT_CHUNK = 1000
 
 
 def insert_notifications(
     publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
 ) -> None:
-    """Insert rows given per publication: the values its rows share, and each
-    row's (user_id, seq).
+    """Insert, per publication, one event row with the values its recipients
+    share, and one small row per recipient's (user_id, seq).
 
-    Shared values are adapted for the database once per publication, not per
-    row, and the rows go out through ``executemany`` (psycopg pipelines it;
-    sqlite3 loops in C). ``bulk_create``'s SQL compiler was a quarter of the
-    writer's time at 100 recipients per publish (docs/performance.md).
+    Events go through ``bulk_create`` (one statement, ids returned); recipient
+    rows through ``COPY`` on PostgreSQL, else ``executemany`` (sqlite3 loops
+    in C): ``bulk_create``'s SQL compiler was a quarter of the writer's time
+    at 100 recipients per publish (docs/performance.md).
     """
-    meta = Notification._meta
-    quote = connection.ops.quote_name
-    columns = (*_ROW_COLUMNS, *_SHARED_COLUMNS)
-    placeholders = ["%s"] * len(columns)
-    if connection.vendor == "postgresql":
-        placeholders[columns.index("data")] = "%s::jsonb"
-    # Only model metadata and fixed placeholders go into the text; values are
-    # parameters.
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608
-        f"({', '.join(quote(_field(name).column) for name in columns)}) "
-        f"VALUES ({', '.join(placeholders)})"
+    if not publications:
+        return
+    events = NotificationEvent.objects.bulk_create(
+        NotificationEvent(**{name: shared[name] for name in _EVENT_COLUMNS})
+        for shared, _rows in publications
     )
     params: list[tuple[Any, ...]] = []
-    for shared, rows in publications:
-        prepared = tuple(_prepare(name, shared[name]) for name in _SHARED_COLUMNS)
-        params.extend((user_id, seq, *prepared) for user_id, seq in rows)
+    for event, (_shared, rows) in zip(events, publications, strict=True):
+        created = _field("created_at").get_db_prep_save(event.created_at, connection)
+        params.extend((user_id, seq, event.pk, created) for user_id, seq in rows)
+    columns = [_field(name).column for name in _ROW_COLUMNS]
     if connection.vendor == "postgresql" and len(params) > 1:
         _copy_rows(columns, params)
         return
+    quote = connection.ops.quote_name
+    # Only model metadata and fixed placeholders go into the text; values are
+    # parameters.
+    sql = (
+        f"INSERT INTO {quote(Notification._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(column) for column in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
     with connection.cursor() as cursor:
         for start in range(0, len(params), _INSERT_CHUNK):
             cursor.executemany(sql, params[start : start + _INSERT_CHUNK])
 
 
 def _copy_rows(columns: Sequence[str], params: list[tuple[Any, ...]]) -> None:
-    """PostgreSQL: COPY, which the server ingests faster than INSERTs (jsonb
-    is parsed from COPY's text form; psycopg adapts the other values)."""
+    """PostgreSQL: COPY, which the server ingests faster than INSERTs."""
     quote = connection.ops.quote_name
     statement = (
         f"COPY {quote(Notification._meta.db_table)} "
-        f"({', '.join(quote(_field(name).column) for name in columns)}) FROM STDIN"
+        f"({', '.join(quote(column) for column in columns)}) FROM STDIN"
     )
     with (
         connection.cursor() as cursor,
@@ -143,12 +193,6 @@ def _copy_rows(columns: Sequence[str], params: list[tuple[Any, ...]]) -> None:
     ):
         for row in params:
             copy.write_row(row)
-
-
-def _prepare(name: str, value: Any) -> Any:
-    if name == "data" and connection.vendor == "postgresql":
-        return orjson.dumps(value).decode()  # cast to jsonb in the statement
-    return _field(name).get_db_prep_save(value, connection)
 
 
 def _field(name: str) -> models.Field[Any, Any]:

@@ -17,14 +17,23 @@ NotificationDict = dict[str, Any]
 class StoredNotification(Protocol):
     """What ``notification_dict`` reads of a row (models.Notification)."""
 
-    seq: int
-    type: str
-    title: str
-    body: str
-    data: Any
-    source: str
-    created_at: datetime
-    read_at: datetime | None
+    # Properties: on a recipient row, the content is read through its event.
+    @property
+    def seq(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def data(self) -> Any: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def read_at(self) -> datetime | None: ...
 
 
 def timestamp(value: datetime | None) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
+
 from notifications.models import Notification, UserSequence
 from notifications.rendering import NotificationDict, notification_dict
 
@@ -26,7 +28,7 @@ def notifications_after(
     *, user_id: str, after: int, up_to: int | None = None, limit: int = 500
 ) -> list[NotificationDict]:
     """Stored notifications with ``after < id <= up_to``, oldest first."""
-    qs = Notification.objects.filter(user_id=user_id, seq__gt=after)
+    qs = _rows().filter(user_id=user_id, seq__gt=after)
     if up_to is not None:
         qs = qs.filter(seq__lte=up_to)
     return [notification_dict(row) for row in qs.order_by("seq")[:limit]]
@@ -42,7 +44,7 @@ def notifications_page(
     *, user_id: str, unread: bool = False, limit: int = 50, before: int | None = None
 ) -> Page:
     """Newest first; ``before`` is the id the next page starts below."""
-    qs = Notification.objects.filter(user_id=user_id)
+    qs = _rows().filter(user_id=user_id)
     if unread:
         qs = qs.filter(read_at__isnull=True)
     if before is not None:
@@ -57,9 +59,14 @@ def notifications_page(
 
 
 def notification_get(*, user_id: str, seq: int) -> NotificationDict | None:
-    row = Notification.objects.filter(user_id=user_id, seq=seq).first()
+    row = _rows().filter(user_id=user_id, seq=seq).first()
     return notification_dict(row) if row is not None else None
 
 
 def unread_count(*, user_id: str) -> int:
     return Notification.objects.filter(user_id=user_id, read_at__isnull=True).count()
+
+
+def _rows() -> QuerySet[Notification]:
+    """Recipient rows with their event's content, joined in the same query."""
+    return Notification.objects.select_related("event")

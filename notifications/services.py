@@ -25,7 +25,7 @@ from notifications import delivery
 from notifications.db import with_fresh_connections
 from notifications.errors import NotificationNotFound
 from notifications.group_commit import AsyncGroupCommitter
-from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.models import IdempotencyRecord, Notification, NotificationEvent, UserSequence
 from notifications.publishing import (
     IDEMPOTENCY_TTL,
     Publication,
@@ -142,6 +142,7 @@ def notifications_purge(*, older_than_days: int, batch_size: int = 5000) -> int:
         total += deleted
         if deleted < batch_size:
             break
+    _purge_events(cutoff=cutoff, batch_size=batch_size)
     IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - IDEMPOTENCY_TTL).delete()
     return total
 
@@ -162,3 +163,19 @@ def _purge_batch(*, cutoff: Any, batch_size: int) -> int:
         UserSequence.objects.filter(user_id=user, purged_through__lt=seq).update(purged_through=seq)
     Notification.objects.filter(pk__in=[pk for pk, _u, _s in victims]).delete()
     return len(victims)
+
+
+def _purge_events(*, cutoff: Any, batch_size: int) -> None:
+    """The events of the purged rows: a recipient row carries its event's
+    created_at, so once the rows older than the cutoff are gone, so is every
+    reference to an event older than it."""
+    while True:
+        with transaction.atomic():
+            victims = list(
+                NotificationEvent.objects.filter(created_at__lt=cutoff)
+                .order_by("created_at")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            NotificationEvent.objects.filter(pk__in=victims).delete()
+        if len(victims) < batch_size:
+            return

@@ -30,6 +30,7 @@ from notifications.models import Notification, UserSequence
 from notifications.rendering import notification_dict
 from service.asgi import websocket_app
 from tests.support.keys import api_keys_setting
+from tests.support.rows import store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -213,20 +214,19 @@ def store_rows(user: str, seqs: list[int], *, purged_through: int = 0) -> dict[i
         user_id=user, defaults={"last_id": last, "purged_through": purged_through}
     )
     now = timezone.now()
-    rows = [
-        Notification(
-            user_id=user,
-            seq=seq,
-            type="test.stored",
-            title=f"{user} #{seq}",
-            data={"seq": seq},
-            source="shop",
-            created_at=now,
-        )
+    store(
+        {
+            "user_id": user,
+            "seq": seq,
+            "type": "test.stored",
+            "title": f"{user} #{seq}",
+            "data": {"seq": seq},
+            "created_at": now,
+        }
         for seq in seqs
-    ]
-    Notification.objects.bulk_create(rows)
-    return {row.seq: notification_dict(row) for row in Notification.objects.filter(user_id=user)}
+    )
+    stored = Notification.objects.filter(user_id=user).select_related("event")
+    return {row.seq: notification_dict(row) for row in stored}
 
 
 @database_sync_to_async

@@ -13,8 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from notifications.models import Notification, UserSequence
+from notifications.models import UserSequence
 from notifications.push.models import PushOutbox, PushSubscription
+from tests.support.rows import store
 
 pytestmark = pytest.mark.django_db
 
@@ -28,16 +29,15 @@ def run(*args: str) -> str:
 def test_without_redis_presence_is_reported_as_unknown(settings: Any) -> None:
     settings.NOTIFY_REDIS = None
     now = timezone.now()
-    Notification.objects.bulk_create(
-        Notification(
-            user_id="zoe",
-            seq=i,
-            type="t",
-            title=f"n{i}",
-            source="shop",
-            created_at=now - timedelta(minutes=20 - i),
-            read_at=now if i == 7 else None,
-        )
+    store(
+        {
+            "user_id": "zoe",
+            "seq": i,
+            "type": "t",
+            "title": f"n{i}",
+            "created_at": now - timedelta(minutes=20 - i),
+            "read_at": now if i == 7 else None,
+        }
         for i in range(3, 8)
     )
     UserSequence.objects.create(user_id="zoe", last_id=7, purged_through=2)

@@ -77,7 +77,7 @@ def test_publish_stores_one_row_per_recipient() -> None:
     assert result.replayed is False
     rows = list(Notification.objects.order_by("user_id"))
     assert [r.user_id for r in rows] == ["a", "b", "c"]
-    assert {r.event_id for r in rows} == {result.event_id}
+    assert {r.event.event_id for r in rows} == {result.event_id}
     assert all(
         (r.title, r.body, r.data, r.source) == ("hi", "there", {"k": [1]}, "shop") for r in rows
     )
@@ -380,7 +380,7 @@ def test_rows_keep_every_character_through_the_bulk_insert() -> None:
     # whose text format escapes tabs, newlines and backslashes).
     data = {"k\tey": TRICKY, "nested": [TRICKY, {"\\": None, "n": 1.5, "big": 2**53}]}
     result = publish(["a", "b\tc", "d\\e"], title=TRICKY, body=TRICKY, data=data)
-    rows = Notification.objects.filter(event_id=result.event_id).order_by("user_id")
+    rows = Notification.objects.filter(event__event_id=result.event_id).order_by("user_id")
     assert [r.user_id for r in rows] == ["a", "b\tc", "d\\e"]
     for row in rows:
         assert (row.title, row.body, row.data) == (TRICKY, TRICKY, data)

@@ -63,7 +63,8 @@ async def test_batch_publish_through_pgbouncer_is_copied_delivered_and_replayed(
     # Every row is in PostgreSQL, and the processes reached it through PgBouncer.
     with postgres_server.connect(name) as conn:
         rows = conn.execute(
-            "SELECT count(*) FROM notify_notification WHERE title = 'copied'"
+            "SELECT count(*) FROM notify_recipient JOIN notify_event e ON e.id = event_ref "
+            "WHERE title = 'copied'"
         ).fetchone()
         assert rows == (BATCH,)
     log = await asyncio.to_thread(pgbouncer.log_text)

@@ -39,11 +39,17 @@ def pair(module_pool: ServerPool, module_redis: RedisServer, module_db: str) -> 
 
 def age(postgres_server: PostgresServer, database_url: str, where: str, *args: object) -> int:
     with pg_connect(postgres_server, database_url) as conn:
-        cursor = conn.execute(
-            f"UPDATE notify_notification SET created_at = now() - interval '40 days' WHERE {where}",
+        # The recipient rows, then their events: a row keeps its event's time.
+        events = conn.execute(
+            "UPDATE notify_recipient SET created_at = now() - interval '40 days' "
+            f"FROM notify_event e WHERE e.id = event_ref AND {where} RETURNING event_ref",
             args,
+        ).fetchall()
+        conn.execute(
+            "UPDATE notify_event SET created_at = now() - interval '40 days' WHERE id = ANY(%s)",
+            ([ref for (ref,) in events],),
         )
-        return cursor.rowcount
+        return len(events)
 
 
 @pytest.mark.timeout(180)
@@ -100,9 +106,11 @@ async def test_purge_under_traffic_removes_old_rows_only_and_resume_reports_comp
     # The aged rows are gone, and nothing else.
     with pg_connect(postgres_server, module_db) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM notify_notification WHERE created_at < now() - interval '30 days'"
+            "SELECT (SELECT count(*) FROM notify_recipient WHERE created_at < now() - "
+            "interval '30 days') + (SELECT count(*) FROM notify_event WHERE created_at < now() - "
+            "interval '30 days')"
         ).fetchone()
-        assert row == (0,)
+        assert row == (0,)  # neither the rows nor their events
         purged = dict(
             conn.execute(
                 "SELECT user_id, purged_through FROM notify_user_sequence WHERE user_id = ANY(%s)",

@@ -216,7 +216,8 @@ async def test_sigterm_turns_readyz_503_then_drains_sockets_with_1012_over_the_w
 
     with pg_connect(postgres_server, module_db) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM notify_notification WHERE title = 'in flight'"
+            "SELECT count(*) FROM notify_recipient JOIN notify_event e ON e.id = event_ref "
+            "WHERE title = 'in flight'"
         ).fetchone()
     assert row is not None and row[0] == BIG_BATCH
 

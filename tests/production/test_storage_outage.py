@@ -41,7 +41,8 @@ def stored_titles(postgres: PostgresServer, title_prefix: str) -> list[str]:
     """Titles stored in the database itself (not through the service)."""
     with postgres.connect() as conn:
         rows = conn.execute(
-            "SELECT title FROM notify_notification WHERE title LIKE %s ORDER BY id",
+            "SELECT title FROM notify_recipient r JOIN notify_event e ON e.id = r.event_ref "
+            "WHERE title LIKE %s ORDER BY r.id",
             (title_prefix + "%",),
         ).fetchall()
     return [str(row[0]) for row in rows]

@@ -1,0 +1,82 @@
+"""Expand: the event and recipient tables beside the legacy one.
+
+The legacy model is renamed in Django's state only (its table keeps its
+name) so that 0003 can copy from it and 0004 drop it (docs/migrations.md).
+"""
+
+import uuid
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notifications", "0001_initial")]
+
+    operations = [
+        migrations.RenameModel("Notification", "LegacyNotification"),
+        migrations.CreateModel(
+            name="NotificationEvent",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event_id", models.UUIDField(default=uuid.uuid4, unique=True)),
+                ("type", models.CharField(max_length=100)),
+                ("title", models.CharField(blank=True, default="", max_length=200)),
+                ("body", models.TextField(blank=True, default="")),
+                ("data", models.JSONField(default=dict)),
+                ("source", models.CharField(max_length=100)),
+                ("created_at", models.DateTimeField()),
+            ],
+            options={
+                "db_table": "notify_event",
+                "indexes": [models.Index(fields=["created_at"], name="notify_event_created_idx")],
+            },
+        ),
+        migrations.CreateModel(
+            name="Notification",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("user_id", models.CharField(max_length=128)),
+                ("seq", models.BigIntegerField()),
+                (
+                    "event",
+                    models.ForeignKey(
+                        db_column="event_ref",
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="recipients",
+                        to="notifications.notificationevent",
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("read_at", models.DateTimeField(blank=True, null=True)),
+            ],
+            options={
+                "db_table": "notify_recipient",
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("read_at__isnull", True)),
+                        fields=["user_id", "seq"],
+                        name="notify_recipient_unread_idx",
+                    ),
+                    models.Index(fields=["created_at"], name="notify_recipient_created_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user_id", "seq"), name="notify_recipient_seq_uniq"
+                    )
+                ],
+            },
+        ),
+    ]

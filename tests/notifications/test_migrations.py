@@ -1,0 +1,149 @@
+"""Migrations 0002-0004: rows of the one-table schema (content on every
+recipient row) end up as events + recipient rows, ids, read state and
+content preserved, and the resumable backfill copies only what is missing."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from notifications.models import Notification, NotificationEvent
+from notifications.selectors import notifications_after
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OLD = [("notifications", "0001_initial")]
+EXPANDED = [("notifications", "0002_event_and_recipient")]
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def migrate(target: list[tuple[str, str]]) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(target)
+
+
+@pytest.fixture
+def old_schema() -> Iterator[None]:
+    migrate(OLD)
+    try:
+        yield
+    finally:
+        migrate(executor_leaves())
+
+
+def executor_leaves() -> list[tuple[str, str]]:
+    return MigrationExecutor(connection).loader.graph.leaf_nodes("notifications")
+
+
+def legacy_insert(rows: list[dict[str, Any]]) -> None:
+    """Rows as the old code wrote them (its own INSERT, with the old columns)."""
+    with connection.cursor() as cursor:
+        for row in rows:
+            cursor.execute(
+                "INSERT INTO notify_notification (user_id, seq, event_id, type, title, body, "
+                "data, source, created_at, read_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    row["user_id"],
+                    row["seq"],
+                    row["event_id"].hex if connection.vendor == "sqlite" else row["event_id"],
+                    row["type"],
+                    row["title"],
+                    row["body"],
+                    row["data"],
+                    row["source"],
+                    row["created_at"],
+                    row["read_at"],
+                ],
+            )
+
+
+def legacy_rows(count: int, *, first_seq: int = 1) -> list[dict[str, Any]]:
+    """``count`` publishes, each to alice and bob, with distinct content."""
+    rows: list[dict[str, Any]] = []
+    for i in range(count):
+        event = uuid.uuid4()
+        for user in ("alice", "bob"):
+            seq = first_seq + i
+            rows.append(
+                {
+                    "user_id": user,
+                    "seq": seq,
+                    "event_id": event,
+                    "type": f"t.{i}",
+                    "title": f"title {i} \u00e9\t\\",
+                    "body": f"body {i}\n",
+                    "data": '{"i": %d, "nested": {"k": [1, "x"]}}' % i,
+                    "source": "shop",
+                    "created_at": T0 + timedelta(minutes=i),
+                    "read_at": T0 + timedelta(hours=1) if user == "alice" and i % 2 else None,
+                }
+            )
+    return rows
+
+
+def test_old_rows_become_events_and_recipient_rows(old_schema: None) -> None:
+    legacy_insert(legacy_rows(7))
+    migrate(executor_leaves())
+
+    assert NotificationEvent.objects.count() == 7  # content once per publish
+    assert Notification.objects.count() == 14
+    for user in ("alice", "bob"):
+        replay = notifications_after(user_id=user, after=0)
+        assert [n["id"] for n in replay] == [str(i) for i in range(1, 8)]
+        for i, n in enumerate(replay):
+            assert (n["type"], n["title"], n["body"], n["source"]) == (
+                f"t.{i}",
+                f"title {i} \u00e9\t\\",
+                f"body {i}\n",
+                "shop",
+            )
+            assert n["data"] == {"i": i, "nested": {"k": [1, "x"]}}
+            assert n["created_at"] == (T0 + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            read = user == "alice" and i % 2 == 1
+            assert (n["read_at"] is not None) == read
+    # Both recipients of a publish share its event, and keep its uuid.
+    pairs = Notification.objects.filter(seq=3).select_related("event")
+    assert len({row.event.event_id for row in pairs}) == 1
+    with connection.cursor() as cursor:
+        assert "notify_notification" not in connection.introspection.table_names(cursor)
+
+
+def test_backfill_command_copies_what_old_processes_wrote_later(old_schema: None) -> None:
+    legacy_insert(legacy_rows(3))
+    migrate([("notifications", "0003_copy_legacy_rows")])
+    assert Notification.objects.count() == 6
+    # Old processes still running write more rows into the legacy table ...
+    legacy_insert(legacy_rows(4, first_seq=4))
+    out = io.StringIO()
+    call_command("notify_backfill", "--batch-size", "3", stdout=out)
+    assert "done" in out.getvalue()
+    assert Notification.objects.count() == 14
+    # ... a repeated run finds nothing more (and duplicates nothing).
+    call_command("notify_backfill", "--after-id", "0", stdout=io.StringIO())
+    assert Notification.objects.count() == 14
+    assert NotificationEvent.objects.count() == 7
+    # The contract step's own catch-up copies a row written after that.
+    legacy_insert(legacy_rows(1, first_seq=8))
+    migrate(executor_leaves())
+    assert [n["id"] for n in notifications_after(user_id="bob", after=0)] == [
+        str(i) for i in range(1, 9)
+    ]
+
+
+def test_expand_step_alone_leaves_the_legacy_rows_in_place(old_schema: None) -> None:
+    legacy_insert(legacy_rows(2))
+    migrate(EXPANDED)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM notify_notification")
+        assert cursor.fetchone() == (4,)
+        cursor.execute("SELECT count(*) FROM notify_recipient")
+        assert cursor.fetchone() == (0,)
