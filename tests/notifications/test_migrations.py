@@ -50,7 +50,8 @@ def legacy_insert(rows: list[dict[str, Any]]) -> None:
         for row in rows:
             cursor.execute(
                 "INSERT INTO notify_notification (user_id, seq, event_id, type, title, body, "
-                "data, source, created_at, read_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "data, source, created_at, read_at) "
+                f"VALUES ({', '.join(['%s'] * 10)})",
                 [
                     row["user_id"],
                     row["seq"],
@@ -81,7 +82,7 @@ def legacy_rows(count: int, *, first_seq: int = 1) -> list[dict[str, Any]]:
                     "type": f"t.{i}",
                     "title": f"title {i} \u00e9\t\\",
                     "body": f"body {i}\n",
-                    "data": '{"i": %d, "nested": {"k": [1, "x"]}}' % i,
+                    "data": f'{{"i": {i}, "nested": {{"k": [1, "x"]}}}}',
                     "source": "shop",
                     "created_at": T0 + timedelta(minutes=i),
                     "read_at": T0 + timedelta(hours=1) if user == "alice" and i % 2 else None,
