@@ -4,8 +4,8 @@ tables, in batches (migration 0003 and ``manage.py notify_backfill``).
 
 Each batch is a range of the legacy table's ids and its own transaction:
 nothing holds a lock for long, and a batch re-run copies only what is
-missing (``ON CONFLICT DO NOTHING`` on the event's uuid and on (user_id,
-seq)), so the copy can be repeated after old processes wrote more rows
+missing (``ON CONFLICT DO NOTHING``: the event's uuid and (user_id, seq)
+are unique), so the copy can be repeated after old processes wrote more rows
 (docs/migrations.md). Plain SQL on the given connection: a migration runs it
 against the historical schema, not today's models.
 """
@@ -24,14 +24,14 @@ _EVENTS = (
     "SELECT event_id, type, title, body, data, source, created_at FROM notify_notification "
     "WHERE id IN (SELECT MIN(id) FROM notify_notification WHERE id > %s AND id <= %s "
     "GROUP BY event_id) "
-    "ON CONFLICT (event_id) DO NOTHING"
+    "ON CONFLICT DO NOTHING"
 )
 _RECIPIENTS = (
     "INSERT INTO notify_recipient (user_id, seq, event_ref, created_at, read_at) "
     "SELECT n.user_id, n.seq, e.id, n.created_at, n.read_at "
     "FROM notify_notification n JOIN notify_event e ON e.event_id = n.event_id "
     "WHERE n.id > %s AND n.id <= %s "
-    "ON CONFLICT (user_id, seq) DO NOTHING"
+    "ON CONFLICT DO NOTHING"
 )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from django.db.models import QuerySet
 
-from notifications.models import Notification, UserSequence
-from notifications.rendering import NotificationDict, notification_dict
+from notifications.models import Notification, NotificationEvent, UserSequence
+from notifications.rendering import NotificationDict, wire_fields, with_id
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ def notifications_after(
     qs = _rows().filter(user_id=user_id, seq__gt=after)
     if up_to is not None:
         qs = qs.filter(seq__lte=up_to)
-    return [notification_dict(row) for row in qs.order_by("seq")[:limit]]
+    return _dicts(qs.order_by("seq")[:limit])
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,15 @@ def notifications_page(
         qs = qs.filter(read_at__isnull=True)
     if before is not None:
         qs = qs.filter(seq__lt=before)
-    rows = list(qs.order_by("-seq")[: limit + 1])
+    rows = _dicts(qs.order_by("-seq")[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(
-        results=[notification_dict(row) for row in rows],
-        next_before=rows[-1].seq if more and rows else None,
-    )
+    return Page(results=rows, next_before=int(rows[-1]["id"]) if more and rows else None)
 
 
 def notification_get(*, user_id: str, seq: int) -> NotificationDict | None:
-    row = _rows().filter(user_id=user_id, seq=seq).first()
-    return notification_dict(row) if row is not None else None
+    found = _dicts(_rows().filter(user_id=user_id, seq=seq)[:1])
+    return found[0] if found else None
 
 
 def unread_count(*, user_id: str) -> int:
@@ -68,5 +67,49 @@ def unread_count(*, user_id: str) -> int:
 
 
 def _rows() -> QuerySet[Notification]:
-    """Recipient rows with their event's content, joined in the same query."""
-    return Notification.objects.select_related("event")
+    return Notification.objects.all()
+
+
+def _dicts(rows: QuerySet[Notification]) -> list[NotificationDict]:
+    """Wire dicts for the selected recipient rows: the rows, then their
+    events in a second query by (id, created_at). One join would make
+    PostgreSQL's planner cost a probe of every day's event partition per row
+    (it prices no run-time pruning) and pick a scan of all events instead;
+    one query per day of the rows, given as constants, probes only that day
+    (notifications/partitions.py). No model instances: a 500-row replay spent
+    most of its time building them."""
+    found = list(rows.values_list("seq", "event_id", "created_at", "read_at"))
+    if not found:
+        return []
+    events = {pk: content for pk, *content in _events(found)}
+    result: list[NotificationDict] = []
+    for seq, ref, created, read in found:
+        type_, title, body, data, source = events[int(ref)]
+        fields = wire_fields(
+            type=type_,
+            title=title,
+            body=body,
+            data=data,
+            source=source,
+            created_at=created,
+            read_at=read,
+        )
+        result.append(with_id(seq, fields))
+    return result
+
+
+def _events(found: list[tuple[Any, ...]]) -> QuerySet[Any]:
+    """The events of (seq, event_ref, created_at, read_at) rows, one UNION
+    ALL arm per UTC day, so each arm looks up its ids in one partition."""
+    by_day: dict[date, set[int]] = {}
+    for _seq, ref, created, _read in found:
+        by_day.setdefault(created.astimezone(UTC).date(), set()).add(ref)
+    arms = [
+        NotificationEvent.objects.filter(
+            pk__in=refs,
+            created_at__gte=datetime(day.year, day.month, day.day, tzinfo=UTC),
+            created_at__lt=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1),
+        ).values_list("pk", "type", "title", "body", "data", "source")
+        for day, refs in sorted(by_day.items())
+    ]
+    return arms[0].union(*arms[1:], all=True) if len(arms) > 1 else arms[0]

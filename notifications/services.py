@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from notifications import delivery
+from notifications import delivery, partitions
 from notifications.db import with_fresh_connections
 from notifications.errors import NotificationNotFound
 from notifications.group_commit import AsyncGroupCommitter
@@ -130,13 +130,22 @@ def notifications_mark_read(
 
 
 def notifications_purge(*, older_than_days: int, batch_size: int = 5000) -> int:
-    """Delete notifications older than the retention, in small transactions.
+    """Delete notifications older than the retention.
 
-    Each batch records, per user, the highest id it removed, so a client
+    On PostgreSQL whole days go (notifications/partitions.py): the cutoff is
+    rounded down to a UTC midnight, the partitions before it are dropped, and
+    the days ahead are created. Rows no day partition held (the default
+    partition), and on SQLite every row, are deleted in small transactions.
+    Either way, each user's highest removed id is recorded first, so a client
     resuming from below it is told its replay is incomplete.
     """
     cutoff = timezone.now() - timedelta(days=older_than_days)
     total = 0
+    if connection.vendor == "postgresql":
+        partitions.ensure_partitions()
+        day = cutoff.astimezone(UTC).date()
+        cutoff = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        total += partitions.drop_expired(before=day)
     while True:
         deleted = _purge_batch(cutoff=cutoff, batch_size=batch_size)
         total += deleted

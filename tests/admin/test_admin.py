@@ -34,7 +34,10 @@ def change(model: str, pk: Any) -> str:
     return reverse(f"admin:notifications_{model}_change", args=[pk])
 
 
-def make_notifications(user: str, count: int, *, source: str = "shop", read: int = 0) -> None:
+def make_notifications(
+    user: str, count: int, *, source: str = "shop", read: int = 0, spread: bool = False
+) -> None:
+    """``count`` rows of one publish, or with ``spread`` one a day back from today."""
     now = timezone.now()
     event = uuid.uuid4()
     last = UserSequence.objects.filter(user_id=user).values_list("last_id", flat=True).first()
@@ -43,11 +46,11 @@ def make_notifications(user: str, count: int, *, source: str = "shop", read: int
         {
             "user_id": user,
             "seq": start + i + 1,
-            "event_id": event,
+            "event_id": uuid.uuid4() if spread else event,
             "type": "order.shipped",
             "title": f"t{i}",
             "source": source,
-            "created_at": now - timedelta(days=i),
+            "created_at": now - timedelta(days=i if spread else 0),
             "read_at": now if i < read else None,
         }
         for i in range(count)
@@ -152,7 +155,7 @@ def test_notifications_list_search_and_detail(staff: Client) -> None:
 
 
 def test_notifications_filter_by_read_state_and_date(staff: Client) -> None:
-    make_notifications("carol", 4, read=1)  # created today, -1, -2, -3 days; #1 read
+    make_notifications("carol", 4, read=1, spread=True)  # created today, -1, -2, -3 days; #1 read
     unread = staff.get(changelist("notification"), {"read": "no"}).content.decode()
     assert rows(unread) == 3
     read = staff.get(changelist("notification"), {"read": "yes"}).content.decode()

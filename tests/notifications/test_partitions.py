@@ -1,0 +1,120 @@
+"""PostgreSQL's day partitions (notifications/partitions.py): rows land in
+their day whatever the time of day, no insert fails for a missing day, and
+the purge drops whole days while keeping ``purged_through`` (and so
+``ready.complete``) right. Runs with NOTIFY_TEST_DATABASE=postgres."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from notifications import partitions
+from notifications.models import Notification, NotificationEvent, UserSequence
+from notifications.selectors import notifications_after, sequence_state
+from notifications.services import notifications_purge
+from tests.support.rows import store
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only() -> None:
+    # Known only once the test database is set up (tests/conftest.py).
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL partitions (NOTIFY_TEST_DATABASE=postgres)")
+
+
+def today() -> datetime:
+    now = datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC)
+
+
+def homes(table: str) -> dict[int, str]:
+    """seq -> the partition its recipient row is stored in."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT seq, tableoid::regclass::text FROM {table}")
+        return dict(cursor.fetchall())
+
+
+def rows(user: str, seqs: range, at: datetime, **extra: Any) -> list[dict[str, Any]]:
+    return [{"user_id": user, "seq": s, "created_at": at, **extra} for s in seqs]
+
+
+def complete(user: str, since: int) -> bool:
+    """What the ``ready`` frame says (realtime/engine.py)."""
+    state = sequence_state(user_id=user)
+    return state.purged_through <= since <= state.last_id
+
+
+def test_rows_at_a_day_boundary_land_in_their_day() -> None:
+    day = today() + timedelta(days=20)  # beyond what the migration created
+    partitions.ensure_partitions(first=day.date(), days=2)
+    midnight = day + timedelta(days=1)
+    store(rows("ann", range(1, 2), midnight - timedelta(microseconds=1)))
+    store(rows("ann", range(2, 3), midnight))
+    store(rows("ann", range(3, 4), midnight + timedelta(days=1)))  # no partition: default
+    assert homes("notify_recipient") == {
+        1: partitions.partition_name("notify_recipient", day.date()),
+        2: partitions.partition_name("notify_recipient", midnight.date()),
+        3: "notify_recipient_default",
+    }
+    UserSequence.objects.create(user_id="ann", last_id=3)
+    assert [n["id"] for n in notifications_after(user_id="ann", after=0)] == ["1", "2", "3"]
+
+
+def test_the_purge_creates_the_days_ahead() -> None:
+    ahead = today() + timedelta(days=partitions.DAYS_AHEAD)
+    name = partitions.partition_name("notify_event", ahead.date())
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS " + name)
+    notifications_purge(older_than_days=30)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [name])
+        assert cursor.fetchone() == (name,)
+
+
+def test_purge_drops_whole_days_and_keeps_purged_through_right() -> None:
+    old = today() - timedelta(days=40)
+    partitions.ensure_partitions(first=old.date(), days=2)
+    store(rows("bo", range(1, 4), old + timedelta(hours=23)))  # day -40: goes
+    store(rows("bo", range(4, 6), old + timedelta(days=1)))  # day -39: stays
+    store(rows("cy", range(1, 3), old - timedelta(days=5)))  # default partition: goes
+    store(rows("cy", range(3, 4), old + timedelta(days=1, hours=5)))
+    UserSequence.objects.create(user_id="bo", last_id=5)
+    UserSequence.objects.create(user_id="cy", last_id=3)
+    assert not complete("bo", 0) or sequence_state(user_id="bo").purged_through == 0
+
+    removed = notifications_purge(older_than_days=39)
+
+    assert removed == 5
+    assert sorted(Notification.objects.values_list("user_id", "seq")) == [
+        ("bo", 4),
+        ("bo", 5),
+        ("cy", 3),
+    ]
+    assert sequence_state(user_id="bo").purged_through == 3
+    assert sequence_state(user_id="cy").purged_through == 2
+    # ready.complete: true exactly when nothing asked for is gone.
+    assert [complete("bo", since) for since in range(6)] == [False] * 3 + [True] * 3
+    assert [complete("cy", since) for since in range(4)] == [False, False, True, True]
+    assert [n["id"] for n in notifications_after(user_id="bo", after=3)] == ["4", "5"]
+    # The day's partitions are gone, of both tables, and no event outlives its rows.
+    gone = partitions.partition_name("notify_recipient", old.date())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regclass(%s), to_regclass(%s)", [gone, gone.replace("recipient", "event")]
+        )
+        assert cursor.fetchone() == (None, None)
+    assert NotificationEvent.objects.filter(created_at__lt=old + timedelta(days=1)).count() == 0
+
+
+def test_purged_through_never_goes_back() -> None:
+    old = today() - timedelta(days=40)
+    partitions.ensure_partitions(first=old.date(), days=1)
+    store(rows("di", range(1, 3), old))
+    UserSequence.objects.create(user_id="di", last_id=9, purged_through=7)
+    notifications_purge(older_than_days=35)
+    assert sequence_state(user_id="di").purged_through == 7
