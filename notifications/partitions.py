@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 _RECIPIENTS = "notify_recipient"
@@ -52,10 +53,17 @@ _DDL = (
 
 
 def create_tables() -> None:
+    """The tables, and day partitions back over the retention as well as
+    ahead: rows copied from the old schema (migration 0003) then land in
+    their days, not in the default partition, whose size every later
+    partition creation would have to scan under lock."""
     with connection.cursor() as cursor:
         for statement in _DDL:
             cursor.execute(statement)
-    ensure_partitions()
+    back = int(settings.NOTIFY_RETENTION_DAYS) + 1
+    ensure_partitions(
+        first=datetime.now(UTC).date() - timedelta(days=back), days=back + DAYS_AHEAD + 1
+    )
 
 
 def partition_name(table: str, day: date) -> str:

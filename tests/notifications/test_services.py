@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications import delivery, publishing, selectors, services
@@ -321,7 +321,9 @@ def test_purge_deletes_old_rows_in_batches(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(services, "_purge_batch", spy)
     assert services.notifications_purge(older_than_days=30, batch_size=2) == 5
-    assert batches == [2, 2, 1]
+    # PostgreSQL drops a's day (31 days back) whole; b's rows (40 days back,
+    # before the partitions the migration made) go in the batched delete.
+    assert batches == ([2, 2, 1] if connection.vendor == "sqlite" else [2, 0])
     assert seqs("a") == [4]
     assert seqs("b") == [3, 4]
     state = dict(UserSequence.objects.values_list("user_id", "purged_through"))
