@@ -17,7 +17,6 @@ from tests.support.pgbouncer import PgBouncer
 from tests.support.redis_cluster import RedisCluster
 from tests.support.servers import LiveServer, LiveServerFactory, PostgresServer, RedisServer
 
-
 # pytest-django's fixtures that give a test the database.
 _DATABASE_FIXTURES = frozenset(
     {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
