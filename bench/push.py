@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
 import time
@@ -27,6 +28,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bench import procstat
 from bench.cluster import REPO_ROOT  # puts the repo on sys.path
 from tests.support.push_service import PushService, b64url
 from tests.support.servers import LiveServer, PostgresServer
@@ -109,6 +111,23 @@ async def publish_all(server: LiveServer, users: list[str], args: argparse.Names
     return started
 
 
+def cpu_use(pid: int, before: tuple[float | None, float], pushes: int) -> dict[str, float | None]:
+    """CPU the service process and this one (publisher and push service)
+    spent from the first publish to the last 201, per push. On a machine
+    shared with other work the pushes/s figure depends on the load; the
+    service's CPU per push does much less: 1 / ``service_ms_per_push`` is
+    what one process would send on a core of its own."""
+    server_now, own_now = procstat.cpu_seconds(pid), procstat.own_cpu_seconds()
+    server = None if server_now is None or before[0] is None else server_now - before[0]
+    per_push = None if server is None or not pushes else 1000 * server / pushes
+    return {
+        "service_s": None if server is None else round(server, 2),
+        "service_ms_per_push": None if per_push is None else round(per_push, 3),
+        "service_capacity_per_s": None if not per_push else round(1000 / per_push, 1),
+        "bench_process_s": round(own_now - before[1], 2),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     private, public = vapid_pair()
     service = PushService(public, subject=SUBJECT, check_every=args.check_every)
@@ -129,11 +148,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server = LiveServer(env, extra_args=("--no-access-log",), startup_timeout=60.0)
         users = [f"bench-{i}" for i in range(args.users)]
         asyncio.run(subscribe_all(server, service, users))
+        cpu_before = procstat.cpu_seconds(server.pid), procstat.own_cpu_seconds()
+        load_before = os.getloadavg()
         started = asyncio.run(publish_all(server, users, args))
         published = time.monotonic()
         service.wait_for(lambda: service.count(201) >= args.count, timeout=600)
         elapsed = max(1e-9, service.last_at() - started)
         per_s = service.count(201) / elapsed
+        cpu = cpu_use(server.pid, cpu_before, service.count(201))
         return {
             "bench": "push",
             "ok": not service.errors() and service.count(201) == args.count,
@@ -146,6 +168,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "checked": service.checked,
                 "errors": service.errors()[:5],
             },
+            "cpu": cpu,
+            "load_avg": {"before": load_before, "after": os.getloadavg()},
+            "cores": os.cpu_count(),
             "target": {"per_s": args.target, "met": per_s >= args.target},
         }
     finally:
