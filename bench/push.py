@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -31,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bench import procstat
 from bench.cluster import REPO_ROOT  # puts the repo on sys.path
 from tests.support.push_service import PushService, b64url
-from tests.support.servers import LiveServer, PostgresServer
+from tests.support.servers import LiveServer, PostgresServer, RedisServer
 
 JWT_SECRET = secrets.token_hex(32)
 PUBLISHER = secrets.token_hex(24)
@@ -128,11 +130,20 @@ def cpu_use(pid: int, before: tuple[float | None, float], pushes: int) -> dict[s
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def deployment(
+    check_every: int, *, redis: bool = False, worker: bool = False
+) -> Iterator[tuple[LiveServer, PushService]]:
+    """The local push service and one service process on a durable
+    PostgreSQL (as production runs it) that sends to it; with ``redis``, a
+    Redis for the channel layer and presence; with ``worker`` (needs
+    ``redis``), a ``manage.py push_worker`` process does the sending instead."""
     private, public = vapid_pair()
-    service = PushService(public, subject=SUBJECT, check_every=args.check_every)
-    postgres = PostgresServer(durable=True)  # as production runs it
+    service = PushService(public, subject=SUBJECT, check_every=check_every)
+    postgres = PostgresServer(durable=True)
+    redis_server = RedisServer() if redis else None
     server: LiveServer | None = None
+    sender: subprocess.Popen[bytes] | None = None
     try:
         env = {
             "NOTIFY_API_KEYS": f"bench:{PUBLISHER}",
@@ -144,8 +155,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "VAPID_SUBJECT": SUBJECT,
             "NOTIFY_PUSH_ALLOWED_HOSTS": service.host,
             "NOTIFY_PUSH_CA_BUNDLE": str(service.ca.ca_path),
+            "NOTIFY_PUSH_WORKER_IN_PROCESS": "false" if worker else "true",
         }
+        if redis_server is not None:
+            env["REDIS_URL"] = redis_server.url
         server = LiveServer(env, extra_args=("--no-access-log",), startup_timeout=60.0)
+        if worker:
+            command = [sys.executable, "manage.py", "push_worker", "--metrics-port", "0"]
+            sender = subprocess.Popen(command, env=server.env, cwd=REPO_ROOT)  # noqa: S603
+        yield server, service
+    finally:
+        if sender is not None:
+            sender.terminate()
+            sender.wait(30)
+        if server is not None:
+            server.close()
+        if redis_server is not None:
+            redis_server.close()
+        postgres.close()
+        service.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with deployment(args.check_every) as (server, service):
         users = [f"bench-{i}" for i in range(args.users)]
         asyncio.run(subscribe_all(server, service, users))
         cpu_before = procstat.cpu_seconds(server.pid), procstat.own_cpu_seconds()
@@ -173,20 +205,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cores": os.cpu_count(),
             "target": {"per_s": args.target, "met": per_s >= args.target},
         }
-    finally:
-        if server is not None:
-            server.close()
-        postgres.close()
-        service.close()
 
 
-def main(argv: Sequence[str]) -> int:
-    line = run(parse(argv))
+def record(line: dict[str, Any]) -> None:
+    """Print the line and append it to bench/results/results.jsonl."""
     print(json.dumps(line), flush=True)
     results = REPO_ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     with (results / "results.jsonl").open("a") as fh:
         fh.write(json.dumps(line) + "\n")
+
+
+def main(argv: Sequence[str]) -> int:
+    line = run(parse(argv))
+    record(line)
     return 0 if line["ok"] else 1
 
 
