@@ -38,6 +38,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--sockets", type=int, default=200, help="WebSocket users")
     p.add_argument("--concurrency", type=int, default=32, help="unicast POSTs in flight")
     p.add_argument("--count", type=int, default=3000, help="unicast POSTs per run")
+    p.add_argument("--rate", type=float, help="unicast POSTs/s (open loop) instead of max")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds at --rate")
     p.add_argument("--rounds", type=int, default=2, help="quiet + flood pairs")
     p.add_argument("--push-users", type=int, default=500, help="users with a subscription")
     p.add_argument("--push-rate", type=float, default=1000.0, help="pushes/s offered")
@@ -93,7 +95,11 @@ def ws_run(server: LiveServer, args: argparse.Namespace, label: str) -> dict[str
                "--api-key", PUBLISHER, "--jwt-secret", JWT_SECRET,
                "--server-pid", str(server.pid), "--scenario", "unicast",
                "--sockets", str(args.sockets), "--concurrency", str(args.concurrency),
-               "--count", str(args.count), "--no-results", "--label", label]  # fmt: skip
+               "--no-results", "--label", label]  # fmt: skip
+    if args.rate:
+        command += ["--rate", str(args.rate), "--duration", str(args.duration)]
+    else:
+        command += ["--count", str(args.count)]
     # our own interpreter and arguments
     done = subprocess.run(  # noqa: S603
         command, capture_output=True, text=True, timeout=600, check=False
