@@ -8,7 +8,8 @@ own process) against that process, alternately on its own and while this
 process publishes ``--push-rate`` pushes/s (batches of ``--push-batch``
 recipients with ``"push": "always"``) that the service's push worker sends
 to the push service meanwhile. Rounds alternate (quiet, flood, quiet, …) so
-drift in the machine's load falls on both. Prints one JSON line: each run's
+drift in the machine's load falls on both; a quiet run starts only once
+the pushes of the flood before it are all sent. Prints one JSON line: each run's
 deliveries/s, latency and losses, the pushes answered 201 per second during
 each flood run, and the ratio of the medians (flood / quiet).
 """
@@ -130,6 +131,7 @@ def flood_run(
         sent = service.count(201) - before
         result["pushes_per_s"] = round(sent / (time.monotonic() - started), 1)
         result["push_publishes_failed"] = flood.failed
+    result["pushes_owed"] = flood.posted
     return result
 
 
@@ -145,10 +147,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ):
         users = [f"bench-push-{i}" for i in range(args.push_users)]
         asyncio.run(subscribe_all(server, service, users))
-        runs = []
+        runs: list[dict[str, Any]] = []
+        owed = 0
         for _ in range(args.rounds):
+            # A flood leaves a backlog in the outbox when it outran the
+            # worker; the next quiet run starts once it is sent.
+            service.wait_for(lambda: service.count(201) >= owed, timeout=900)  # noqa: B023
             runs.append(ws_run(server, args, "none"))
             runs.append(flood_run(server, service, users, args))
+            owed += runs[-1]["pushes_owed"]
         quiet = median([r for r in runs if r["pushes"] == "none"], "deliveries_per_s")
         flood = median([r for r in runs if r["pushes"] == "flood"], "deliveries_per_s")
         return {
