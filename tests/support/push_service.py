@@ -235,6 +235,18 @@ class PushService:
         """``wait_for`` without blocking the test's event loop."""
         await asyncio.to_thread(self.wait_for, predicate, timeout)
 
+    def drop_connections(self) -> int:
+        """Close every connection the push service holds (as a push service
+        does with idle keep-alive connections); returns how many."""
+
+        async def drop() -> int:
+            assert self._runner is not None and self._runner.server is not None
+            handlers = self._runner.server.connections
+            await asyncio.gather(*(handler.shutdown(1.0) for handler in handlers))
+            return len(handlers)
+
+        return asyncio.run_coroutine_threadsafe(drop(), self._loop).result(10)
+
     def errors(self) -> list[str]:
         with self._lock:
             return [r.error for r in self.received if r.error]
