@@ -126,11 +126,10 @@ class PushWorker:
 
     async def _send(self, job: Job, now: datetime) -> Outcome:
         # Encrypted here, on the loop, one message per step: the crypto
-        # holds the GIL (measured, docs/performance.md), so on a thread it
-        # only took the GIL from the loop in 5 ms slices each time the loop
-        # made a system call, stalling the sockets far more than its CPU.
-        # Encrypting only once a send slot is free spreads that work over
-        # time instead of one long run of steps per batch.
+        # holds the GIL (measured, docs/performance.md), so a thread adds no
+        # capacity and would hold the loop off for up to CPython's 5 ms
+        # switch interval at a time. Encrypting only once a send slot is
+        # free spreads the work instead of one long run per batch.
         async with self._in_flight:
             body, headers = self._message(job, now)
             return await self.sender.send(
