@@ -63,14 +63,12 @@ class LoopStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(exc)) from exc
 
     async def aclose(self) -> None:
+        # Not waiting for the close to finish: httpcore closes connections
+        # on the request path (an expired one before a request, one whose
+        # answer was not read to the end after it), and a TLS close waits
+        # for the peer's close_notify. The transport completes (or, after
+        # its shutdown timeout, aborts) the close on its own.
         self._writer.close()
-        # A TLS close waits for the peer's close_notify; don't hang on a
-        # peer that never sends one.
-        try:
-            async with asyncio.timeout(1.0):
-                await self._writer.wait_closed()
-        except (TimeoutError, OSError, ssl.SSLError):
-            self._writer.transport.abort()
 
     async def start_tls(
         self,
