@@ -6,8 +6,8 @@ httpcore (httpx's connection layer) talks to sockets through a network
 backend; its default goes through anyio, whose TLS is a pure-Python pump
 between ``ssl.SSLObject`` memory buffers, plus a cancel scope per read and
 write and a ``select()`` on the socket whenever the pool checks a connection.
-In a profile of the push worker (docs/performance.md) that was a quarter of
-the event loop's time per push. This backend uses ``asyncio`` streams
+In a profile of a sending process (docs/performance.md) that was about a
+quarter of its CPU samples. This backend uses ``asyncio`` streams
 instead: under uvloop (which uvicorn runs) TLS and socket I/O happen in C,
 and whether an idle connection was closed by the server is a flag the
 transport already holds. Timeouts and httpcore's exception types are kept,
