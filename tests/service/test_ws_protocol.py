@@ -106,7 +106,9 @@ async def test_a_deflate_offer_is_declined_and_the_socket_holds_no_zlib_state() 
     async with (
         serving() as (server, url),
         connect(
-            url + "/ok", subprotocols=["notifications.v1"], compression="deflate"  # type: ignore[list-item]
+            url + "/ok",
+            subprotocols=["notifications.v1"],  # type: ignore[list-item]
+            compression="deflate",
         ) as ws,
     ):
         assert await ws.recv() == "hello"
