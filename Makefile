@@ -10,6 +10,7 @@ DEBUG ?= 1
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PUSH_BENCH_ARGS ?=
+RECONNECT_BENCH_ARGS ?=
 export DEBUG
 
 BIN := $(VENV)/bin
@@ -82,6 +83,7 @@ lock: install
 bench: install
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/python -m bench suite $(BENCH_ARGS)
+	$(BIN)/python -m bench reconnect --postgres $(RECONNECT_BENCH_ARGS)
 	$(BIN)/python -m bench push $(PUSH_BENCH_ARGS)
 
 # Dockerfile and Kubernetes manifests, without Docker or a cluster

@@ -69,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- client side
 
 
-async def _one(plan: StormPlan, index: int, user: str, t0: float) -> tuple[float, ClientConnection]:
+Opened = tuple[float, tuple[float, float], ClientConnection]  # caught up at, splits, socket
+
+
+async def _one(plan: StormPlan, index: int, user: str, t0: float) -> Opened:
+    """One socket back: (seconds after t0 it was caught up, (handshake s,
+    replay s), the open socket)."""
     token = _token(plan.jwt_secret, user)
     began = time.time()
     ws = await connect(
@@ -94,8 +99,7 @@ async def _one(plan: StormPlan, index: int, user: str, t0: float) -> tuple[float
     if replayed != plan.stored or frame.get("replayed") != plan.stored:
         raise RuntimeError(f"replayed {replayed} (ready says {frame.get('replayed')})")
     done = time.time()
-    ws.bench_split = (opened - began, done - opened)  # type: ignore[attr-defined]
-    return done - t0, ws
+    return done - t0, (opened - began, done - opened), ws
 
 
 def _token(secret: str, user: str) -> str:
@@ -112,7 +116,7 @@ async def _storm(plan: StormPlan, conn: Any) -> None:
     await asyncio.sleep(max(0.0, t0 - time.time()))
     cpu0 = procstat.own_cpu_seconds()
 
-    async def guarded(index: int, user: str) -> tuple[float, ClientConnection] | str:
+    async def guarded(index: int, user: str) -> Opened | str:
         async with gate:
             try:
                 return await _one(plan, index, user, t0)
@@ -124,14 +128,14 @@ async def _storm(plan: StormPlan, conn: Any) -> None:
     errors = [o for o in outcomes if isinstance(o, str)]
     conn.send(
         {
-            "times": [t for t, _ws in done],
-            "splits": [ws.bench_split for _t, ws in done],
+            "times": [t for t, _split, _ws in done],
+            "splits": [split for _t, split, _ws in done],
             "errors": errors,
             "cpu_s": procstat.own_cpu_seconds() - cpu0,
         }
     )
     await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # hold until told
-    await asyncio.gather(*(ws.close() for _t, ws in done), return_exceptions=True)
+    await asyncio.gather(*(ws.close() for _t, _split, ws in done), return_exceptions=True)
 
 
 def storm_worker(plan: StormPlan, conn: Any) -> None:
@@ -155,7 +159,9 @@ async def store_backlog(cluster: Cluster, users: Sequence[str], stored: int) -> 
         async def lane() -> None:
             while queue:
                 n, body = queue.pop(0)
-                answer = await client.post(publish_url(cluster.urls[n % len(cluster.urls)]), content=body)
+                answer = await client.post(
+                    publish_url(cluster.urls[n % len(cluster.urls)]), content=body
+                )
                 if answer.status_code != 202:
                     raise RuntimeError(f"storing the backlog: {answer.status_code} {answer.text}")
 
