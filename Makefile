@@ -18,12 +18,13 @@ LOCK := requirements.lock
 # Reinstall only when the dependency spec (or the lock) changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint lock bench deploy-check
+.PHONY: help install run test test-slow lint lock bench deploy-check
 
 help:
 	@echo "make install  - create $(VENV) and install the project with dev extras"
 	@echo "make run      - migrate, print dev credentials, serve on 127.0.0.1:\$$PORT ($(PORT))"
 	@echo "make test     - ensure redis/postgres binaries, run pytest (PYTEST_ARGS=...)"
+	@echo "make test-slow - the soak runs and the container image (markers endurance, image)"
 	@echo "make lint     - ruff check, ruff format --check, mypy, lint-imports (the layers)"
 	@echo "make lock     - write $(LOCK) from the current venv"
 	@echo "make bench    - default benchmark suite on 2 spawned servers + Redis (BENCH_ARGS=...)"
@@ -51,19 +52,28 @@ run: install
 	@exec $(BIN)/python -m service.devserver --port $(PORT)
 
 # The suite runs on SQLite (the embedded default, with the live multi-process
-# tests, most of which run their servers on PostgreSQL), then the in-process
-# database tests again on a real PostgreSQL, and once more through a real
-# PgBouncer in transaction mode (docs/deploy.md). The in-process consumer tests
-# stay on SQLite: asgiref's test communicator leaves each test's thread
-# connection open, which exhausts psycopg's pool (not seen under uvicorn,
-# where the live tests cover the consumer on PostgreSQL).
+# tests, most of which run their servers on PostgreSQL), then the tests that
+# use the database again on a real PostgreSQL, and once more through a real
+# PgBouncer in transaction mode (docs/deploy.md); tests/conftest.py picks them.
+# The in-process consumer tests stay on SQLite: asgiref's test communicator
+# leaves each test's thread connection open, which exhausts psycopg's pool (not
+# seen under uvicorn, where the live tests cover the consumer on PostgreSQL).
+# The slow suites (markers endurance and image) are `make test-slow`; CI
+# (.ci/run) runs both.
+FAST := not endurance and not image
 test: install
 	bash scripts/ensure-system-deps.sh
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "$(FAST)" $(PYTEST_ARGS)
 	NOTIFY_TEST_DATABASE=postgres $(BIN)/pytest -m "not live" \
 		--ignore=tests/notifications/test_consumers.py $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	NOTIFY_TEST_DATABASE=pgbouncer $(BIN)/pytest -m "not live" \
 		--ignore=tests/notifications/test_consumers.py $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# The soak runs (20,000 socket cycles, 100,000 notifications, clients that
+# never read) and the image built and run with podman: a few minutes each.
+test-slow: install
+	bash scripts/ensure-system-deps.sh
+	$(BIN)/pytest -m "endurance or image" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -222,11 +222,22 @@ class NotificationId(serializers.CharField):
         return parsed
 
 
+class JsonBoolean(serializers.BooleanField):
+    """A JSON body's ``true``/``false`` only: DRF's BooleanField also takes
+    ``"true"``, ``1``, ``"yes"``..., which a JSON API should refuse."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+        raise AssertionError("unreachable")  # fail() raises
+
+
 class MarkReadRequest(serializers.Serializer[dict[str, Any]]):
     ids = serializers.ListField(
         child=NotificationId(), required=False, min_length=1, max_length=MAX_READ_IDS
     )
-    all = serializers.BooleanField(required=False)
+    all = JsonBoolean(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         has_ids = "ids" in attrs

@@ -13,6 +13,7 @@ un-named keys, ``JWT_SECRET`` or ``JWT_PUBLIC_KEY`` by algorithm family.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -92,7 +93,9 @@ class _RemoteKeys:
     The set is cached for ``JWT_JWKS_REFRESH_MINUTES``; an unknown kid forces
     a refetch at most every ``JWKS_MISS_REFETCH_SECONDS`` (PyJWKClient's
     cooldown), so tokens with random kids cannot make this service hammer the
-    issuer. Fetches are blocking (urllib) but rare: cached lookups do no I/O.
+    issuer. Fetches are blocking (urllib): the socket and stream handshakes
+    verify through ``verify_user_token_async``, which moves a verification
+    that may fetch off the event loop; cached lookups do no I/O.
     """
 
     def __init__(self) -> None:
@@ -114,6 +117,12 @@ class _RemoteKeys:
                 )
                 self._url = cfg.jwks_url
             return self._client
+
+    def cached(self, cfg: JWTSettings, kid: str) -> bool:
+        """Whether the cached, unexpired key set names ``kid`` (no I/O)."""
+        cache = self._client_for(cfg).jwk_set_cache
+        jwk_set = cache.get() if cache is not None else None
+        return jwk_set is not None and any(key.key_id == kid for key in jwk_set.keys)
 
     def find(self, cfg: JWTSettings, kid: str) -> NamedKey | None:
         try:
@@ -192,6 +201,31 @@ def verify_user_token(token: str) -> UserClaims:
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise InvalidToken("exp must be a number")
     return UserClaims(user_id=sub, expires_at=float(exp))
+
+
+def may_fetch_keys(token: str) -> bool:
+    """Whether verifying ``token`` may fetch the issuer's JWKS (blocking I/O):
+    ``JWT_JWKS_URL`` is set and the token names a kid that neither a configured
+    key nor the cached key set holds."""
+    cfg = _config()
+    if cfg.jwks_url is None or not token or len(token) > MAX_TOKEN_LENGTH:
+        return False
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return False
+    kid, algorithm = header.get("kid"), header.get("alg")
+    if not isinstance(kid, str) or not isinstance(algorithm, str) or kid in cfg.named_keys:
+        return False
+    return algorithm_family(algorithm) != "hmac" and not remote_keys.cached(cfg, kid)
+
+
+async def verify_user_token_async(token: str) -> UserClaims:
+    """``verify_user_token`` for the event loop: in a worker thread when it may
+    fetch the JWKS (so one slow issuer cannot stall every socket), inline else."""
+    if may_fetch_keys(token):
+        return await asyncio.to_thread(verify_user_token, token)
+    return verify_user_token(token)
 
 
 def storable_user_id(user_id: str) -> bool:

@@ -22,7 +22,7 @@ from notifications.credentials import bearer_credential
 from notifications.origins import origin_allowed
 from notifications.runtime import state
 from notifications.scope import query_param
-from notifications.tokens import InvalidToken, verify_user_token
+from notifications.tokens import InvalidToken, verify_user_token_async
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def token_refusal(exc: InvalidToken) -> str:
     return _JWT_REASONS.get(reason, reason)
 
 
-def authenticate(scope: Scope) -> Scope | str:
+async def authenticate(scope: Scope) -> Scope | str:
     """The scope's additions for a valid user token, or the reason to refuse
     (also while the process shuts down)."""
     if state.shutting_down:
@@ -93,7 +93,7 @@ def authenticate(scope: Scope) -> Scope | str:
     try:
         if token is None:
             raise InvalidToken("no token")
-        claims = verify_user_token(token)
+        claims = await verify_user_token_async(token)
     except InvalidToken as exc:
         return token_refusal(exc)
     return {
@@ -141,7 +141,7 @@ class SocketEntry:
         self.app: ASGIApp = _ConsumerApp(consumer)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        added = authenticate(scope) if origin_ok(scope) else origin_refusal(scope)
+        added = await authenticate(scope) if origin_ok(scope) else origin_refusal(scope)
         refused = added if isinstance(added, str) else None
         if refused is None and route_path(scope) != self.path:
             refused = f"no socket at {scope.get('path', '')!r}"

@@ -25,7 +25,7 @@ from notifications.credentials import bearer_credential
 from notifications.ids import parse_id
 from notifications.runtime import state
 from notifications.scope import query_param
-from notifications.tokens import InvalidToken, verify_user_token
+from notifications.tokens import InvalidToken, verify_user_token_async
 from realtime import cors, frames
 from realtime.engine import StreamSession
 from realtime.frames import CloseCode, ServerFrame
@@ -102,7 +102,7 @@ async def _serve(
         raise Refused(405, f'Method "{scope["method"]}" not allowed.', [(b"allow", b"GET")])
     if state.shutting_down:
         raise Refused(503, "The server is shutting down.", [(b"retry-after", b"1")])
-    user_id, expires_at = _authenticate(scope, headers)
+    user_id, expires_at = await _authenticate(scope, headers)
     since = _since(scope, headers)
     transport = SseTransport(send)
     session = StreamSession(transport, user_id)
@@ -125,7 +125,7 @@ async def _serve(
         session.release()
 
 
-def _authenticate(scope: dict[str, Any], headers: dict[bytes, bytes]) -> tuple[str, float]:
+async def _authenticate(scope: dict[str, Any], headers: dict[bytes, bytes]) -> tuple[str, float]:
     """(user id, token expiry) from ``Authorization: Bearer`` or ``?token=``."""
     authorization = headers.get(b"authorization")
     if authorization is not None:
@@ -135,7 +135,7 @@ def _authenticate(scope: dict[str, Any], headers: dict[bytes, bytes]) -> tuple[s
     try:
         if not token:
             raise InvalidToken("no token")
-        claims = verify_user_token(token)
+        claims = await verify_user_token_async(token)
     except InvalidToken:
         raise Refused(
             401, "Invalid or expired user token.", [(b"www-authenticate", b"Bearer")]

@@ -17,6 +17,30 @@ from tests.support.pgbouncer import PgBouncer
 from tests.support.redis_cluster import RedisCluster
 from tests.support.servers import LiveServer, LiveServerFactory, PostgresServer, RedisServer
 
+# pytest-django's fixtures that give a test the database.
+_DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL and PgBouncer passes (``NOTIFY_TEST_DATABASE``) run only
+    the tests that use the database: the others ran on the SQLite pass, and
+    would run the same code again."""
+    if os.environ.get("NOTIFY_TEST_DATABASE", "sqlite") not in ("postgres", "pgbouncer"):
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        uses_db = item.get_closest_marker("django_db") is not None or bool(
+            fixtures & _DATABASE_FIXTURES
+        )
+        (keep if uses_db else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:

@@ -289,6 +289,8 @@ def test_other_users_id_answers_exactly_like_a_missing_one(user_client: UserClie
         pytest.param({"ids": ["1"], "all": True}, id="both-ids-and-all"),
         pytest.param({"all": False}, id="all-false"),
         pytest.param({"all": "yes-please"}, id="all-not-bool"),
+        pytest.param({"all": "true"}, id="all-a-string"),
+        pytest.param({"all": 1}, id="all-a-number"),
         pytest.param({"ids": [1]}, id="ids-numbers"),
         pytest.param({"ids": ["1", 2]}, id="ids-mixed"),
         pytest.param({"ids": [None]}, id="ids-null"),

@@ -410,6 +410,16 @@ def test_rollout_and_scaling(build: str, rendered: Rendered) -> None:
         assert hpa["spec"]["minReplicas"] > base_hpa["spec"]["minReplicas"]
 
 
+def server_policies(resources: list[support.Resource]) -> list[support.Resource]:
+    """The NetworkPolicies for the server pods (by their component label; the
+    push-worker component brings its own for its pods, tests/deploy/test_push_worker.py)."""
+    return [
+        p
+        for p in support.find(resources, "NetworkPolicy")
+        if p["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "server"
+    ]
+
+
 @pytest.mark.parametrize("build", list(support.BUILDS))
 def test_selectors_pick_the_server_pods_only(build: str, rendered: Rendered) -> None:
     resources = rendered[build]
@@ -426,7 +436,7 @@ def test_selectors_pick_the_server_pods_only(build: str, rendered: Rendered) -> 
         "Service": {"matchLabels": service["spec"]["selector"]},
         "PodDisruptionBudget": support.one(resources, "PodDisruptionBudget")["spec"]["selector"],
     }
-    for policy in support.find(resources, "NetworkPolicy"):
+    for policy in server_policies(resources):
         selectors[support.kind_name(policy)] = policy["spec"]["podSelector"]
     for i, constraint in enumerate(
         deployment["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
@@ -477,7 +487,7 @@ def test_service_ingress_and_network_policy_reach_the_port(build: str, rendered:
     assert PUBLISH_PATH == "/api/v1/notifications"
     assert any(PUBLISH_PATH.startswith(p) for p in paths)
     assert resolve("/api/docs")
-    for policy in support.find(resources, "NetworkPolicy"):
+    for policy in server_policies(resources):
         for rule in policy["spec"].get("ingress", []):
             for port in rule.get("ports", []):
                 assert container_port(server, port["port"]) == image_port()

@@ -136,3 +136,40 @@ def test_the_podmonitor_scrapes_the_workers_under_the_alerts_job(rendered: Rende
     # must not need the Prometheus Operator's CRDs.
     for build in ("base+push-worker", "production+observability", *support.OVERLAYS):
         assert not support.find(rendered[build], "PodMonitor"), build
+
+
+def _worker_policies(resources: list[support.Resource]) -> list[support.Resource]:
+    worker = support.one(resources, "Deployment", "notify-push-worker")
+    server = support.one(resources, "Deployment", "notify-push")
+    worker_labels = worker["spec"]["template"]["metadata"]["labels"]
+    server_labels = server["spec"]["template"]["metadata"]["labels"]
+    policies = [
+        p
+        for p in support.find(resources, "NetworkPolicy")
+        if support.labels_match(p["spec"]["podSelector"], worker_labels)
+    ]
+    for policy in policies:
+        assert not support.labels_match(policy["spec"]["podSelector"], server_labels)
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+    return policies
+
+
+def test_the_worker_pods_admit_no_one_but_prometheus(rendered: Rendered) -> None:
+    """The workers serve only /metrics: the component's policy admits no
+    ingress at all, and the monitoring component lets the namespace
+    "monitoring" reach their metrics port, and nothing else."""
+    alone = rendered["base+push-worker"]
+    policies = _worker_policies(alone)
+    assert [support.kind_name(p) for p in policies] == ["NetworkPolicy/notify-push-worker"]
+    assert policies[0]["spec"]["ingress"] == []
+
+    resources = rendered[COMBINED]
+    rules = [r for p in _worker_policies(resources) for r in p["spec"].get("ingress", [])]
+    (rule,) = rules
+    worker = support.one(resources, "Deployment", "notify-push-worker")
+    (app,) = [a for a in support.app_containers(resources) if a.workload is worker]
+    ports = {p["name"]: p["containerPort"] for p in app.container["ports"]}
+    assert [ports[p["port"]] for p in rule["ports"]] == [9100]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]

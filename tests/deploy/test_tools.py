@@ -105,77 +105,60 @@ def test_the_schema_check_catches_mistakes(
 
 # A subset of the monitoring.coreos.com/v1 ServiceMonitor CRD schema (prometheus-
 # operator), strict about the fields this repository uses.
-SERVICEMONITOR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "ServiceMonitor"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string"},
-                "namespace": {"type": "string"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+SERVICEMONITOR_SCHEMA = support.operator_schema(
+    "ServiceMonitor",
+    {
+        "type": "object",
+        "required": ["selector", "endpoints"],
+        "additionalProperties": False,
+        "properties": {
+            "jobLabel": {"type": "string"},
+            "targetLabels": {"type": "array", "items": {"type": "string"}},
+            "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+            "namespaceSelector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "any": {"type": "boolean"},
+                    "matchNames": {"type": "array", "items": {"type": "string"}},
+                },
             },
-            "additionalProperties": False,
-        },
-        "spec": {
-            "type": "object",
-            "required": ["selector", "endpoints"],
-            "additionalProperties": False,
-            "properties": {
-                "jobLabel": {"type": "string"},
-                "targetLabels": {"type": "array", "items": {"type": "string"}},
-                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-                "namespaceSelector": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "any": {"type": "boolean"},
-                        "matchNames": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "selector": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "matchLabels": {
-                            "type": "object",
-                            "additionalProperties": {"type": "string"},
-                        },
-                        "matchExpressions": {"type": "array"},
-                    },
-                },
-                "endpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
+            "selector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "matchLabels": {
                         "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "targetPort": {"type": ["string", "integer"]},
-                            "path": {"type": "string", "pattern": "^/"},
-                            "scheme": {"enum": ["http", "https"]},
-                            "interval": {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"},
-                            "scrapeTimeout": {
-                                "type": "string",
-                                "pattern": "^([0-9]+(ms|s|m|h))+$",
-                            },
-                            "honorLabels": {"type": "boolean"},
-                            "relabelings": {"type": "array"},
-                            "metricRelabelings": {"type": "array"},
+                        "additionalProperties": {"type": "string"},
+                    },
+                    "matchExpressions": {"type": "array"},
+                },
+            },
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "port": {"type": "string"},
+                        "targetPort": {"type": ["string", "integer"]},
+                        "path": {"type": "string", "pattern": "^/"},
+                        "scheme": {"enum": ["http", "https"]},
+                        "interval": {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"},
+                        "scrapeTimeout": {
+                            "type": "string",
+                            "pattern": "^([0-9]+(ms|s|m|h))+$",
                         },
+                        "honorLabels": {"type": "boolean"},
+                        "relabelings": {"type": "array"},
+                        "metricRelabelings": {"type": "array"},
                     },
                 },
             },
         },
     },
-}
+)
 
 
 def test_servicemonitor_component(rendered: dict[str, list[support.Resource]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -10,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import environ
@@ -27,6 +28,7 @@ from notifications.tokens import (
     NamedKey,
     mint_user_token,
     verify_user_token,
+    verify_user_token_async,
 )
 from service.config_auth import jwt_settings
 
@@ -463,6 +465,64 @@ def test_jwks_url_through_pyjwkclient(
     second = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path.write_text(json.dumps({"keys": [_public_jwk(second, "remote-2")]}))
     assert verify_user_token(kid_token("remote-2", second, "RS256")).user_id == "alice"
+
+
+async def test_a_slow_jwks_fetch_leaves_the_event_loop_free(
+    settings: Any, monkeypatch: Any, rsa_private: rsa.RSAPrivateKey
+) -> None:
+    """The handshakes verify through verify_user_token_async: a kid that needs
+    the issuer's key set is fetched in a worker thread, so the loop (every other
+    socket) keeps running while the issuer is slow. Here the issuer holds the
+    fetch until this test, on the loop, releases it: a fetch on the loop would
+    hold the loop until the issuer gave up waiting instead."""
+    body = json.dumps({"keys": [_public_jwk(rsa_private, "remote-1")]}).encode()
+    asked, release = threading.Event(), threading.Event()
+    released_in_time: list[bool] = []
+
+    class HeldIssuer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.set()
+            released_in_time.append(release.wait(timeout=10))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HeldIssuer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(tokens, "remote_keys", tokens._RemoteKeys())
+        url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+        configure(settings, algorithms=("RS256",), jwks_url=url)
+        token_ = kid_token("remote-1", rsa_private, "RS256")
+        assert tokens.may_fetch_keys(token_)
+        task = asyncio.ensure_future(verify_user_token_async(token_))
+        assert await asyncio.to_thread(asked.wait, 10)
+        assert not task.done()  # the loop is back here while the fetch is held
+        release.set()
+        assert (await task).user_id == "alice"
+        assert released_in_time == [True]
+        # Cached now: the next one needs no fetch, and runs inline.
+        assert not tokens.may_fetch_keys(token_)
+        assert (await verify_user_token_async(token_)).user_id == "alice"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_only_remote_kids_may_fetch(settings: Any, rsa_private: rsa.RSAPrivateKey) -> None:
+    configure(settings, algorithms=("HS256", "RS256"), jwks_url="http://127.0.0.1:9/jwks.json")
+    assert not tokens.may_fetch_keys(kid_token(None, SECRET))  # no kid
+    assert not tokens.may_fetch_keys(kid_token("k", KEY_A))  # HMAC: never from the network
+    assert not tokens.may_fetch_keys("not a token")
+    assert tokens.may_fetch_keys(kid_token("remote-9", rsa_private, "RS256"))
+    configure(settings, algorithms=("HS256", "RS256"))  # no JWT_JWKS_URL
+    assert not tokens.may_fetch_keys(kid_token("remote-9", rsa_private, "RS256"))
 
 
 # --------------------------------------------------------------------------- nbf / iat
