@@ -11,6 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PUSH_BENCH_ARGS ?=
 RECONNECT_BENCH_ARGS ?=
+PUSH_WS_BENCH_ARGS ?=
 export DEBUG
 
 BIN := $(VENV)/bin
@@ -89,12 +90,14 @@ lock: install
 # The default benchmark suite (bench/README.md): one JSON line per scenario on
 # stdout, also appended to bench/results/results.jsonl. BENCH_ARGS go to every
 # run, e.g. BENCH_ARGS="--server-env NOTIFY_WS_SEND_QUEUE=100" or "--quick".
-# Then Web Push messages/s from one process (bench/push.py; PUSH_BENCH_ARGS).
+# Then Web Push messages/s from one process (bench/push.py; PUSH_BENCH_ARGS),
+# and WebSocket delivery with and without pushes flowing (bench/push_ws.py).
 bench: install
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/python -m bench suite $(BENCH_ARGS)
 	$(BIN)/python -m bench reconnect --postgres $(RECONNECT_BENCH_ARGS)
 	$(BIN)/python -m bench push $(PUSH_BENCH_ARGS)
+	$(BIN)/python -m bench push-ws $(PUSH_WS_BENCH_ARGS)
 
 # Dockerfile and Kubernetes manifests, without Docker or a cluster
 # (docs/deploy.md): pinned kubectl/kustomize, hadolint, kubernetes-validate

@@ -863,6 +863,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import reconnect
 
         return reconnect.main(argv[1:])
+    if argv and argv[0] == "push-ws":  # WebSocket delivery while pushes flow (bench/push_ws.py)
+        from bench import push_ws
+
+        return push_ws.main(argv[1:])
     if argv and argv[0] == "suite":
         known, extra = parser.parse_known_args(argv)
         return run_suite(

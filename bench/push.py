@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import secrets
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -27,9 +30,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bench import procstat
 from bench.cluster import REPO_ROOT  # puts the repo on sys.path
 from tests.support.push_service import PushService, b64url
-from tests.support.servers import LiveServer, PostgresServer
+from tests.support.servers import LiveServer, PostgresServer, RedisServer
 
 JWT_SECRET = secrets.token_hex(32)
 PUBLISHER = secrets.token_hex(24)
@@ -109,11 +113,37 @@ async def publish_all(server: LiveServer, users: list[str], args: argparse.Names
     return started
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def cpu_use(pid: int, before: tuple[float | None, float], pushes: int) -> dict[str, float | None]:
+    """CPU the service process and this one (publisher and push service)
+    spent from the first publish to the last 201, per push. On a machine
+    shared with other work the pushes/s figure depends on the load; the
+    service's CPU per push does much less: 1 / ``service_ms_per_push`` is
+    what one process would send on a core of its own."""
+    server_now, own_now = procstat.cpu_seconds(pid), procstat.own_cpu_seconds()
+    server = None if server_now is None or before[0] is None else server_now - before[0]
+    per_push = None if server is None or not pushes else 1000 * server / pushes
+    return {
+        "service_s": None if server is None else round(server, 2),
+        "service_ms_per_push": None if per_push is None else round(per_push, 3),
+        "service_capacity_per_s": None if not per_push else round(1000 / per_push, 1),
+        "bench_process_s": round(own_now - before[1], 2),
+    }
+
+
+@contextlib.contextmanager
+def deployment(
+    check_every: int, *, redis: bool = False, worker: bool = False
+) -> Iterator[tuple[LiveServer, PushService]]:
+    """The local push service and one service process on a durable
+    PostgreSQL (as production runs it) that sends to it; with ``redis``, a
+    Redis for the channel layer and presence; with ``worker`` (needs
+    ``redis``), a ``manage.py push_worker`` process does the sending instead."""
     private, public = vapid_pair()
-    service = PushService(public, subject=SUBJECT, check_every=args.check_every)
-    postgres = PostgresServer(durable=True)  # as production runs it
+    service = PushService(public, subject=SUBJECT, check_every=check_every)
+    postgres = PostgresServer(durable=True)
+    redis_server = RedisServer() if redis else None
     server: LiveServer | None = None
+    sender: subprocess.Popen[bytes] | None = None
     try:
         env = {
             "NOTIFY_API_KEYS": f"bench:{PUBLISHER}",
@@ -125,15 +155,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "VAPID_SUBJECT": SUBJECT,
             "NOTIFY_PUSH_ALLOWED_HOSTS": service.host,
             "NOTIFY_PUSH_CA_BUNDLE": str(service.ca.ca_path),
+            "NOTIFY_PUSH_WORKER_IN_PROCESS": "false" if worker else "true",
         }
+        if redis_server is not None:
+            env["REDIS_URL"] = redis_server.url
         server = LiveServer(env, extra_args=("--no-access-log",), startup_timeout=60.0)
+        if worker:
+            command = [sys.executable, "manage.py", "push_worker", "--metrics-port", "0"]
+            sender = subprocess.Popen(command, env=server.env, cwd=REPO_ROOT)  # noqa: S603
+        yield server, service
+    finally:
+        if sender is not None:
+            sender.terminate()
+            sender.wait(30)
+        if server is not None:
+            server.close()
+        if redis_server is not None:
+            redis_server.close()
+        postgres.close()
+        service.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with deployment(args.check_every) as (server, service):
         users = [f"bench-{i}" for i in range(args.users)]
         asyncio.run(subscribe_all(server, service, users))
+        cpu_before = procstat.cpu_seconds(server.pid), procstat.own_cpu_seconds()
+        load_before = os.getloadavg()
         started = asyncio.run(publish_all(server, users, args))
         published = time.monotonic()
         service.wait_for(lambda: service.count(201) >= args.count, timeout=600)
         elapsed = max(1e-9, service.last_at() - started)
         per_s = service.count(201) / elapsed
+        cpu = cpu_use(server.pid, cpu_before, service.count(201))
         return {
             "bench": "push",
             "ok": not service.errors() and service.count(201) == args.count,
@@ -146,22 +200,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "checked": service.checked,
                 "errors": service.errors()[:5],
             },
+            "cpu": cpu,
+            "load_avg": {"before": load_before, "after": os.getloadavg()},
+            "cores": os.cpu_count(),
             "target": {"per_s": args.target, "met": per_s >= args.target},
         }
-    finally:
-        if server is not None:
-            server.close()
-        postgres.close()
-        service.close()
 
 
-def main(argv: Sequence[str]) -> int:
-    line = run(parse(argv))
+def record(line: dict[str, Any]) -> None:
+    """Print the line and append it to bench/results/results.jsonl."""
     print(json.dumps(line), flush=True)
     results = REPO_ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     with (results / "results.jsonl").open("a") as fh:
         fh.write(json.dumps(line) + "\n")
+
+
+def main(argv: Sequence[str]) -> int:
+    line = run(parse(argv))
+    record(line)
     return 0 if line["ok"] else 1
 
 

@@ -1,9 +1,10 @@
 """POSTs encrypted messages to push services and classifies their answers.
 
-One ``httpx.AsyncClient`` (a connection pool) per push service origin, no
-redirects (a redirect could point anywhere: SSRF), bounded timeouts and a
-bounded read of the answer. Endpoints carry capability tokens: logs name
-the push service host and the subscription id, never the endpoint.
+Connection pools per push service origin (httpcore, httpx's connection
+layer: see ``HostPool``), no redirects (a redirect could point anywhere:
+SSRF), bounded timeouts and a bounded read of the answer. Endpoints carry
+capability tokens: logs name the push service host and the subscription
+id, never the endpoint.
 """
 
 from __future__ import annotations
@@ -17,21 +18,30 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-import httpx
+import httpcore
 
 from notifications.push.config import PushSettings
 from notifications.push.endpoints import origin
+from notifications.push.streams import LoopBackend
 
 logger = logging.getLogger(__name__)
 
 Result = Literal["delivered", "gone", "dropped", "retry"]
 MAX_ANSWER_BYTES = 16 * 1024
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# httpcore's per-request timeouts, seconds.
+EXTENSIONS = {"timeout": {"connect": 5.0, "read": 10.0, "write": 10.0, "pool": 10.0}}
 DEADLINE = 20.0  # a whole request, however slowly the service trickles bytes
 # Per push service host: SHARDS clients x CONNECTIONS_PER_SHARD connections,
 # the most requests in flight at once (see HostPool).
 SHARDS = 16
 CONNECTIONS_PER_SHARD = 2
+# What a failed exchange can raise (httpcore has no common base class).
+HTTP_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+)
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 3600.0
 
@@ -52,29 +62,32 @@ def ssl_context(cfg: PushSettings) -> ssl.SSLContext:
 
 
 class HostPool:
-    """Connections to one push service: ``SHARDS`` httpx clients of
+    """Connections to one push service: ``SHARDS`` httpcore pools of
     ``CONNECTIONS_PER_SHARD`` each, a request going to the least busy one.
-    One client with all the connections costs more CPU per request as the
+    One pool with all the connections costs more CPU per request as the
     connections grow (httpcore checks every pooled connection on each
-    request), measured in docs/performance.md."""
+    request), measured in docs/performance.md.
+
+    httpcore is httpx's connection layer, used without httpx's client on
+    top: a push is one POST with fixed headers, so the client's URL merging,
+    cookie jar, auth and redirect machinery were per-push work for nothing
+    (redirects are never followed anyway). Its sockets are the event loop's
+    own streams (notifications/push/streams.py), not anyio's."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
-        self.clients = [
-            httpx.AsyncClient(
-                verify=context,
-                timeout=TIMEOUT,
-                follow_redirects=False,
-                trust_env=False,  # no proxy from the environment: push goes direct
-                limits=httpx.Limits(
-                    max_connections=CONNECTIONS_PER_SHARD,
-                    max_keepalive_connections=CONNECTIONS_PER_SHARD,
-                ),
+        backend = LoopBackend()
+        self.pools = [
+            httpcore.AsyncConnectionPool(
+                ssl_context=context,
+                max_connections=CONNECTIONS_PER_SHARD,
+                max_keepalive_connections=CONNECTIONS_PER_SHARD,
+                network_backend=backend,
             )
             for _ in range(SHARDS)
         ]
         self.busy = [0] * SHARDS
-        # Waiting happens here, not in a client's pool, where it would count
-        # against the request's deadline.
+        # Waiting happens here, not in a pool, where it would count against
+        # the request's deadline.
         self.slots = asyncio.Semaphore(SHARDS * CONNECTIONS_PER_SHARD)
 
     async def post(
@@ -85,29 +98,28 @@ class HostPool:
             self.busy[shard] += 1
             try:
                 async with asyncio.timeout(DEADLINE):
-                    return await _post(self.clients[shard], endpoint, body, headers)
+                    return await _post(self.pools[shard], endpoint, body, headers)
             finally:
                 self.busy[shard] -= 1
 
     async def close(self) -> None:
-        for client in self.clients:
-            await client.aclose()
+        for pool in self.pools:
+            await pool.aclose()
 
 
 async def _post(
-    client: httpx.AsyncClient, endpoint: str, body: bytes, headers: dict[str, str]
+    pool: httpcore.AsyncConnectionPool, endpoint: str, body: bytes, headers: dict[str, str]
 ) -> tuple[int, str | None]:
-    request = client.build_request("POST", endpoint, content=body, headers=headers)
-    response = await client.send(request, stream=True)
-    try:
+    async with pool.stream(
+        "POST", endpoint, headers=list(headers.items()), content=body, extensions=EXTENSIONS
+    ) as response:
         read = 0
-        async for chunk in response.aiter_raw():
+        async for chunk in response.aiter_stream():
             read += len(chunk)
             if read > MAX_ANSWER_BYTES:
                 break  # the status is all that matters; close the rest
-    finally:
-        await response.aclose()
-    return response.status_code, response.headers.get("retry-after")
+        retry_after = next((v for k, v in response.headers if k.lower() == b"retry-after"), None)
+    return response.status, retry_after.decode("latin-1") if retry_after else None
 
 
 class Sender:
@@ -124,7 +136,7 @@ class Sender:
             pool = self._pools[host] = HostPool(self._ssl)
         try:
             status, retry_after = await pool.post(endpoint, body, headers)
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        except (*HTTP_ERRORS, TimeoutError, OSError) as exc:
             logger.warning(
                 "push to subscription %s on %s failed: %s",
                 subscription_id,

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from notifications.push import outbox
 from notifications.push.models import PushOutbox, PushPreference, PushSubscription
 from notifications.rendering import NotificationDict
 
@@ -96,18 +97,17 @@ def record_owed(
         )
     expires = committed_at + timedelta(seconds=cfg.ttl)
     rows = [
-        PushOutbox(
+        outbox.NewRow(
             user_id=user,
             mode=mode,
             payload=orjson.dumps(_payload(notification)).decode(),
             committed_at=committed_at,
             expires_at=expires,
-            next_attempt_at=committed_at,
         )
         for user, notification, mode in wanted
         if user in subscribed
     ]
-    PushOutbox.objects.bulk_create(rows, batch_size=1000)
+    outbox.insert(rows)
     if rows:
         from notifications.push import runtime
 

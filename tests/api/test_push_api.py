@@ -231,3 +231,39 @@ def test_deleting_a_users_push_data_removes_subscriptions_owed_pushes_and_prefer
     assert list(PushSubscription.objects.values_list("user_id", flat=True)) == ["bob"]
     assert list(PushOutbox.objects.values_list("user_id", flat=True)) == ["bob"]
     assert list(PushPreference.objects.values_list("user_id", flat=True)) == ["bob"]
+
+
+def test_owed_pushes_are_stored_as_published_and_claimed_once(
+    push_on: push_config.PushSettings, user_client: Callable[[str], APIClient]
+) -> None:
+    """The outbox rows the publish writes (``COPY`` on PostgreSQL,
+    ``bulk_create`` elsewhere) come back from a claim exactly as published,
+    and a claimed row is leased: a second claim gets nothing."""
+    import datetime
+
+    import orjson
+    from django.db import transaction
+    from django.utils import timezone
+
+    from notifications.push import outbox, services
+
+    bob = user_client("bob")
+    assert bob.post(SUBS, browser_subscription(FCM), format="json").status_code == 201
+    notification = {"id": "7", "type": "order.shipped", "title": "Tab\t«quoted»\\",
+                    "body": "line\nnext, \"quotes\"", "data": {"k": [1, None]},
+                    "created_at": "2026-11-27T00:00:00.000000Z", "extra": "not pushed"}  # fmt: skip
+    # Due (in the past), with microseconds that must survive the round trip.
+    committed = timezone.now().replace(microsecond=123456) - datetime.timedelta(minutes=1)
+    with transaction.atomic():
+        owed = services.record_owed(
+            [("bob", notification, "always"), ("carol", notification, "auto"),
+             ("bob", {**notification, "id": "8"}, "never")],
+            committed_at=committed,
+        )  # fmt: skip
+    assert owed == 1  # carol has no subscription; "never" owes nothing
+    (row,) = outbox.claim(10)
+    assert (row.user_id, row.mode, row.subscription_id, row.attempts) == ("bob", "always", None, 0)
+    assert row.committed_at == committed
+    assert row.expires_at == committed + datetime.timedelta(seconds=push_on.ttl)
+    assert orjson.loads(row.payload) == {k: v for k, v in notification.items() if k != "extra"}
+    assert outbox.claim(10) == []

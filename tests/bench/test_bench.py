@@ -367,6 +367,7 @@ def test_a_delivery_the_servers_drop_is_counted_lost(
     assert line["ok"] is False
 
 
+@pytest.mark.live
 def test_push_scenario_delivers_every_message_encrypted_and_signed() -> None:
     """``python -m bench push``: one process, the local HTTPS push service; every
     third message is decrypted and its VAPID token checked there."""
@@ -380,3 +381,30 @@ def test_push_scenario_delivers_every_message_encrypted_and_signed() -> None:
     assert pushes["checked"] == 100
     assert pushes["errors"] == []
     assert pushes["per_s"] > 0
+    assert pushes["seconds"] > 0
+    assert line["cpu"]["service_s"] is not None and line["cpu"]["service_ms_per_push"] > 0
+    assert line["cores"] and len(line["load_avg"]["before"]) == 3
+
+
+@pytest.mark.live
+def test_push_ws_scenario_measures_sockets_with_and_without_pushes() -> None:
+    """``python -m bench push-ws``: a quiet and a flood unicast run against the
+    same process; the flood's pushes reach the push service meanwhile and
+    no WebSocket delivery is lost in either run."""
+    (line,) = run_bench(
+        ["push-ws", "--rounds", "1", "--sockets", "10", "--count", "100",
+         "--concurrency", "4", "--push-users", "20", "--push-batch", "20",
+         "--push-rate", "100", "--check-every", "2"],
+        timeout=300,
+    )  # fmt: skip
+    assert line["bench"] == "push-ws" and line["ok"] is True, json.dumps(line)
+    quiet, flood = line["runs"]
+    assert (quiet["pushes"], flood["pushes"]) == ("none", "flood")
+    assert quiet["lost"] == flood["lost"] == 0
+    assert quiet["deliveries_per_s"] > 0 and flood["deliveries_per_s"] > 0
+    assert flood["pushes_owed"] > 0 and flood["pushes_per_s"] > 0
+    assert "pushes_owed" not in quiet
+    assert line["push_errors"] == []
+    assert line["flood_over_quiet"] == round(
+        flood["deliveries_per_s"] / quiet["deliveries_per_s"], 3
+    )

@@ -198,3 +198,33 @@ async def test_a_subscription_moves_to_the_user_who_registers_it(
     await push_service.until(lambda: push_service.delivered(sub))
     await asyncio.gather(drained(deployment.outbox, first), drained(deployment.outbox, second))
     assert [p["title"] for p in push_service.delivered(sub)] == ["to second"]
+
+
+def _retries(metrics_text: str) -> float:
+    prefix = 'notify_push_sent_total{result="retry"} '
+    lines = [line for line in metrics_text.splitlines() if line.startswith(prefix)]
+    return float(lines[0][len(prefix) :]) if lines else 0.0
+
+
+async def test_a_connection_the_push_service_closed_is_replaced_not_failed(
+    http: httpx.AsyncClient, deployment: Deployment, push_service: PushService
+) -> None:
+    """The sender pools connections per push service; one the service closed
+    while idle must be noticed and replaced, not used for the next push
+    (which would fail and wait for a retry)."""
+    user = new_user()
+    sub = push_service.subscription()
+    await subscribe(http, deployment.a, user, sub)
+    await publish(http, deployment.a, [user], title="first")
+    await push_service.until(lambda: len(push_service.delivered(sub)) == 1)
+    await drained(deployment.outbox, user)
+    servers = (deployment.a, deployment.b)
+    before = [_retries((await http.get(s.url + "/metrics")).text) for s in servers]
+    assert await asyncio.to_thread(push_service.drop_connections) >= 1
+
+    await publish(http, deployment.a, [user], title="second")
+    await push_service.until(lambda: len(push_service.delivered(sub)) == 2)
+    await drained(deployment.outbox, user)
+    assert [m.status for m in push_service.messages(sub)] == [201, 201]
+    after = [_retries((await http.get(s.url + "/metrics")).text) for s in servers]
+    assert after == before, "a push went out on a dead connection and was retried"
