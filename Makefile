@@ -10,6 +10,7 @@ DEBUG ?= 1
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PUSH_BENCH_ARGS ?=
+RECONNECT_BENCH_ARGS ?=
 PUSH_WS_BENCH_ARGS ?=
 export DEBUG
 
@@ -94,6 +95,7 @@ lock: install
 bench: install
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/python -m bench suite $(BENCH_ARGS)
+	$(BIN)/python -m bench reconnect --postgres $(RECONNECT_BENCH_ARGS)
 	$(BIN)/python -m bench push $(PUSH_BENCH_ARGS)
 	$(BIN)/python -m bench push-ws $(PUSH_WS_BENCH_ARGS)
 

@@ -859,6 +859,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import push
 
         return push.main(argv[1:])
+    if argv and argv[0] == "reconnect":  # a reconnect storm with since (bench/reconnect.py)
+        from bench import reconnect
+
+        return reconnect.main(argv[1:])
     if argv and argv[0] == "push-ws":  # WebSocket delivery while pushes flow (bench/push_ws.py)
         from bench import push_ws
 

@@ -62,6 +62,9 @@ class RedisPresence:
         self._leaving: dict[str, str] | None = None
         self._left: asyncio.Future[None] | None = None
         self._remover: asyncio.Task[None] | None = None
+        # Additions waiting for the next pipelined batch, and its outcome.
+        self._joining: tuple[dict[str, str], asyncio.Future[None]] | None = None
+        self._adder: asyncio.Task[None] | None = None
 
     def _redis(self) -> aioredis.Redis:
         loop = asyncio.get_running_loop()
@@ -76,12 +79,36 @@ class RedisPresence:
         return key_for(user_id, self.prefix)
 
     async def connected(self, user_id: str, channel: str) -> None:
+        """Adds the socket; the sockets opening while one pipeline is in
+        flight share the next (a reconnect storm of 10,000 sockets would
+        otherwise queue for the 32 pooled connections, past their timeout)."""
         member = f"{PROCESS_ID}:{channel}"
         self.local[member] = user_id
-        try:
-            await self._touch({member: user_id})
-        except Exception:
-            logger.warning("presence update failed (Redis unreachable?)", exc_info=True)
+        loop = asyncio.get_running_loop()
+        if self._adder is not None and self._adder.get_loop() is not loop:
+            self._adder = self._joining = None  # a batch of a loop that has ended
+        if self._joining is None:
+            self._joining = ({}, loop.create_future())
+            if self._adder is None or self._adder.done():
+                self._adder = asyncio.ensure_future(self._add_joining())
+        members, done = self._joining
+        members[member] = user_id
+        await asyncio.shield(done)
+
+    async def _add_joining(self) -> None:
+        await asyncio.sleep(0)  # let the sockets opening in this loop turn join
+        while self._joining is not None:
+            (members, done), self._joining = self._joining, None
+            try:
+                await self._touch(members)
+            except Exception:
+                logger.warning(
+                    "presence update of %d sockets failed (Redis unreachable?)",
+                    len(members),
+                    exc_info=True,
+                )
+            finally:
+                done.set_result(None)
 
     async def disconnected(self, user_id: str, channel: str) -> None:
         """Removes the socket; the removals of sockets closing together share

@@ -113,3 +113,20 @@ def _events(found: list[tuple[Any, ...]]) -> QuerySet[Any]:
         for day, refs in sorted(by_day.items())
     ]
     return arms[0].union(*arms[1:], all=True) if len(arms) > 1 else arms[0]
+@dataclass(frozen=True)
+class StreamStart:
+    sequence: SequenceState
+    replay: list[NotificationDict]  # the first page after ``after`` (empty without since)
+    unread: int
+
+
+def stream_start(*, user_id: str, since: int | None, limit: int = 500) -> StreamStart:
+    """What a new stream reads before ``ready``, in one call (one thread hop
+    and one pooled connection per handshake instead of three): the user's
+    sequence, the first replay page after ``min(since, last_id)`` when
+    ``since`` is given, and the unread count."""
+    sequence = sequence_state(user_id=user_id)
+    replay: list[NotificationDict] = []
+    if since is not None and sequence.last_id > since:
+        replay = notifications_after(user_id=user_id, after=since, limit=limit)
+    return StreamStart(sequence, replay, unread_count(user_id=user_id))

@@ -90,10 +90,13 @@ class StreamSession(Membership):
             await self._replay_then_ready(since)
 
     async def _replay_then_ready(self, since_raw: str | None) -> None:
-        seq = await off_loop(selectors.sequence_state)(user_id=self.user_id)
+        since = parse_id(since_raw)
+        opening = await off_loop(selectors.stream_start)(
+            user_id=self.user_id, since=since, limit=REPLAY_PAGE
+        )
+        seq = opening.sequence
         complete = True
         replayed = 0
-        since = parse_id(since_raw)
         if since_raw is None:
             self.last = seq.last_id
         elif since is None:
@@ -107,14 +110,19 @@ class StreamSession(Membership):
             # trusted: start from now and tell the client to refetch.
             complete = seq.purged_through <= since <= seq.last_id
             self.last = min(since, seq.last_id)
-            replayed = await self._send_stored(up_to=None, wait=True)
-        unread = await off_loop(selectors.unread_count)(user_id=self.user_id)
+            for row in opening.replay:
+                self.last = int(row["id"])
+                await self._send_waiting(frames.notification(row))
+            replayed = len(opening.replay)
+            metrics.REPLAYED.inc(replayed)
+            if replayed == REPLAY_PAGE:  # maybe more than one page: the rest as before
+                replayed += await self._send_stored(up_to=None, wait=True)
         ready: frames.ReadyFrame = {
             "type": "ready",
             "user": self.user_id,
             "replayed": replayed,
             "complete": complete,
-            "unread": unread,
+            "unread": opening.unread,
             "last_id": str(self.last),
         }
         await self._send_waiting(ready)

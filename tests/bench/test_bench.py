@@ -291,6 +291,24 @@ def test_memory_is_read_past_the_services_presence_heartbeat() -> None:
 
 
 @pytest.mark.live
+def test_reconnect_storm_replays_what_each_socket_missed() -> None:
+    """Every socket comes back with since=0 and is caught up: its ready came
+    after exactly --stored replayed notifications (a socket short of them
+    fails the run, exit 1)."""
+    (line,) = run_bench(
+        ["reconnect", "--spawn", "2", "--sockets", "60", "--stored", "3", "--idle", "0.5"],
+        timeout=180,
+    )
+    assert line["bench"] == "reconnect"
+    assert line["caught_up"] == 60 and line["errors"] == {}
+    assert line["params"]["stored"] == 3
+    assert line["handshakes_per_s"] > 0 and line["caught_up_s"]["p99"] >= line["caught_up_s"]["p50"]
+    assert len(line["server_cpu_pct_idle"]) == 2
+    assert line["logs"]["tracebacks"] == 0
+    assert line["ok"] is True
+
+
+@pytest.mark.live
 def test_spawned_postgres_is_durable() -> None:
     """The benchmark's PostgreSQL flushes every commit, as production does."""
     import psycopg

@@ -28,6 +28,7 @@ from django.utils import timezone
 from notifications import delivery, services
 from notifications.models import Notification, UserSequence
 from notifications.rendering import notification_dict
+from realtime import engine
 from service.asgi import websocket_app
 from tests.support.keys import api_keys_setting
 from tests.support.rows import store
@@ -514,6 +515,21 @@ async def test_since_zero_replays_everything(connect: Connect) -> None:
     assert ids(before) == ["1", "2"]
     assert ready["replayed"] == 2
     assert ready["complete"] is True
+
+
+async def test_since_replays_more_than_one_page_in_order(
+    connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first page comes with the stream's opening read, the rest page by page.
+    monkeypatch.setattr(engine, "REPLAY_PAGE", 3)
+    user = new_user()
+    for i in range(1, 9):
+        await publish(user, f"n{i}")
+    sock, before, ready = await open_ready(connect, user, query="since=1")
+    assert ids(before) == [str(i) for i in range(2, 9)]
+    assert ready["replayed"] == 7
+    assert ready["last_id"] == "8"
+    assert await sock.ping() == []
 
 
 async def test_since_zero_for_a_new_user_is_complete(connect: Connect) -> None:

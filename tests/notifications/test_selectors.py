@@ -115,3 +115,20 @@ def test_timestamp_is_utc_with_z() -> None:
     assert timestamp(None) is None
     value = datetime(2026, 11, 23, 20, 1, 2, 123456, tzinfo=UTC)
     assert timestamp(value) == "2026-11-23T20:01:02.123456Z"
+
+
+def test_stream_start_reads_sequence_first_page_and_unread_together() -> None:
+    seed("a", 6)
+    seed("b", 2)
+    Notification.objects.filter(user_id="a", seq__lte=2).update(read_at=datetime.now(UTC))
+    opening = selectors.stream_start(user_id="a", since=1, limit=3)
+    assert opening.sequence == selectors.SequenceState(6, 0)
+    assert ids(opening.replay) == [2, 3, 4]  # the first page; the engine reads on
+    assert opening.unread == 4
+    # No since: nothing replayed. A since at or beyond the last id: nothing either.
+    assert selectors.stream_start(user_id="a", since=None).replay == []
+    assert selectors.stream_start(user_id="a", since=6).replay == []
+    assert selectors.stream_start(user_id="a", since=99).replay == []
+    assert selectors.stream_start(user_id="ghost", since=0) == selectors.StreamStart(
+        selectors.SequenceState(0, 0), [], 0
+    )

@@ -100,6 +100,26 @@ async def test_an_open_socket_holds_no_handshake_and_no_asyncio_queue_or_event()
         assert ws.close_code == 4000
 
 
+async def test_a_deflate_offer_is_declined_and_the_socket_holds_no_zlib_state() -> None:
+    # websockets-sansio would accept it with context takeover (about 35 KiB of
+    # zlib state per socket); docs/performance.md, "Compression".
+    async with (
+        serving() as (server, url),
+        connect(
+            url + "/ok",
+            subprotocols=["notifications.v1"],  # type: ignore[list-item]
+            compression="deflate",
+        ) as ws,
+    ):
+        assert await ws.recv() == "hello"
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        [protocol] = protocols(server)
+        assert protocol.conn.extensions == []
+        await ws.send("m")
+        assert await ws.recv() == "echo:m"
+
+
 async def test_a_refusal_before_accept_is_still_a_403() -> None:
     async with serving() as (server, url):
         with pytest.raises(InvalidStatus) as refused:
