@@ -113,6 +113,8 @@ def _events(found: list[tuple[Any, ...]]) -> QuerySet[Any]:
         for day, refs in sorted(by_day.items())
     ]
     return arms[0].union(*arms[1:], all=True) if len(arms) > 1 else arms[0]
+
+
 @dataclass(frozen=True)
 class StreamStart:
     sequence: SequenceState
