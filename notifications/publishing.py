@@ -1,10 +1,9 @@
 """The publish transaction: requests in, rows and counters out, pushes after commit.
 
-Two group stages (services.notifications_publish_async): the admission
-thread runs ``publications_admit`` for each group of arriving requests (each
-publisher's rate limit), and the writer thread ``notifications_publish_many``
-for each group of admitted ones (one transaction). The stages overlap: the
-next group's rate limit round trip no longer delays this group's commit.
+``notifications_publish_rated`` is what the group committer runs on its
+writer thread for each group (services.notifications_publish_async): each
+publisher's rate limit, then ``notifications_publish_many``, one transaction
+for every request admitted.
 """
 
 from __future__ import annotations
@@ -135,25 +134,32 @@ def notifications_publish_many(
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-StoreOutcome = PublishResult | IdempotencyConflict
+PublishOutcome = PublishResult | IdempotencyConflict | RateLimited
 
 
-def publications_admit(*, publications: Sequence[Publication]) -> list[RateLimited | None]:
-    """Each publisher's rate limits for a group of requests, in order: None
-    for a request admitted, else its RateLimited. One call per publisher for
-    the whole group (a request and its recipients each): with Redis, one
-    EVALSHA per publisher and group."""
+def notifications_publish_rated(*, publications: Sequence[Publication]) -> list[PublishOutcome]:
+    """Each publisher's rate limits (one call per publisher for the whole
+    group: a request and its recipients each, in order), then one transaction
+    for those admitted."""
     by_source: dict[str, list[int]] = {}
     for index, publication in enumerate(publications):
         by_source.setdefault(publication.source, []).append(index)
-    outcomes: list[RateLimited | None] = [None] * len(publications)
+    outcomes: list[PublishOutcome | None] = [None] * len(publications)
+    admitted: list[int] = []
     for source, indexes in by_source.items():
         sizes = [len(set(publications[i].recipients)) for i in indexes]
         flags, retry = publisher_limiter.admit(source, sizes)
         for index, ok in zip(indexes, flags, strict=True):
-            if not ok:
+            if ok:
+                admitted.append(index)
+            else:
                 outcomes[index] = RateLimited(retry_after=retry)
-    return outcomes
+    admitted.sort()
+    if admitted:
+        stored = notifications_publish_many(publications=[publications[i] for i in admitted])
+        for index, outcome in zip(admitted, stored, strict=True):
+            outcomes[index] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _idempotency_claim(

@@ -3,10 +3,9 @@
 Each service is one transaction; pushes are scheduled with
 ``transaction.on_commit`` so nothing is announced that could still roll back.
 
-Publishing has one path: requests wait on the event loop; one admission
-thread applies each publisher's rate limit to whatever is queued at that
-moment, and one writer thread commits whatever admitted is queued at that
-moment (notifications/group_commit.py, notifications/publishing.py). The HTTP
+Publishing has one path: requests wait on the event loop and one writer
+thread commits whatever is queued at that moment, with each publisher's rate
+limit (notifications/group_commit.py, notifications/publishing.py). The HTTP
 API, the demo page and the synchronous ``notifications_publish`` all take it.
 """
 
@@ -22,34 +21,25 @@ from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.utils import timezone
 
-from notifications import delivery, partitions, redis_clients
+from notifications import delivery, partitions
 from notifications.db import with_fresh_connections
-from notifications.errors import NotificationNotFound, RateLimited
+from notifications.errors import NotificationNotFound
 from notifications.group_commit import AsyncGroupCommitter
 from notifications.models import IdempotencyRecord, Notification, NotificationEvent, UserSequence
 from notifications.publishing import (
     IDEMPOTENCY_TTL,
     Publication,
+    PublishOutcome,
     PublishResult,
-    StoreOutcome,
-    notifications_publish_many,
-    publications_admit,
+    notifications_publish_rated,
 )
 
 _INSERT_BATCH = 1000
 
-# Two group stages, each on its own thread (notifications/group_commit.py):
-# admission (each publisher's rate limit: with Redis, one EVALSHA per
-# publisher and group) and the writer, which keeps its connection. The
-# writer commits one group while the next one's rate limit is asked for.
-_admission: AsyncGroupCommitter[Publication, RateLimited | None] = AsyncGroupCommitter(
-    lambda group: publications_admit(publications=group),
-    executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-admission"),
-    size_of=lambda publication: max(1, len(publication.recipients)),
-    key_of=lambda publication: publication.source,
-)
-_writer: AsyncGroupCommitter[Publication, StoreOutcome] = AsyncGroupCommitter(
-    with_fresh_connections(lambda group: notifications_publish_many(publications=group)),
+# Requests on the event loop, commits on one writer thread that keeps its
+# connection (notifications/group_commit.py).
+_writer: AsyncGroupCommitter[Publication, PublishOutcome] = AsyncGroupCommitter(
+    with_fresh_connections(lambda group: notifications_publish_rated(publications=group)),
     executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-writer"),
     size_of=lambda publication: max(1, len(publication.recipients)),
     key_of=lambda publication: publication.source,
@@ -61,13 +51,6 @@ async def notifications_publish_async(*, publication: Publication) -> PublishRes
     else is waiting), push after commit. Raises RateLimited, IdempotencyConflict
     or a database error."""
     delivery.bind_loop(asyncio.get_running_loop())
-    if redis_clients.configured() is None:
-        # Local buckets: no I/O, no reason for a thread hop.
-        refused = publications_admit(publications=[publication])[0]
-    else:
-        refused = await _admission.submit(publication)
-    if refused is not None:
-        raise refused
     outcome = await _writer.submit(publication)
     if isinstance(outcome, Exception):
         raise outcome

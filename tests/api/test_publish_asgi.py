@@ -167,7 +167,7 @@ async def test_a_bug_is_a_logged_json_500_and_stores_nothing(
         raise RuntimeError("a bug")
 
     # A bug in the writer thread's work, where every publish is stored.
-    monkeypatch.setattr(services, "notifications_publish_many", broken)
+    monkeypatch.setattr(services, "notifications_publish_rated", broken)
     with caplog.at_level(logging.ERROR, logger="api.publish_asgi"):
         response = await asgi.post(
             PUBLISH_URL, content=orjson.dumps(VALID), headers={**_bearer(SHOP_SECRET), **JSON}

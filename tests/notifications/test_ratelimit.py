@@ -102,15 +102,13 @@ def test_a_group_over_the_rate_stores_only_what_the_bucket_allowed(settings: Any
     publications = [
         publishing.Publication(source="shop", recipients=[f"u{i}"], type="t") for i in range(4)
     ] + [publishing.Publication(source="billing", recipients=["b"], type="t")]
-    refused = publishing.publications_admit(publications=publications)
-    assert [type(o).__name__ for o in refused] == [
-        "NoneType",
-        "NoneType",
+    outcomes = publishing.notifications_publish_rated(publications=publications)
+    assert [type(o).__name__ for o in outcomes] == [
+        "PublishResult",
+        "PublishResult",
         "RateLimited",
         "RateLimited",
-        "NoneType",
+        "PublishResult",
     ]
-    admitted = [p for p, no in zip(publications, refused, strict=True) if no is None]
-    publishing.notifications_publish_many(publications=admitted)
     assert sorted(Notification.objects.values_list("user_id", flat=True)) == ["b", "u0", "u1"]
     publishing.publisher_limiter._local.clear()
