@@ -53,6 +53,9 @@ async def test_async_requests_share_groups_and_each_gets_its_own_outcome() -> No
     assert results == [f"ok{item}" for item in items]
     assert [i for group in commit.groups for i in group] == items  # each once, in order
     assert len(commit.groups) == 2  # the first alone, then everyone who queued behind it
+    # The futures resolve before the drain loops round and finds nothing left:
+    # wait until the one writer thread has finished its drain (FIFO executor).
+    await asyncio.get_running_loop().run_in_executor(committer._executor, lambda: None)
     assert not committer._running
 
 
