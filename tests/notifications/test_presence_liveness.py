@@ -9,6 +9,7 @@ its members and its key expires).
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,7 @@ from redis import asyncio as aioredis
 from notifications import presence, processes
 from notifications.redis_clients import RedisSettings, sync_client
 from tests.support.redis_cluster import REDIS_TOPOLOGIES
+from tests.support.servers import RedisServer
 
 USERS = 300
 
@@ -158,3 +160,33 @@ async def test_a_closed_socket_leaves_and_a_heartbeat_does_not_bring_it_back(
         await backend.heartbeat()
     assert members(direct, prefix, "carol") == {f"{presence.PROCESS_ID}:b"}
     assert await backend.count("carol") == 1
+
+
+async def test_writes_that_failed_while_redis_was_down_are_made_at_the_heartbeat(
+    fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = RedisSettings(urls=(fresh_redis_server.url,))
+    backend = presence.RedisPresence(cfg, "outage")
+    direct = sync_client(cfg)
+    try:
+        await backend.connected("erin", "stays")
+        await backend.connected("erin", "leaves")
+        fresh_redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="notifications.presence"):
+            await backend.connected("erin", "joined-meanwhile")
+            await backend.disconnected("erin", "leaves")
+        assert "presence update of 1 sockets failed" in caplog.text
+        assert "presence removal of 1 sockets failed" in caplog.text
+        fresh_redis_server.start()  # empty: as after a restart without persistence
+
+        await backend.heartbeat()
+
+        assert members(direct, "outage", "erin") == {
+            f"{presence.PROCESS_ID}:stays",
+            f"{presence.PROCESS_ID}:joined-meanwhile",
+        }
+        assert await backend.count("erin") == 2
+    finally:
+        direct.close()
+        for client in backend._clients.values():
+            await client.aclose(close_connection_pool=True)
