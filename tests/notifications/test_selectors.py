@@ -132,3 +132,20 @@ def test_stream_start_reads_sequence_first_page_and_unread_together() -> None:
     assert selectors.stream_start(user_id="ghost", since=0) == selectors.StreamStart(
         selectors.SequenceState(0, 0), [], 0
     )
+
+
+def test_stream_start_reads_what_sequence_state_and_unread_count_read() -> None:
+    # The opening's own statement (one round trip, no querysets) answers as
+    # the two selectors do: a purge's mark, other users' rows and read rows
+    # left out, a user of ours whose id looks like SQL taken as a value.
+    odd = "o'brien\"; --"
+    for user, count in (("a", 4), ("b", 3), (odd, 2)):
+        seed(user, count)
+    UserSequence.objects.filter(user_id="a").update(purged_through=2)
+    Notification.objects.filter(user_id="a", seq=4).update(read_at=datetime.now(UTC))
+    for user in ("a", "b", odd, "ghost"):
+        opening = selectors.stream_start(user_id=user, since=None)
+        assert opening.sequence == selectors.sequence_state(user_id=user), user
+        assert opening.unread == selectors.unread_count(user_id=user), user
+    assert selectors.stream_start(user_id="a", since=None).sequence == selectors.SequenceState(4, 2)
+    assert selectors.stream_start(user_id="a", since=None).unread == 3
