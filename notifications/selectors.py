@@ -223,15 +223,10 @@ def _opening(user_id: str) -> tuple[SequenceState, int]:
 def _opening_sql(vendor: str) -> str:
     """The statement, with the models' table and column names (quoted for
     ``vendor``; cached per vendor, as the names are fixed)."""
-    q = connection.ops.quote_name
     seq, rows = UserSequence._meta, Notification._meta
-
-    def col(meta: Any, field: str) -> str:
-        return q(meta.get_field(field).column)
-
     return (
-        f"SELECT s.{col(seq, 'last_id')}, s.{col(seq, 'purged_through')}, "  # noqa: S608
-        f"(SELECT COUNT(*) FROM {q(rows.db_table)} r WHERE r.{col(rows, 'user_id')} = %s "
-        f"AND r.{col(rows, 'read_at')} IS NULL) "
-        f"FROM (SELECT 1) o LEFT JOIN {q(seq.db_table)} s ON s.{col(seq, 'user_id')} = %s"
+        f"SELECT s.{_q(seq, 'last_id')}, s.{_q(seq, 'purged_through')}, "  # noqa: S608
+        f"(SELECT COUNT(*) FROM {_table(rows)} r WHERE r.{_q(rows, 'user_id')} = %s "
+        f"AND r.{_q(rows, 'read_at')} IS NULL) "
+        f"FROM (SELECT 1) o LEFT JOIN {_table(seq)} s ON s.{_q(seq, 'user_id')} = %s"
     )
