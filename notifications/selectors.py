@@ -170,7 +170,9 @@ def _convert(value: Any, column: list[tuple[Any, Any]]) -> Any:
 @cache
 def _converters(vendor: str, model: type[Model], fields: tuple[str, ...]) -> list[list[Any]]:
     """Per field, the (converter, column) pairs the ORM's compiler applies to
-    its values on ``vendor`` (cached: they depend on the field and backend)."""
+    its values on ``vendor`` (cached: they depend on the field and backend,
+    and read settings, never a connection's session, so any thread may use
+    them)."""
     meta = model._meta
     result: list[list[Any]] = []
     for name in fields:
