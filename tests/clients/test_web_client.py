@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WAIT_MS = 20_000
+WAIT_MS = 30_000  # generous: a loaded machine; the waits end as soon as the page is there
 
 
 @pytest.fixture(scope="module")
