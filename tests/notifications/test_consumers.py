@@ -15,6 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC
 from typing import Any
 
 import jwt
@@ -27,7 +28,6 @@ from django.utils import timezone
 
 from notifications import delivery, services
 from notifications.models import Notification, UserSequence
-from notifications.rendering import notification_dict
 from realtime import engine
 from service.asgi import websocket_app
 from tests.support.keys import api_keys_setting
@@ -240,8 +240,21 @@ def store_rows(user: str, seqs: list[int], *, purged_through: int = 0) -> dict[i
         }
         for seq in seqs
     )
-    stored = Notification.objects.filter(user_id=user).select_related("event")
-    return {row.seq: notification_dict(row) for row in stored}
+    # What the contract says each looks like on the wire, built from what was
+    # stored rather than by the code under test.
+    return {
+        seq: {
+            "id": str(seq),
+            "type": "test.stored",
+            "title": f"{user} #{seq}",
+            "body": "",
+            "data": {"seq": seq},
+            "source": "shop",
+            "created_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "read_at": None,
+        }
+        for seq in seqs
+    }
 
 
 @database_sync_to_async

@@ -9,7 +9,7 @@ import pytest
 
 from notifications import selectors, services
 from notifications.models import Notification, UserSequence
-from notifications.rendering import notification_dict, timestamp
+from notifications.rendering import timestamp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,8 +96,8 @@ def test_rendered_shape() -> None:
     services.notifications_publish(
         source="billing", recipients=["a"], type="invoice.due", title="T", body="B", data={"n": 1}
     )
-    row = Notification.objects.get()
-    item = notification_dict(row)
+    item = selectors.notification_get(user_id="a", seq=1)
+    assert item is not None
     assert item == {
         "id": "1",
         "type": "invoice.due",
