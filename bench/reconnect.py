@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench import procstat
 from bench.cluster import Cluster
 from bench.loader import publish_url, user_id, ws_url
+from bench.pyspy import Recorders
 
 POST_RECIPIENTS = 1000  # per stored POST (the contract allows up to 10,000)
 POST_CONCURRENCY = 4
@@ -63,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measured")
     p.add_argument("--open-timeout", type=float, default=60.0)
     p.add_argument("--label", default="")
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy each server during the storm into DIR (bench/pyspy.py)",
+    )
+    p.add_argument(
+        "--profile-gil", action="store_true", help="--profile: only samples holding the GIL"
+    )
     return p
 
 
@@ -212,12 +222,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for pipe in pipes:
             pipe.recv()  # each worker imported and waiting
         t0 = time.time() + 0.5
+        recorders = (
+            Recorders(cluster.server_pids, Path(args.profile), gil=args.profile_gil)
+            if args.profile
+            else None
+        )
         cpu_before = _cpu(cluster.server_pids)
         for pipe in pipes:
             pipe.send(t0)
         reports = [pipe.recv() for pipe in pipes]
+        cpu_after = _cpu(cluster.server_pids)
+        profiles = recorders.stop() if recorders is not None else []
         storm_wall = max([t for r in reports for t in r["times"]] or [0.0])
-        storm_cpu = _pct(cpu_before, _cpu(cluster.server_pids), max(storm_wall, 1e-6))
+        storm_cpu = _pct(cpu_before, cpu_after, max(storm_wall, 1e-6))
+        storm_cpu_s = sum(
+            (a or 0.0) - (b or 0.0) for b, a in zip(cpu_before, cpu_after, strict=True)
+        )
         idle_before = _cpu(cluster.server_pids)
         time.sleep(args.idle)
         idle_cpu = _pct(idle_before, _cpu(cluster.server_pids), args.idle)
@@ -262,6 +282,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "handshake_s_p50": _median([h for r in reports for h, _ in r["splits"]]),
         "replay_s_p50": _median([p for r in reports for _, p in r["splits"]]),
         "server_cpu_pct_storm": storm_cpu,
+        # The servers' CPU seconds (all processes) per 1,000 sockets back and
+        # caught up: what a loaded machine changes least (wall clock varies).
+        "server_cpu_s_per_1000_handshakes": (
+            round(1000.0 * storm_cpu_s / caught_up, 3) if caught_up else None
+        ),
         "client_cpu_pct_storm": [
             round(100.0 * r["cpu_s"] / max(storm_wall, 1e-6), 1) for r in reports
         ],
@@ -269,6 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sockets_per_process": args.sockets // args.spawn,
         "exit_codes": list(codes.values()),
         "logs": logs["total"],
+        "profiles": profiles,
         "ok": caught_up == args.sockets and not logs["total"]["tracebacks"],
     }
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Model, QuerySet
 
 from notifications.models import Notification, NotificationEvent, UserSequence
 from notifications.rendering import NotificationDict, wire_fields, with_id
@@ -29,11 +31,20 @@ def sequence_state(*, user_id: str) -> SequenceState:
 def notifications_after(
     *, user_id: str, after: int, up_to: int | None = None, limit: int = 500
 ) -> list[NotificationDict]:
-    """Stored notifications with ``after < id <= up_to``, oldest first."""
-    qs = _rows().filter(user_id=user_id, seq__gt=after)
+    """Stored notifications with ``after < id <= up_to``, oldest first.
+
+    In SQL of its own (``_select``), as the stream's opening: every socket
+    back after a deploy reads its replay page here, and building and
+    compiling the querysets cost more CPU than the statements."""
+    n = Notification._meta
+    where = f"{_q(n, 'user_id')} = %s AND {_q(n, 'seq')} > %s"
+    params: list[Any] = [user_id, after]
     if up_to is not None:
-        qs = qs.filter(seq__lte=up_to)
-    return _dicts(qs.order_by("seq")[:limit])
+        where += f" AND {_q(n, 'seq')} <= %s"
+        params.append(up_to)
+    where += f" ORDER BY {_q(n, 'seq')} LIMIT %s"
+    params.append(limit)
+    return _wire(_select(Notification, _ROW_FIELDS, where, params))
 
 
 @dataclass(frozen=True)
@@ -70,15 +81,23 @@ def _rows() -> QuerySet[Notification]:
     return Notification.objects.all()
 
 
+_ROW_FIELDS = ("seq", "event", "created_at", "read_at")
+_EVENT_FIELDS = ("id", "type", "title", "body", "data", "source")
+
+
 def _dicts(rows: QuerySet[Notification]) -> list[NotificationDict]:
-    """Wire dicts for the selected recipient rows: the rows, then their
-    events in a second query by (id, created_at). One join would make
-    PostgreSQL's planner cost a probe of every day's event partition per row
-    (it prices no run-time pruning) and pick a scan of all events instead;
-    one query per day of the rows, given as constants, probes only that day
-    (notifications/partitions.py). No model instances: a 500-row replay spent
-    most of its time building them."""
-    found = list(rows.values_list("seq", "event_id", "created_at", "read_at"))
+    """Wire dicts for the selected recipient rows (``_wire``)."""
+    return _wire(list(rows.values_list("seq", "event_id", "created_at", "read_at")))
+
+
+def _wire(found: list[tuple[Any, ...]]) -> list[NotificationDict]:
+    """Wire dicts for (seq, event ref, created_at, read_at) recipient rows:
+    the rows, then their events in a second query by (id, created_at). One
+    join would make PostgreSQL's planner cost a probe of every day's event
+    partition per row (it prices no run-time pruning) and pick a scan of all
+    events instead; one query per day of the rows, given as constants,
+    probes only that day (notifications/partitions.py). No model instances:
+    a 500-row replay spent most of its time building them."""
     if not found:
         return []
     events = {pk: content for pk, *content in _events(found)}
@@ -98,21 +117,78 @@ def _dicts(rows: QuerySet[Notification]) -> list[NotificationDict]:
     return result
 
 
-def _events(found: list[tuple[Any, ...]]) -> QuerySet[Any]:
+def _events(found: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The events of (seq, event_ref, created_at, read_at) rows, one UNION
     ALL arm per UTC day, so each arm looks up its ids in one partition."""
     by_day: dict[date, set[int]] = {}
     for _seq, ref, created, _read in found:
-        by_day.setdefault(created.astimezone(UTC).date(), set()).add(ref)
-    arms = [
-        NotificationEvent.objects.filter(
-            pk__in=refs,
-            created_at__gte=datetime(day.year, day.month, day.day, tzinfo=UTC),
-            created_at__lt=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1),
-        ).values_list("pk", "type", "title", "body", "data", "source")
-        for day, refs in sorted(by_day.items())
+        by_day.setdefault(created.astimezone(UTC).date(), set()).add(int(ref))
+    e = NotificationEvent._meta
+    adapt = connection.ops.adapt_datetimefield_value
+    arms: list[str] = []
+    params: list[Any] = []
+    for day, refs in sorted(by_day.items()):
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        arms.append(
+            f"{_q(e, 'id')} IN ({', '.join(['%s'] * len(refs))}) "
+            f"AND {_q(e, 'created_at')} >= %s AND {_q(e, 'created_at')} < %s"
+        )
+        params += [*sorted(refs), adapt(start), adapt(start + timedelta(days=1))]
+    return _select(NotificationEvent, _EVENT_FIELDS, arms, params)
+
+
+def _select(
+    model: type[Model], fields: tuple[str, ...], where: str | list[str], params: list[Any]
+) -> list[tuple[Any, ...]]:
+    """``SELECT fields FROM model's table WHERE ...`` (one arm per ``where``
+    of a list, joined by UNION ALL), each value converted as the ORM does
+    (the backend's and the field's converters: text to aware datetimes on
+    SQLite, JSON text to objects)."""
+    meta = model._meta
+    # Only model metadata and placeholders go into the text; values are params.
+    head = f"SELECT {', '.join(_q(meta, f) for f in fields)} FROM {_table(meta)} WHERE "  # noqa: S608
+    arms = [where] if isinstance(where, str) else where
+    sql = " UNION ALL ".join(head + arm for arm in arms)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    converters = _converters(connection.vendor, model, fields)
+    if not any(converters):
+        return [tuple(row) for row in rows]
+    return [
+        tuple(_convert(value, column) for value, column in zip(row, converters, strict=True))
+        for row in rows
     ]
-    return arms[0].union(*arms[1:], all=True) if len(arms) > 1 else arms[0]
+
+
+def _convert(value: Any, column: list[tuple[Any, Any]]) -> Any:
+    for converter, expression in column:
+        value = converter(value, expression, connection)
+    return value
+
+
+@cache
+def _converters(vendor: str, model: type[Model], fields: tuple[str, ...]) -> list[list[Any]]:
+    """Per field, the (converter, column) pairs the ORM's compiler applies to
+    its values on ``vendor`` (cached: they depend on the field and backend,
+    and read settings, never a connection's session, so any thread may use
+    them)."""
+    meta = model._meta
+    result: list[list[Any]] = []
+    for name in fields:
+        field = meta.get_field(name)
+        column = field.get_col(meta.db_table)  # type: ignore[union-attr]
+        found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)  # type: ignore[union-attr]
+        result.append([(converter, column) for converter in found])
+    return result
+
+
+def _q(meta: Any, field: str) -> str:
+    return connection.ops.quote_name(meta.get_field(field).column)
+
+
+def _table(meta: Any) -> str:
+    return connection.ops.quote_name(meta.db_table)
 
 
 @dataclass(frozen=True)
@@ -125,10 +201,34 @@ class StreamStart:
 def stream_start(*, user_id: str, since: int | None, limit: int = 500) -> StreamStart:
     """What a new stream reads before ``ready``, in one call (one thread hop
     and one pooled connection per handshake instead of three): the user's
-    sequence, the first replay page after ``min(since, last_id)`` when
-    ``since`` is given, and the unread count."""
-    sequence = sequence_state(user_id=user_id)
+    sequence and unread count in one statement, then the first replay page
+    after ``min(since, last_id)`` when ``since`` is given."""
+    sequence, unread = _opening(user_id)
     replay: list[NotificationDict] = []
     if since is not None and sequence.last_id > since:
         replay = notifications_after(user_id=user_id, after=since, limit=limit)
-    return StreamStart(sequence, replay, unread_count(user_id=user_id))
+    return StreamStart(sequence, replay, unread)
+
+
+def _opening(user_id: str) -> tuple[SequenceState, int]:
+    """``sequence_state`` and ``unread_count`` in one round trip, in SQL of
+    its own: a reconnect storm runs this once per socket, and building and
+    compiling the two querysets cost about four times the CPU of the
+    statement itself (docs/performance.md, "Handshakes")."""
+    with connection.cursor() as cursor:
+        cursor.execute(_opening_sql(connection.vendor), [user_id, user_id])
+        last_id, purged_through, unread = cursor.fetchone()
+    return SequenceState(last_id=last_id or 0, purged_through=purged_through or 0), int(unread)
+
+
+@cache
+def _opening_sql(vendor: str) -> str:
+    """The statement, with the models' table and column names (quoted for
+    ``vendor``; cached per vendor, as the names are fixed)."""
+    seq, rows = UserSequence._meta, Notification._meta
+    return (
+        f"SELECT s.{_q(seq, 'last_id')}, s.{_q(seq, 'purged_through')}, "  # noqa: S608
+        f"(SELECT COUNT(*) FROM {_table(rows)} r WHERE r.{_q(rows, 'user_id')} = %s "
+        f"AND r.{_q(rows, 'read_at')} IS NULL) "
+        f"FROM (SELECT 1) o LEFT JOIN {_table(seq)} s ON s.{_q(seq, 'user_id')} = %s"
+    )

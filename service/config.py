@@ -168,5 +168,10 @@ def logging_config(env: environ.Env, *, log_format: str) -> dict[str, Any]:
         "loggers": {
             "django": {"level": level},
             "channels_redis": {"level": "WARNING"},
+            # The websockets state machine's "connection open" / "connection
+            # closed" at INFO, two lines per socket that repeat uvicorn's
+            # '"WebSocket /path" [accepted]' without the client or the path
+            # (service/ws_protocol.py); its warnings and errors stay.
+            "websockets": {"level": level if level == "DEBUG" else "WARNING"},
         },
     }

@@ -31,6 +31,13 @@ It also closes what uvicorn leaves open to a client that sends but never reads
 * a handshake the parser refuses (a request or header line over 8 KiB) is
   answered 414/431 and closed (uvicorn wrote nothing and kept it open).
 
+The websockets state machine logs on ``websockets.server`` (the library's
+own name) rather than uvicorn's ``uvicorn.error``: its INFO lines ("connection
+open", "connection closed") say nothing uvicorn's ``"WebSocket /path"
+[accepted]`` line does not (that one has the client and the path), and cost a
+log line each per socket; service/config.py ``logging_config`` keeps
+``websockets`` at WARNING (docs/performance.md, "Handshakes").
+
 uvicorn is pinned (pyproject.toml, requirements.lock);
 tests/service/test_ws_protocol.py fails if a new version uses these objects in
 a way this class does not cover.
@@ -39,6 +46,7 @@ a way this class does not cover.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -57,6 +65,9 @@ CLOSE_ABUSE = 1008
 # How long a closing connection may take to hand its last bytes (the close
 # frame behind unsent data) to the kernel before it is cut.
 CLOSE_BOUND_SECONDS = 5.0
+# Where the websockets state machine logs (its errors and, at INFO, a line per
+# open and per close that only repeats uvicorn's "[accepted]").
+CONNECTION_LOGGER = logging.getLogger("websockets.server")
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -69,6 +80,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # state per socket, and without it a notification frame shrinks by a
         # third (about 100 bytes) for about 14 us of CPU per frame.
         self.conn.available_extensions = []
+        self.conn.logger = CONNECTION_LOGGER
+        self.conn.debug = CONNECTION_LOGGER.isEnabledFor(logging.DEBUG)
         self.queue = SlimQueue()  # type: ignore[assignment]
         writable = SlimEvent()
         writable.set()

@@ -19,6 +19,7 @@ import pytest
 
 from bench.cli import PRESENCE_HEARTBEAT_S
 from bench.cluster import Cluster, image_uvicorn_args, scan_log
+from bench.pyspy import shares
 from bench.stats import percentile, summary
 from tests.support.servers import REPO_ROOT, LiveServerFactory, RedisServer
 
@@ -304,8 +305,27 @@ def test_reconnect_storm_replays_what_each_socket_missed() -> None:
     assert line["params"]["stored"] == 3
     assert line["handshakes_per_s"] > 0 and line["caught_up_s"]["p99"] >= line["caught_up_s"]["p50"]
     assert len(line["server_cpu_pct_idle"]) == 2
+    assert line["server_cpu_s_per_1000_handshakes"] > 0
+    assert line["profiles"] == []  # no --profile
     assert line["logs"]["tracebacks"] == 0
     assert line["ok"] is True
+
+
+def test_pyspy_shares_count_inclusive_and_own_samples(tmp_path: Path) -> None:
+    """bench.pyspy reads py-spy's raw format: ``frame;frame;... count``."""
+    raw = tmp_path / "server-1.txt"
+    raw.write_text(
+        "run (loop.py:1);connect (c.py:2);send (p.py:3) 6\n"
+        "run (loop.py:1);connect (c.py:2) 2\n"
+        "worker (t.py:1);query (db.py:9) 2\n"
+    )
+    table = {name: (incl, own) for incl, own, name in shares(raw)}
+    assert table["run"] == (80.0, 0.0)
+    assert table["connect"] == (80.0, 20.0)
+    assert table["send"] == (60.0, 60.0)
+    assert table["query"] == (20.0, 20.0)
+    within = {name: (incl, own) for incl, own, name in shares(raw, within="run")}
+    assert "query" not in within and within["send"] == (75.0, 75.0)
 
 
 @pytest.mark.live

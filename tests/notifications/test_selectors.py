@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from notifications import selectors, services
-from notifications.models import Notification, UserSequence
+from notifications.models import Notification, NotificationEvent, UserSequence
 from notifications.rendering import timestamp
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -132,3 +132,49 @@ def test_stream_start_reads_sequence_first_page_and_unread_together() -> None:
     assert selectors.stream_start(user_id="ghost", since=0) == selectors.StreamStart(
         selectors.SequenceState(0, 0), [], 0
     )
+
+
+def test_stream_start_reads_what_sequence_state_and_unread_count_read() -> None:
+    # The opening's own statement (one round trip, no querysets) answers as
+    # the two selectors do: a purge's mark, other users' rows and read rows
+    # left out, a user of ours whose id looks like SQL taken as a value.
+    odd = "o'brien\"; --"
+    for user, count in (("a", 4), ("b", 3), (odd, 2)):
+        seed(user, count)
+    UserSequence.objects.filter(user_id="a").update(purged_through=2)
+    Notification.objects.filter(user_id="a", seq=4).update(read_at=datetime.now(UTC))
+    for user in ("a", "b", odd, "ghost"):
+        opening = selectors.stream_start(user_id=user, since=None)
+        assert opening.sequence == selectors.sequence_state(user_id=user), user
+        assert opening.unread == selectors.unread_count(user_id=user), user
+    assert selectors.stream_start(user_id="a", since=None).sequence == selectors.SequenceState(4, 2)
+    assert selectors.stream_start(user_id="a", since=None).unread == 3
+
+
+def test_a_replay_across_days_reads_each_days_events_with_their_content() -> None:
+    # Rows of three UTC days: one UNION ALL arm per day, each row with its
+    # own event's content; JSON data and timestamps as the querysets gave them.
+    for n in range(3):
+        services.notifications_publish(
+            source="shop",
+            recipients=["a", "b"],
+            type="t",
+            title=f"title {n}",
+            data={"n": n, "nested": {"list": [n, "x"]}, "none": None},
+        )
+    for seq, days in ((1, 2), (2, 1)):
+        when = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        when -= timedelta(days=days)
+        row = Notification.objects.get(user_id="a", seq=seq)
+        NotificationEvent.objects.filter(pk=row.event_id).update(created_at=when)
+        Notification.objects.filter(event_id=row.event_id).update(created_at=when)
+    replay = selectors.notifications_after(user_id="a", after=0)
+    assert ids(replay) == [1, 2, 3]
+    assert [item["title"] for item in replay] == ["title 0", "title 1", "title 2"]
+    assert [item["data"] for item in replay] == [
+        {"n": n, "nested": {"list": [n, "x"]}, "none": None} for n in range(3)
+    ]
+    assert replay[0]["created_at"].endswith("T12:00:00.000000Z")
+    assert replay[2]["read_at"] is None
+    assert replay == [selectors.notification_get(user_id="a", seq=seq) for seq in (1, 2, 3)]
+    assert ids(selectors.notifications_after(user_id="a", after=1, up_to=2)) == [2]

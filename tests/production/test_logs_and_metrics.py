@@ -174,6 +174,35 @@ async def test_log_lines_are_json_and_never_hold_a_token_or_a_publisher_secret(
     assert "token=[scrubbed]" in "\n".join(served_lines(a))
 
 
+async def test_a_socket_is_one_line_with_its_client_and_path(
+    pair: list[LiveServer], sockets: Sockets, http: httpx.AsyncClient
+) -> None:
+    """A connect is logged once, by uvicorn's '"WebSocket /path" [accepted]'
+    (the client's address, the path, the token scrubbed); the websockets
+    library's "connection open" and "connection closed" are not (they repeat
+    it without either: docs/performance.md, "Handshakes")."""
+    a, _b = pair
+    user = new_user("one-line")
+    token = make_token(user)
+    sock = await sockets.open(a, None, query=f"token={quote(token)}&since=0")
+    host, port = sock.ws.local_address[:2]
+    client = f"{host}:{port}"
+    await sock.close()
+    await flushed(http, a)
+
+    entries = [json.loads(line) for line in served_lines(a)]
+    about_it = [e for e in entries if client in e["message"]]
+    assert len(about_it) == 1, about_it
+    assert about_it[0]["level"] == "INFO"
+    assert (
+        '"WebSocket /ws/notifications?token=[scrubbed]&since=0" [accepted]'
+        in (about_it[0]["message"])
+    )
+    assert token not in "\n".join(served_lines(a))
+    chatter = [e for e in entries if e["message"] in ("connection open", "connection closed")]
+    assert not chatter, chatter[:3]
+
+
 async def test_responses_echo_a_request_id(pair: list[LiveServer], http: httpx.AsyncClient) -> None:
     a, _b = pair
     mine = f"req-{uuid.uuid4().hex[:16]}"

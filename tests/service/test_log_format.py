@@ -58,3 +58,16 @@ def test_both_formats_scrub_tokens_and_carry_the_request_id(log_format: str) -> 
         assert json.loads(line)["request_id"] == "req-1"
     else:
         assert line.endswith("[req-1]") and " WARNING  notifications.ws_auth  GET /x" in line
+
+
+@pytest.mark.parametrize(("level", "expected"), [("INFO", "WARNING"), ("DEBUG", "DEBUG")])
+def test_the_websockets_library_logs_warnings_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch, level: str, expected: str
+) -> None:
+    # Its INFO lines are a "connection open" and a "connection closed" per
+    # socket, which uvicorn's "[accepted]" line already says (with the client
+    # and the path); LOG_LEVEL=DEBUG brings them back with its debug lines.
+    monkeypatch.setenv("LOG_LEVEL", level)
+    settings = config.logging_config(environ.Env(), log_format="json")
+    assert settings["loggers"]["websockets"]["level"] == expected
+    assert settings["root"]["level"] == level
