@@ -107,7 +107,7 @@ def stored(server: LiveServer, user: str) -> list[dict[str, Any]]:
 
 
 def wait_until(
-    check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, what: str = ""
+    check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
 ) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -218,7 +218,8 @@ async def test_connection_refused_and_long_retry_after_async(
         started = time.monotonic()
         with pytest.raises(RateLimitedError) as limited:
             await client.publish(["alice"], "t")
-    assert time.monotonic() - started < 5
+    # Raised at once: far below the 30 s it would have waited, generous under load.
+    assert time.monotonic() - started < 20
     assert limited.value.retry_after == 120 and len(proxy.requests) == 1
 
 

@@ -45,6 +45,7 @@ from tests.support.servers import LOCALHOST, PostgresServer, RedisServer, free_p
 pytestmark = pytest.mark.live
 
 IMAGE_UID = 10001
+WAIT = 30.0  # for a frame or an answer that normally takes milliseconds
 SOCKETS = 20  # open at SIGTERM: more than the drain's 10 batches
 POD_HOST = "10.244.1.23:8000"  # what kubelet sends as Host: the pod IP
 JWT_SECRET = secrets.token_hex(24)
@@ -262,7 +263,7 @@ async def closed_with(ws: ClientConnection) -> tuple[int | None, float]:
     """Read until the server closes; (close code, when)."""
     try:
         while True:
-            await asyncio.wait_for(ws.recv(), 20)
+            await asyncio.wait_for(ws.recv(), WAIT)
     except ConnectionClosed as exc:
         return (exc.rcvd.code if exc.rcvd else None), time.monotonic()
 
@@ -277,6 +278,15 @@ async def readyz_once_503(client: httpx.AsyncClient, url: str) -> httpx.Response
         assert response.status_code == 200, response.text
         assert time.monotonic() < deadline, "/readyz did not turn 503 after SIGTERM"
         await asyncio.sleep(0.02)
+
+
+async def logged(log: Path, line: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until ``line`` is in ``log``, written by ``proc`` (which must not exit first)."""
+    deadline = time.monotonic() + 60
+    while line not in log.read_text():
+        assert proc.poll() is None, f"exited {proc.returncode} first:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no {line!r} after 60s:\n{log.read_text()}"
+        await asyncio.sleep(0.1)
 
 
 def drain_stamps(log: str) -> list[float]:
@@ -300,13 +310,20 @@ async def test_the_image_command_serves_drains_and_the_jobs_run(
     cron = next(a for a in apps if a.workload["kind"] == "CronJob")
     server = support.server_container(resources)
 
-    # Before the migrate Job: the init container waits (holding the rollout back).
-    assert pod.try_run(init.container["command"], timeout=4) is None
-    result = pod.run(job.container["command"])
-    assert result.returncode == 0, result.stdout + result.stderr
-    # After it, the init container lets the pod start.
-    result = pod.run(init.container["command"], timeout=30)
-    assert result.returncode == 0, result.stdout + result.stderr
+    # Before the migrate Job the init container waits, holding the rollout back:
+    # its "waiting" line says it checked and found migrations to apply (a
+    # marker, where "still running after a few seconds" could be a slow start).
+    # Once the Job has run, the same container lets the pod start.
+    waiting = pod.start(init.container["command"])
+    try:
+        await logged(pod.log, "waiting for the migrate Job", waiting)
+        result = pod.run(job.container["command"])
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert await asyncio.to_thread(waiting.wait, 60) == 0, pod.log.read_text()
+    finally:
+        if waiting.poll() is None:
+            os.killpg(waiting.pid, signal.SIGKILL)
+            waiting.wait()
 
     port = free_port()
     url = f"http://{LOCALHOST}:{port}"
@@ -322,7 +339,7 @@ async def test_the_image_command_serves_drains_and_the_jobs_run(
         check = pod.run(["python", "-c", code], timeout=30)
         assert check.returncode == 0, check.stderr
 
-        async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=WAIT, trust_env=False) as client:
             # Probes exactly as the Deployment declares them, Host = pod IP.
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 path = server.container[probe]["httpGet"]["path"]
@@ -332,15 +349,17 @@ async def test_the_image_command_serves_drains_and_the_jobs_run(
             user = f"deploy-{uuid.uuid4().hex[:8]}"
             headers = {"Authorization": f"Bearer {token(user)}"}
             async with connect(
-                f"ws://{LOCALHOST}:{port}/ws/notifications", additional_headers=headers
+                f"ws://{LOCALHOST}:{port}/ws/notifications",
+                additional_headers=headers,
+                open_timeout=WAIT,
             ) as ws:
-                ready = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                ready = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
                 assert ready["type"] == "ready" and ready["user"] == user
                 for n in range(2):
                     await publish(client, url, user, n)
                 got = []
                 while len(got) < 2:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
                     if frame["type"] == "notification":
                         got.append(frame["notification"]["title"])
                 assert got == ["n0", "n1"]
@@ -370,9 +389,10 @@ async def test_the_image_command_serves_drains_and_the_jobs_run(
                                 additional_headers={
                                     "Authorization": f"Bearer {token(f'{user}-{i}')}"
                                 },
+                                open_timeout=WAIT,
                             )
                         )
-                        frame = json.loads(await asyncio.wait_for(other.recv(), 10))
+                        frame = json.loads(await asyncio.wait_for(other.recv(), WAIT))
                         assert frame["type"] == "ready"
                         sockets.append(other)
                     started = time.monotonic()

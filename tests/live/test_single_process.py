@@ -169,7 +169,7 @@ async def test_query_token_never_reaches_the_log(
     async def log() -> str:
         return single_server.log_text()
 
-    text = await eventually(log, logged, timeout=10, what="three log lines with the marker")
+    text = await eventually(log, logged, what="three log lines with the marker")
     lines = [line for line in text.splitlines() if marker in line]
     assert any(WS_PATH in line for line in lines), lines
     assert any(ME_PATH in line for line in lines), lines

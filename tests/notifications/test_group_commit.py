@@ -20,9 +20,11 @@ class GatedCommit:
     def __init__(self) -> None:
         self.groups: list[list[int]] = []
         self.gate = threading.Event()
+        self.entered = threading.Event()  # the writer holds the first group
 
     def __call__(self, items: Sequence[int]) -> list[str]:
         if not self.groups:
+            self.entered.set()
             assert self.gate.wait(30)
         self.groups.append(list(items))
         if any(item < 0 for item in items):
@@ -35,12 +37,25 @@ def async_committer(commit: GatedCommit, **kwargs: Any) -> AsyncGroupCommitter[i
     return AsyncGroupCommitter(commit, executor=executor, size_of=lambda _: 1, **kwargs)
 
 
+async def first_alone_then(
+    committer: AsyncGroupCommitter[int, str], commit: GatedCommit, items: list[int]
+) -> list[asyncio.Future[str]]:
+    """Submit ``items``: the first is in the writer (held at the gate) before the
+    others queue, so they wait behind it. Submitted together, a writer thread
+    slow to start (a loaded machine) could take them all into its first group."""
+    tasks: list[asyncio.Future[str]] = [asyncio.ensure_future(committer.submit(items[0]))]
+    assert await asyncio.to_thread(commit.entered.wait, 30), "the writer never took the first"
+    tasks += [asyncio.ensure_future(committer.submit(item)) for item in items[1:]]
+    async with asyncio.timeout(30):
+        while committer.waiting() < len(items) - 1:
+            await asyncio.sleep(0.01)
+    return tasks
+
+
 async def submit_all(
     committer: AsyncGroupCommitter[int, str], commit: GatedCommit, items: list[int]
 ) -> list[str | BaseException]:
-    tasks = [asyncio.ensure_future(committer.submit(item)) for item in items]
-    while committer.waiting() < len(items) - 1:  # the first is in the writer
-        await asyncio.sleep(0.01)
+    tasks = await first_alone_then(committer, commit, items)
     commit.gate.set()
     return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
 
@@ -121,11 +136,7 @@ async def test_async_writer_failure_reaches_every_waiter_and_the_next_request_wo
 async def test_async_cancelled_waiter_leaves_the_others_alone() -> None:
     commit = GatedCommit()
     committer = async_committer(commit)
-    first = asyncio.ensure_future(committer.submit(1))
-    gone = asyncio.ensure_future(committer.submit(2))
-    third = asyncio.ensure_future(committer.submit(3))
-    while committer.waiting() < 2:
-        await asyncio.sleep(0.01)
+    first, gone, third = await first_alone_then(committer, commit, [1, 2, 3])
     gone.cancel()
     commit.gate.set()
     assert await asyncio.wait_for(first, 30) == "ok1"

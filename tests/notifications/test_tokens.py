@@ -482,7 +482,7 @@ async def test_a_slow_jwks_fetch_leaves_the_event_loop_free(
     class HeldIssuer(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             asked.set()
-            released_in_time.append(release.wait(timeout=10))
+            released_in_time.append(release.wait(timeout=30))
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -501,7 +501,7 @@ async def test_a_slow_jwks_fetch_leaves_the_event_loop_free(
         token_ = kid_token("remote-1", rsa_private, "RS256")
         assert tokens.may_fetch_keys(token_)
         task = asyncio.ensure_future(verify_user_token_async(token_))
-        assert await asyncio.to_thread(asked.wait, 10)
+        assert await asyncio.to_thread(asked.wait, 30)
         assert not task.done()  # the loop is back here while the fetch is held
         release.set()
         assert (await task).user_id == "alice"

@@ -25,7 +25,8 @@ import random
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -461,13 +462,20 @@ class ResumingClient:
         await asyncio.wait_for(self.is_ready.wait(), timeout)
 
     async def wait_ids(self, count: int, timeout: float = WAIT) -> None:
+        await self._wait(lambda: len(self.received) >= count, f"{count} notifications", timeout)
+
+    async def wait_id(self, notification_id: int, timeout: float = WAIT) -> None:
+        """Until the notification ``notification_id`` has arrived."""
+        await self._wait(lambda: notification_id in self.ids, f"id {notification_id}", timeout)
+
+    async def _wait(self, done: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while len(self.received) < count:
+        while not done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(
-                    f"{self.user}: {len(self.received)} of {count} notifications after "
-                    f"{timeout}s; closes {self.closes}, failed {self.failed_handshakes[-3:]}"
+                    f"{self.user}: no {what} after {timeout}s (ids {self.ids[-5:]}); "
+                    f"closes {self.closes}, failed {self.failed_handshakes[-3:]}"
                 )
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -485,3 +493,22 @@ class ResumingClient:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+
+
+async def nothing_more_on_the_way(
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    clients: Sequence[ResumingClient],
+    accepted: Counter[str],
+) -> None:
+    """The positive marker for "no duplicate arrives later": one more
+    notification to every user (counted in ``accepted``), waited for on every
+    client. Whatever an earlier publish could still send a client (a push
+    delivered twice, a replay) goes down that user's channel ahead of it, so
+    once it is there nothing older is on its way; a pause could only hope so.
+    """
+    users = sorted({client.user for client in clients})
+    await publish(http, server, users, title="marker: the last one")
+    accepted.update(users)
+    for client in clients:
+        await client.wait_id(accepted[client.user], timeout=60)

@@ -20,6 +20,7 @@ import pytest
 from tests.production.conftest import (
     ResumingClient,
     ServerPool,
+    nothing_more_on_the_way,
     post_notification,
     prod_env,
     stored_notifications,
@@ -76,8 +77,8 @@ async def test_clients_of_a_killed_process_resume_elsewhere_losing_nothing(
         # Every client got off the dead process and ends with ids 1..N exactly once.
         for client in everyone:
             await client.wait_ids(accepted[client.user], timeout=60)
-        # A round trip through the survivor: nothing more is on its way.
-        await asyncio.sleep(0.5)
+        # A marker through the survivor to everyone: nothing more is on its way.
+        await nothing_more_on_the_way(http, survivor, everyone, accepted)
 
         for client in clients:
             assert client.ids == list(range(1, accepted[client.user] + 1)), (

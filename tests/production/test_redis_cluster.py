@@ -26,6 +26,7 @@ from tests.production.conftest import (
     ResumingClient,
     ServerPool,
     eventually,
+    nothing_more_on_the_way,
     post_notification,
     prod_env,
     stored_notifications,
@@ -121,7 +122,7 @@ async def run_while_publishing(
         await asyncio.gather(
             *(c.wait_ids(publisher.accepted[c.user], timeout=DRAIN_TIMEOUT) for c in clients)
         )
-        await asyncio.sleep(0.5)  # anything extra (a duplicate) would have arrived by now
+        await nothing_more_on_the_way(http, a, clients, publisher.accepted)  # no duplicate
         for user in users:
             stored = await stored_notifications(http, a, user)
             assert [int(n["id"]) for n in stored] == list(range(1, publisher.accepted[user] + 1))

@@ -24,6 +24,7 @@ from tests.production.conftest import (
     ResumingClient,
     ServerPool,
     eventually,
+    nothing_more_on_the_way,
     post_notification,
     prod_env,
     readyz,
@@ -132,7 +133,7 @@ async def test_outage_closes_sockets_and_clients_resume_with_everything_once(
         assert answers["final"] == [202] * POSTS_PER_PHASE
         lost = await missing_deliveries(clients, accepted, http, a)
         assert not lost, "notifications answered 202 never reached the clients:\n" + "\n".join(lost)
-        await asyncio.sleep(0.5)  # anything extra would have arrived by now
+        await nothing_more_on_the_way(http, a, clients, accepted)  # and no duplicate
         for client in clients:
             assert client.ids == list(range(1, accepted[client.user] + 1)), (
                 f"{client.user}: {client.ids}; closes {client.closes}"

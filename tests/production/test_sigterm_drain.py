@@ -235,7 +235,6 @@ async def test_second_process_keeps_serving_while_one_drains(
             await eventually(
                 lambda: http.get(leaving.url + "/readyz"),
                 lambda response: response.status_code == 503,
-                timeout=5,
                 interval=0.05,
                 what="/readyz of the terminated process to answer 503",
             )

@@ -15,6 +15,7 @@ import pytest
 
 from tests.live.conftest import SHOP_SECRET, make_token, new_user, server_env, user_headers
 from tests.security.test_ws_abuse import ERROR_MARKERS, upgrade_request
+from tests.support.live import log_flushed
 from tests.support.servers import LiveServer
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
@@ -33,7 +34,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         live.close()
 
 
-def no_errors_since(server: LiveServer, offset: int) -> None:
+async def no_errors_since(http: httpx.AsyncClient, server: LiveServer, offset: int) -> None:
+    await log_flushed(http, server)  # every line of the requests answered so far
     problems = [
         line
         for line in server.log_text()[offset:].splitlines()
@@ -57,7 +59,7 @@ async def test_deep_data_is_a_400_never_a_500(server: LiveServer, http: httpx.As
     shallow = '{"d": ' + "[" * 60 + "]" * 60 + "}"
     body = f'{{"recipients": ["deep"], "type": "t", "data": {shallow}}}'.encode()
     assert (await post(http, server, body)).status_code == 202
-    no_errors_since(server, offset)
+    await no_errors_since(http, server, offset)
 
 
 async def test_integers_beyond_64_bits_are_refused_and_64_bit_ones_kept_exact(
@@ -127,7 +129,7 @@ async def test_a_static_path_traversal_is_a_quiet_404(
         response = await http.get(server.url + path)
         assert response.status_code == 404, (path, response.status_code)
         assert "X-Content-Type-Options" in response.headers
-    no_errors_since(server, offset)
+    await no_errors_since(http, server, offset)
 
 
 async def handshake(server: LiveServer, target: str, token: str | None = None) -> bytes:
@@ -143,7 +145,7 @@ async def handshake(server: LiveServer, target: str, token: str | None = None) -
 
 
 async def test_only_the_literal_token_parameter_authenticates_and_no_form_is_logged(
-    server: LiveServer,
+    server: LiveServer, http: httpx.AsyncClient
 ) -> None:
     token = make_token(new_user("query"))
     _head, payload, signature = token.split(".")
@@ -161,7 +163,7 @@ async def test_only_the_literal_token_parameter_authenticates_and_no_form_is_log
     for query, status in variants.items():
         answer = await handshake(server, f"/ws/notifications?{query}")
         assert answer.split(b" ", 2)[1] == status, (query, answer[:100])
-    await asyncio.sleep(0.5)  # the access lines of the last handshakes
+    await log_flushed(http, server)  # the access lines of the last handshakes
     log = server.log_text()[offset:]
     assert "/ws/notifications?" in log
     for part in (payload, signature):
@@ -180,7 +182,7 @@ async def test_odd_sub_values_are_refused(
         server.url + "/api/v1/me/notifications", headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 401, response.text
-    no_errors_since(server, offset)
+    await no_errors_since(http, server, offset)
 
 
 async def raw_status(server: LiveServer, request: bytes) -> bytes:
@@ -209,11 +211,10 @@ async def raw_status(server: LiveServer, request: bytes) -> bytes:
     ids=["host", "host-syntax", "host-bytes", "path-bytes", "query-bytes", "path-escapes", "auth"],
 )
 async def test_unauthenticated_junk_is_a_4xx_and_at_most_a_warning(
-    server: LiveServer, request_bytes: bytes
+    server: LiveServer, http: httpx.AsyncClient, request_bytes: bytes
 ) -> None:
     """Invalid Host headers logged ERROR with a traceback (django.security) before."""
     offset = len(server.log_text())
     status = await raw_status(server, request_bytes)
     assert status.startswith(b"4"), status
-    await asyncio.sleep(0.3)  # the log line of this request
-    no_errors_since(server, offset)
+    await no_errors_since(http, server, offset)

@@ -356,6 +356,7 @@ def test_presence_any_user_id(publisher: AsgiClient, user: str) -> None:
 # --------------------------------------------------------------------------- WebSocket frames
 
 WS_PATH = "/ws/notifications"
+WAIT = 30.0  # for a frame that normally takes milliseconds; generous under load
 
 
 def _collect(strategy: st.SearchStrategy[Any], count: int) -> list[Any]:
@@ -401,14 +402,14 @@ class WsClient:
         )
 
     async def open(self) -> None:
-        connected, _ = await self.comm.connect(timeout=5)
+        connected, _ = await self.comm.connect(timeout=WAIT)
         assert connected
         await self.until("ready")
 
     async def until(self, frame_type: str) -> list[dict[str, Any]]:
         frames = []
         while True:
-            message = await self.comm.receive_output(5)
+            message = await self.comm.receive_output(WAIT)
             assert message["type"] == "websocket.send", message
             frames.append(json.loads(message["text"]))
             if frames[-1]["type"] == frame_type:
@@ -512,10 +513,10 @@ async def test_since_with_superscript_digit_gets_invalid_since(ws_settings: Any)
         headers=[(b"authorization", f"Bearer {token('dave')}".encode())],
     )
     try:
-        connected, _ = await comm.connect(timeout=5)
+        connected, _ = await comm.connect(timeout=WAIT)
         assert connected
-        first = json.loads((await comm.receive_output(5))["text"])
-        ready = json.loads((await comm.receive_output(5))["text"])
+        first = json.loads((await comm.receive_output(WAIT))["text"])
+        ready = json.loads((await comm.receive_output(WAIT))["text"])
         assert first["code"] == "invalid_since"
         assert ready["type"] == "ready" and ready["complete"] is False
     finally:

@@ -280,7 +280,12 @@ async def test_half_open_and_stalled_connections_do_not_starve_anyone(
     assert settled.total() <= baseline.total() + 10, (baseline, settled)
     ready = await http.get(server.url + "/readyz")
     assert ready.status_code == 200, ready.text
-    assert await connections(http, server, user) == 0
+    # Presence forgets the socket as its disconnect is handled, apart from the fd.
+    await eventually(
+        lambda: connections(http, server, user),
+        lambda count: count == 0,
+        what="the normal client's socket to leave presence",
+    )
 
 
 async def connections(http: httpx.AsyncClient, server: LiveServer, user: str) -> int:
@@ -303,13 +308,15 @@ async def test_a_handshake_that_never_completes_is_harmless(
     writer.write(upgrade_request(make_token(new_user("never")), end=False))
     await writer.drain()
     user = new_user("meanwhile")
-    sock = await sockets.open(server, user, open_timeout=10)
+    sock = await sockets.open(server, user)
     await publish(http, server, [user])
-    await sock.wait_count(1, timeout=10)
-    # Whatever the server did with it (waited, or timed it out), it sent no 101.
-    with contextlib.suppress(TimeoutError):
-        head = await asyncio.wait_for(reader.read(200), 1.0)
-        assert not head.startswith(b"HTTP/1.1 101"), head
+    await sock.wait_count(1)
+    # Whatever the server did with it (waited, or timed it out), it sent no 101:
+    # read to the end of the connection (ours ends the request unfinished, the
+    # server then closes), so nothing can come after what is checked.
+    writer.write_eof()
+    answer = await asyncio.wait_for(reader.read(), WAIT)
+    assert b" 101 " not in answer, answer
     writer.close()
     with contextlib.suppress(Exception):
         await writer.wait_closed()

@@ -143,6 +143,24 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def log_flushed(http: httpx.AsyncClient, server: LiveServer) -> None:
+    """Wait until every line ``server`` logged for the requests answered so far
+    is in its log file.
+
+    A marker request goes last; the process writes its lines in order, so once
+    the marker's access line is there, every earlier line is too. A pause in
+    its place lets "nothing bad was logged" pass on lines not written yet.
+    """
+    marker = f"flush-{uuid.uuid4().hex}"
+    response = await http.get(f"{server.url}/healthz?marker={marker}")
+    assert response.status_code == 200, response.text
+    await eventually(
+        lambda: asyncio.sleep(0, marker in server.log_text()),
+        bool,
+        what=f"{server!r} to log the marker request",
+    )
+
+
 async def stored_notifications_as(
     http: httpx.AsyncClient, server: LiveServer, headers: dict[str, str]
 ) -> list[Frame]:
