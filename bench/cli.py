@@ -144,7 +144,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     load.add_argument("--count", type=int, default=1000, metavar="M", help="POSTs (max mode)")
     load.add_argument("--duration", type=float, default=10.0, metavar="D", help="s (rate mode)")
     load.add_argument("--drain-timeout", type=float, default=10.0, help="s to wait for stragglers")
-    load.add_argument("--hold", type=float, default=2.0, help="s to hold idle sockets (connect)")
+    load.add_argument(
+        "--hold",
+        type=float,
+        default=None,
+        help="s to hold idle sockets (connect: default 2; idle: default 60)",
+    )
     load.add_argument(
         "--settle",
         type=float,
@@ -196,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one measured run (one JSON line)")
     run.add_argument(
         "--scenario",
-        choices=("unicast", "batch", "connect"),
+        choices=("unicast", "batch", "connect", "idle"),
         default="unicast",
-        help="unicast: 1 recipient per POST; batch: --batch per POST; connect: idle sockets",
+        help="unicast: 1 recipient per POST; batch: --batch per POST; connect: idle sockets "
+        "(memory); idle: idle sockets held --hold s (default 60), the servers' CPU meanwhile",
     )
     run.add_argument(
         "--rate",
@@ -331,6 +337,7 @@ class Coordinator:
         self.opened: list[dict[str, Any]] = []
         self.phases: list[list[dict[str, Any]]] = []
         self.phase_server_cpu: list[list[float | None]] = []
+        self.phase_server_cpu_s: list[list[float | None]] = []
         self._cpu_mark: list[float | None] = []
         self._wall_mark = 0.0
         self._metrics_mark: dict[str, float] | None = None
@@ -349,11 +356,13 @@ class Coordinator:
     def _cpu_since_mark(self) -> list[float | None]:
         wall = max(1e-9, time.perf_counter() - self._wall_mark)
         out: list[float | None] = []
+        seconds: list[float | None] = []
         for pid, before in zip(self.target.server_pids, self._cpu_mark, strict=False):
             now = procstat.cpu_seconds(pid)
-            out.append(
-                None if now is None or before is None else round((now - before) / wall * 100, 1)
-            )
+            used = None if now is None or before is None else now - before
+            seconds.append(None if used is None else round(used, 2))
+            out.append(None if used is None else round(used / wall * 100, 1))
+        self.phase_server_cpu_s.append(seconds)
         return out
 
     async def on_warmed(self) -> None:
@@ -672,6 +681,20 @@ def memory_section(coord: Coordinator, opened: int, end_rss: list[int | None]) -
     }
 
 
+def idle_section(
+    args: argparse.Namespace, coord: Coordinator, index: int, opened: int
+) -> dict[str, Any] | None:
+    """--scenario idle: what holding the sockets cost the busiest server."""
+    if args.scenario != "idle":
+        return None
+    pct = [p for p in coord.phase_server_cpu[index] if p is not None]
+    return {
+        "hold_s": args.hold,
+        "sockets_per_process": round(opened / max(1, len(coord.target.server_pids))),
+        "cpu_pct_of_one_core": max(pct) if pct else None,
+    }
+
+
 def params_section(args: argparse.Namespace, mode: str, phase: Phase) -> dict[str, Any]:
     return {
         "sockets": args.sockets,
@@ -718,7 +741,7 @@ def phases_for(args: argparse.Namespace) -> tuple[str, list[Phase]]:
             )
             for r in args.rates
         ]
-    if args.scenario == "connect":
+    if args.scenario in ("connect", "idle"):
         return "idle", [Phase("idle", hold_s=args.hold)]
     if args.rate is not None:
         if args.rate <= 0:
@@ -732,10 +755,12 @@ def settle_for(args: argparse.Namespace) -> float:
     """Memory is read once the sockets have lived through two presence heartbeats."""
     if args.settle is not None:
         return float(args.settle)
-    return MEMORY_SETTLE_S if args.scenario == "connect" else 1.0
+    return MEMORY_SETTLE_S if args.scenario in ("connect", "idle") else 1.0
 
 
 def validate(args: argparse.Namespace) -> None:
+    if args.hold is None:
+        args.hold = 60.0 if getattr(args, "scenario", None) == "idle" else 2.0
     if args.sockets < 1:
         raise SystemExit("bench: --sockets must be at least 1")
     if args.workers < 1:
@@ -806,6 +831,8 @@ def execute(args: argparse.Namespace) -> list[dict[str, Any]]:
                 **merged,
                 "memory": memory,
                 "server_cpu_pct": coord.phase_server_cpu[i],
+                "server_cpu_s": coord.phase_server_cpu_s[i],
+                "idle": idle_section(args, coord, i, sockets["opened"]),
                 "server_metrics": coord.phase_metrics[i],
                 "loader": {
                     "workers": len(plans),

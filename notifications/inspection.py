@@ -29,7 +29,7 @@ LATEST = 10
 @dataclass(frozen=True)
 class ProcessConnections:
     process_id: str
-    host: str | None  # the pod's name in Kubernetes; None: not announced
+    host: str | None  # the pod's name in Kubernetes
     pid: int | None
     connections: int
 
@@ -162,6 +162,9 @@ def presence(user_id: str) -> Presence:
         known = processes.describe(client, counts)
     finally:
         client.close()
+    # As presence counts: the members of a process without its key (gone)
+    # do not count; whoever counts the user next removes them.
+    counts = Counter({p: n for p, n in counts.items() if known.get(p)})
     found = [
         ProcessConnections(
             process_id=process_id,

@@ -23,7 +23,6 @@ from notifications import (  # noqa: E402
     cluster_layer,
     delivery,
     presence,
-    processes,
 )
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.push import runtime as push_runtime  # noqa: E402
@@ -88,10 +87,11 @@ async def _startup() -> None:
     channel_layer.subscriber_lost_listeners.append(_close_sockets_for_reconnect)
     cluster_layer.groups_lost_listeners.append(_close_group_sockets)
     lifecycle.install_sigterm_drain(settings.NOTIFY_DRAIN_SECONDS)
+    # Presence's heartbeat also keeps this process's key (notify_inspect's
+    # host and pid, and its liveness) alive.
     state.spawn(presence.backend().heartbeat_forever())
     if settings.NOTIFY_PUSH_WORKER_IN_PROCESS:
         await push_runtime.start()  # Web Push (off without VAPID_PRIVATE_KEY)
-    state.spawn(processes.announce_forever())  # for notify_inspect
 
 
 async def _shutdown() -> None:

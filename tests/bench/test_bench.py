@@ -242,6 +242,18 @@ def test_url_mode_batch_rate_and_sweep(
     assert idle["memory"]["kib_per_socket"] is None  # --settle 0.2: before the heartbeats
     assert idle["memory"]["kib_per_socket_early"] is not None
     assert idle["ok"] is True
+    assert idle["idle"] is None  # the CPU summary is --scenario idle's
+
+    # Idle sockets held: the servers' CPU meanwhile (issue #16's idle target).
+    (held,) = run_bench(["run", "--scenario", "idle", "--sockets", "15", "--hold", "1",
+                         "--settle", "0.2", *target])  # fmt: skip
+    assert held["mode"] == "idle" and held["ok"] is True
+    assert held["params"]["hold"] == 1.0
+    assert held["timing"]["phase_s"] >= 1.0
+    (pct,) = held["server_cpu_pct"]
+    (cpu_s,) = held["server_cpu_s"]
+    assert held["idle"] == {"hold_s": 1.0, "sockets_per_process": 15, "cpu_pct_of_one_core": pct}
+    assert cpu_s is not None and 0 <= cpu_s <= held["timing"]["phase_s"]
 
 
 def test_suite_repeats_a_scenario_and_summarises_its_median() -> None:
