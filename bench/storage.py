@@ -242,18 +242,17 @@ def reads(args: argparse.Namespace) -> dict[str, Any]:
     def unread_10k() -> None:
         assert selectors.unread_count(user_id=HEAVY_USER) == HEAVY_UNREAD
 
+    from notifications import wire_sql
+
     plans = {
-        "since_500": selectors._rows()
-        .filter(user_id="user-1", seq__gt=0)
-        .order_by("seq")[:500]
-        .values_list("seq", "event_id", "created_at", "read_at"),
-        "first_page_50": selectors._rows()
-        .filter(user_id="user-1")
-        .order_by("-seq")[:51]
-        .values_list("seq", "event_id", "created_at", "read_at"),
+        "since_500": (
+            wire_sql.statement(where="AND seq > %s", descending=False),
+            ["user-1", 0, 500],
+        ),
+        "first_page_50": (wire_sql.statement(where="", descending=True), ["user-1", 51]),
     }
     return {
-        "plans": {name: explain(qs) for name, qs in plans.items()},
+        "plans": {name: explain(statement) for name, statement in plans.items()},
         **{
             name: latency(func, args.samples)
             for name, func in (
@@ -265,11 +264,11 @@ def reads(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def explain(queryset: Any) -> list[str]:
+def explain(statement: tuple[str, list[Any]]) -> list[str]:
     """The plan's node lines (without the per-partition detail)."""
     from django.db import connection
 
-    sql, params = queryset.query.sql_with_params()
+    sql, params = statement
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, params)
         lines = [row[0] for row in cursor.fetchall()]
