@@ -22,10 +22,9 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-
-import logging
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
