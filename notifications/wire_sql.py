@@ -5,7 +5,7 @@ id order), each row's event by ``(id, created_at)`` in a ``LATERAL``
 subquery, and ``json_agg`` of the wire shape (rendering.py) with the
 timestamps already formatted. Python then parses one JSON text (orjson)
 instead of converting and re-formatting every value: a 500-row replay spent
-most of its time there (docs/scaling.md, "Replays").
+most of its time there (docs/scaling.md, "Replays and pages in one statement").
 
 The ``LATERAL`` subquery (``LIMIT 1`` keeps the planner from flattening it
 into a join) is a nested loop whose inner ``Append`` over the event
