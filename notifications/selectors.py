@@ -34,9 +34,11 @@ def notifications_after(
 ) -> list[NotificationDict]:
     """Stored notifications with ``after < id <= up_to``, oldest first.
 
-    In SQL of its own (``_select``), as the stream's opening: every socket
-    back after a deploy reads its replay page here, and building and
-    compiling the querysets cost more CPU than the statements."""
+    Every socket back after a deploy reads its replay page here. On
+    PostgreSQL one statement returns the page as wire JSON (wire_sql: the
+    server builds it, Python parses it once); elsewhere in SQL of its own
+    (``_select``), as building and compiling querysets cost more CPU than
+    the statements."""
     where, params = "AND seq > %s", [after]
     if up_to is not None:
         where += " AND seq <= %s"
@@ -108,13 +110,11 @@ def _dicts(rows: QuerySet[Notification]) -> list[NotificationDict]:
 
 
 def _wire(found: list[tuple[Any, ...]]) -> list[NotificationDict]:
-    """Wire dicts for (seq, event ref, created_at, read_at) recipient rows:
-    the rows, then their events in a second query by (id, created_at). One
-    join would make PostgreSQL's planner cost a probe of every day's event
-    partition per row (it prices no run-time pruning) and pick a scan of all
-    events instead; one query per day of the rows, given as constants,
-    probes only that day (notifications/partitions.py). No model instances:
-    a 500-row replay spent most of its time building them."""
+    """Wire dicts for (seq, event ref, created_at, read_at) recipient rows
+    (SQLite's path; PostgreSQL reads through wire_sql): the rows, then their
+    events in a second query by (id, created_at), one arm per day of the
+    rows. No model instances: a 500-row replay spent most of its time
+    building them."""
     if not found:
         return []
     events = {pk: content for pk, *content in _events(found)}
