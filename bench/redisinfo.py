@@ -1,8 +1,9 @@
 """What Redis itself spent on a phase, from its own ``INFO`` (not from /proc).
 
 ``INFO cpu`` gives the server's CPU time (``used_cpu_sys + used_cpu_user``,
-every thread of the redis-server process, microsecond resolution) and ``INFO
-commandstats`` the calls per command. Read before and after a phase on every
+every thread of the redis-server process, microsecond resolution), ``INFO
+stats`` the bytes read from and written to clients (replication traffic
+apart) and ``INFO commandstats`` the calls per command. Read before and after a phase on every
 node, the differences say what the phase cost Redis: that works against a
 remote Redis too (ElastiCache and Memorystore answer ``INFO``), where /proc
 does not reach.
@@ -29,6 +30,8 @@ class NodeSample:
     address: str
     role: str  # "master" or "slave", as INFO replication says
     cpu_s: float
+    net_in: int  # client bytes read (total_net_input_bytes), replication apart
+    net_out: int
     calls: dict[str, int]
 
 
@@ -58,6 +61,7 @@ def sample(address: str, *, timeout: float = 5.0) -> NodeSample:
     )
     try:
         cpu = _info(client, "cpu")
+        stats = _info(client, "stats")
         commandstats = _info(client, "commandstats")
         replication = _info(client, "replication")
     finally:
@@ -71,6 +75,8 @@ def sample(address: str, *, timeout: float = 5.0) -> NodeSample:
         address=f"{host}:{port}",
         role=str(replication.get("role", "master")),
         cpu_s=float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
+        net_in=int(stats.get("total_net_input_bytes", 0)),
+        net_out=int(stats.get("total_net_output_bytes", 0)),
         calls=calls,
     )
 
@@ -98,6 +104,9 @@ def delta(before: list[NodeSample], after: list[NodeSample], delivered: int) -> 
                 "role": "replica" if a.role == "slave" else a.role,
                 "cpu_s": round(a.cpu_s - b.cpu_s, 4),
                 "commands": sum(calls.values()),
+                # Includes our own INFO exchanges (a few KiB per sample).
+                "net_in_bytes": a.net_in - b.net_in,
+                "net_out_bytes": a.net_out - b.net_out,
                 "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
             }
         )
@@ -109,6 +118,10 @@ def totals(nodes: list[dict[str, Any]], delivered: int) -> dict[str, Any]:
         return round(seconds / delivered * 1000, 4) if delivered else None
 
     masters = [n for n in nodes if n["role"] == "master"]
+
+    def per_delivery(key: str) -> float | None:
+        return round(sum(n[key] for n in masters) / delivered, 1) if delivered else None
+
     replicas = [n for n in nodes if n["role"] != "master"]
     cpu = sum(n["cpu_s"] for n in nodes)
     commands = sum(n["commands"] for n in nodes)
@@ -127,6 +140,8 @@ def totals(nodes: list[dict[str, Any]], delivered: int) -> dict[str, Any]:
             max((n["cpu_s"] for n in masters), default=0.0)
         ),
         "commands": commands,
+        "master_net_in_bytes_per_delivery": per_delivery("net_in_bytes"),
+        "master_net_out_bytes_per_delivery": per_delivery("net_out_bytes"),
         "master_commands_per_delivery": (
             round(sum(n["commands"] for n in masters) / delivered, 3) if delivered else None
         ),
