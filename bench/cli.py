@@ -360,8 +360,9 @@ class Coordinator:
         self._wall_mark = 0.0
         self._metrics_mark: dict[str, float] | None = None
         self.phase_metrics: list[dict[str, float] | None] = []
-        self._redis_mark: list[redisinfo.NodeSample] = []
-        self.phase_redis: list[list[redisinfo.NodeSample]] = []  # (before, after) pairs
+        self._redis_mark: list[redisinfo.NodeSample] | None = []
+        # (before, after) pairs; None where a node did not answer INFO
+        self.phase_redis: list[list[redisinfo.NodeSample] | None] = []
 
     async def _scrape(self) -> dict[str, float] | None:
         return await asyncio.to_thread(scrape_metrics, self.target.urls)
@@ -372,7 +373,7 @@ class Coordinator:
     def _mark_cpu(self) -> None:
         self._cpu_mark = [procstat.cpu_seconds(pid) for pid in self.target.server_pids]
         self._wall_mark = time.perf_counter()
-        self._redis_mark = redisinfo.sample_all(self.target.redis_addresses)
+        self._redis_mark = redisinfo.try_sample_all(self.target.redis_addresses)
         self._probe_mark = {name: read() for name, read in self.probes.items()}
 
     def _cpu_since_mark(self) -> list[float | None]:
@@ -405,7 +406,7 @@ class Coordinator:
     async def on_phase(self, index: int, results: list[dict[str, Any]]) -> None:
         self.phase_server_cpu.append(self._cpu_since_mark())
         self.phase_redis.append(self._redis_mark)
-        self.phase_redis.append(redisinfo.sample_all(self.target.redis_addresses))
+        self.phase_redis.append(redisinfo.try_sample_all(self.target.redis_addresses))
         now_probes = {name: read() for name, read in self.probes.items()}
         self.phase_probes.append(
             {
@@ -715,9 +716,10 @@ def memory_section(coord: Coordinator, opened: int, end_rss: list[int | None]) -
 
 
 def redis_section(coord: Coordinator, index: int, delivered: int) -> dict[str, Any] | None:
-    """What the phase cost Redis, from INFO on each node (null without nodes)."""
+    """What the phase cost Redis, from INFO on each node (null without nodes, or
+    when a node did not answer at either end of the phase)."""
     before, after = coord.phase_redis[2 * index], coord.phase_redis[2 * index + 1]
-    if not before:
+    if not before or not after:
         return None
     return redisinfo.delta(before, after, delivered)
 

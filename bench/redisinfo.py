@@ -85,6 +85,15 @@ def sample_all(addresses: list[str]) -> list[NodeSample]:
     return [sample(a) for a in addresses]
 
 
+def try_sample_all(addresses: list[str]) -> list[NodeSample] | None:
+    """As :func:`sample_all` during a load run: a node that does not answer
+    (failover, ``INFO`` disabled) loses the phase's figures, not the run."""
+    try:
+        return sample_all(addresses)
+    except (redis.RedisError, OSError):
+        return None
+
+
 def delta(before: list[NodeSample], after: list[NodeSample], delivered: int) -> dict[str, Any]:
     """Per node and in total: CPU seconds, commands, and both per delivery.
 

@@ -59,9 +59,15 @@ def test_info_delta_counts_the_phase_commands_and_cpu(
     assert out["cpu_s_per_1000_deliveries"] == pytest.approx(node["cpu_s"] * 2, abs=1e-3)
 
 
-def test_info_of_a_node_that_does_not_answer_is_an_error() -> None:
+def test_info_of_a_node_that_does_not_answer_is_an_error_not_a_failed_run(
+    fresh_redis_server: RedisServer,
+) -> None:
     with pytest.raises(redis.ConnectionError):
         redisinfo.sample("127.0.0.1:1", timeout=1.0)
+    # During a load run the phase loses its Redis figures; the run goes on.
+    alive = f"{fresh_redis_server.host}:{fresh_redis_server.port}"
+    assert redisinfo.try_sample_all([alive, "127.0.0.1:1"]) is None
+    assert redisinfo.try_sample_all([alive]) is not None
 
 
 def _run(ok: bool, per_s: float, cpu: float) -> dict[str, Any]:
@@ -94,6 +100,7 @@ def test_a_cell_is_the_median_of_the_runs_that_lost_nothing() -> None:
 
 
 @pytest.mark.live
+@pytest.mark.timeout(300)  # a PostgreSQL, Redis and a process started: ~1 min loaded
 def test_capacity_smallest_cell_measures_every_tier() -> None:
     """One process on standalone Redis and PostgreSQL, the quick unicast scenario once."""
     lines = run_bench(
@@ -101,7 +108,7 @@ def test_capacity_smallest_cell_measures_every_tier() -> None:
             "capacity", "--procs", "1", "--topologies", "standalone", "--scenarios", "unicast",
             "--repeat", "1", "--quick", "--no-results",
         ],
-        timeout=110,
+        timeout=280,
     )  # fmt: skip
     runs = [x for x in lines if x.get("bench") == "capacity-run"]
     cells = [x for x in lines if x.get("bench") == "capacity"]
