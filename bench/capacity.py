@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import procstat, redisinfo
-from bench.cli import build_parser, emit, execute
+from bench.cli import Probes, build_parser, emit, execute
 from bench.cluster import Cluster
 from bench.suite import QUICK_SUITE, SUITE
 
@@ -87,7 +87,7 @@ def _wal_lsn(cluster: Cluster) -> float | None:
     return float(row[0]) if row else None
 
 
-def _pg_probes(cluster: Cluster) -> dict[str, Any]:
+def _pg_probes(cluster: Cluster) -> Probes:
     """PostgreSQL's CPU (postmaster and backends) and WAL position, read per phase."""
     if cluster.postgres is None:
         return {}
