@@ -12,7 +12,12 @@ from django.utils import timezone
 
 from notifications import delivery, publishing, selectors, services
 from notifications.errors import IdempotencyConflict, NotificationNotFound
-from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.models import (
+    IdempotencyRecord,
+    Notification,
+    NotificationEvent,
+    UserSequence,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -380,8 +385,9 @@ TRICKY = "tab\there, newline\nthere, back\\slash, \\N, quote \" ' , é 🚚, \r,
 
 
 def test_rows_keep_every_character_through_the_bulk_insert() -> None:
-    # Several rows take the bulk path (executemany, or COPY on PostgreSQL,
-    # whose text format escapes tabs, newlines and backslashes).
+    # Several rows take the bulk path (executemany, or on PostgreSQL text
+    # arrays bound as parameters, whose literal form escapes quotes, commas,
+    # braces and backslashes).
     data = {"k\tey": TRICKY, "nested": [TRICKY, {"\\": None, "n": 1.5, "big": 2**53}]}
     result = publish(["a", "b\tc", "d\\e"], title=TRICKY, body=TRICKY, data=data)
     rows = Notification.objects.filter(event__event_id=result.event_id).order_by("user_id")
@@ -389,3 +395,38 @@ def test_rows_keep_every_character_through_the_bulk_insert() -> None:
     for row in rows:
         assert (row.title, row.body, row.data) == (TRICKY, TRICKY, data)
         assert row.source == "shop" and row.type == "t" and row.read_at is None
+
+
+def test_a_group_stores_each_publication_with_its_own_content_and_ids(pushed: Recorder) -> None:
+    # One transaction, several publications sharing recipients: each row points
+    # at its own event (PostgreSQL joins them by event id in one statement),
+    # and a user's ids follow the publications' order.
+    publications = [
+        publishing.Publication(
+            source="shop", recipients=users, type=f"t{n}", title=f"title {n}", data={"n": n}
+        )
+        for n, users in enumerate([["a", "b"], ["b"], [], ["c", "a", "b"]])
+    ]
+    with transaction.atomic():
+        outcomes = publishing.notifications_publish_many(publications=publications)
+    assert [o.recipients for o in outcomes if isinstance(o, publishing.PublishResult)] == [
+        2,
+        1,
+        0,
+        3,
+    ]
+    stored = {
+        (row.user_id, row.seq): (row.type, row.title, row.data, row.event.event_id)
+        for row in Notification.objects.select_related("event")
+    }
+    ids = [o.event_id for o in outcomes if isinstance(o, publishing.PublishResult)]
+    assert stored == {
+        ("a", 1): ("t0", "title 0", {"n": 0}, ids[0]),
+        ("b", 1): ("t0", "title 0", {"n": 0}, ids[0]),
+        ("b", 2): ("t1", "title 1", {"n": 1}, ids[1]),
+        ("c", 1): ("t3", "title 3", {"n": 3}, ids[3]),
+        ("a", 2): ("t3", "title 3", {"n": 3}, ids[3]),
+        ("b", 3): ("t3", "title 3", {"n": 3}, ids[3]),
+    }
+    # The publication without recipients still has its event.
+    assert NotificationEvent.objects.filter(event_id=ids[2], type="t2").exists()
