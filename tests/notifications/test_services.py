@@ -381,7 +381,7 @@ def test_purge_removes_expired_idempotency_records() -> None:
     assert seqs("a") == [1, 2]
 
 
-TRICKY = "tab\there, newline\nthere, back\\slash, \\N, quote \" ' , é 🚚, \r, end\\"
+TRICKY = "tab\there, newline\nthere, back\\slash, \\N, quote \" ' , é 🚚, \r, {br,ace} NULL, end\\"
 
 
 def test_rows_keep_every_character_through_the_bulk_insert() -> None:
@@ -389,9 +389,10 @@ def test_rows_keep_every_character_through_the_bulk_insert() -> None:
     # arrays bound as parameters, whose literal form escapes quotes, commas,
     # braces and backslashes).
     data = {"k\tey": TRICKY, "nested": [TRICKY, {"\\": None, "n": 1.5, "big": 2**53}]}
-    result = publish(["a", "b\tc", "d\\e"], title=TRICKY, body=TRICKY, data=data)
+    users = ["a", "b\tc", "d\\e", "NULL", '{"x",y}']
+    result = publish(users, title=TRICKY, body=TRICKY, data=data)
     rows = Notification.objects.filter(event__event_id=result.event_id).order_by("user_id")
-    assert [r.user_id for r in rows] == ["a", "b\tc", "d\\e"]
+    assert sorted(r.user_id for r in rows) == sorted(users)
     for row in rows:
         assert (row.title, row.body, row.data) == (TRICKY, TRICKY, data)
         assert row.source == "shop" and row.type == "t" and row.read_at is None
