@@ -431,3 +431,23 @@ def test_a_group_stores_each_publication_with_its_own_content_and_ids(pushed: Re
     }
     # The publication without recipients still has its event.
     assert NotificationEvent.objects.filter(event_id=ids[2], type="t2").exists()
+
+
+def test_a_large_group_stores_each_row_with_its_own_event(pushed: Recorder) -> None:
+    # More rows than one statement takes (pg_writes.COMBINED_MAX_ROWS): on
+    # PostgreSQL the events' statement, then the rows by COPY.
+    first = [f"u{n}" for n in range(50)]
+    second = [f"u{n}" for n in range(30, 90)]
+    publications = [
+        publishing.Publication(source="shop", recipients=users, type=f"t{n}", body=TRICKY)
+        for n, users in enumerate([first, second])
+    ]
+    with transaction.atomic():
+        outcomes = publishing.notifications_publish_many(publications=publications)
+    ids = [o.event_id for o in outcomes if isinstance(o, publishing.PublishResult)]
+    rows = list(Notification.objects.select_related("event"))
+    assert len(rows) == 110
+    for row in rows:
+        n = 0 if row.user_id in first and row.seq == 1 else 1
+        assert (row.event.event_id, row.type, row.body) == (ids[n], f"t{n}", TRICKY)
+        assert row.created_at == row.event.created_at
