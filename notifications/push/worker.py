@@ -183,18 +183,18 @@ class PushWorker:
             t for t in by_user.get(row.user_id, []) if endpoint_error(t.endpoint, self.cfg) is None
         ]
 
-    def _message(self, job: Job, now: datetime) -> tuple[bytes, dict[str, str]]:
+    def _message(self, job: Job, now: datetime) -> tuple[bytes, list[tuple[str, str]]]:
         """The encrypted body (RFC 8291) and headers of one push."""
         row, target, notification = job.row, job.target, job.notification
         ttl = max(0, int((row.expires_at - now).total_seconds()))
-        headers = {
-            "TTL": str(ttl),
-            "Urgency": self.cfg.urgency,
-            "Topic": message.topic(str(notification.get("type", ""))),
-            "Content-Encoding": "aes128gcm",
-            "Content-Type": "application/octet-stream",
-            "Authorization": self.signer.header(origin(target.endpoint)),
-        }
+        headers = [
+            ("TTL", str(ttl)),
+            ("Urgency", self.cfg.urgency),
+            ("Topic", message.topic(str(notification.get("type", "")))),
+            ("Content-Encoding", "aes128gcm"),
+            ("Content-Type", "application/octet-stream"),
+            ("Authorization", self.signer.header(origin(target.endpoint))),
+        ]
         plaintext = message.payload_bytes(notification)
         return message.encrypt(plaintext, p256dh=target.p256dh, auth=target.auth), headers
 
