@@ -24,6 +24,11 @@ class ProcessState:
         self.shutting_down = False
         self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
         self.background: set[asyncio.Task[None]] = set()
+        # Live traffic, for the push worker's throttle (notifications/push/
+        # throttle.py): frames written to connections so far, and connections
+        # with frames still queued (realtime/outbox.py keeps both).
+        self.live_frames = 0
+        self.live_writers = 0
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

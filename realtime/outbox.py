@@ -95,16 +95,19 @@ class Outbox:
                 if self._writer is not None:
                     await asyncio.wait((self._writer,))
                 await self.transport.write(frame)
+                state.live_frames += 1
         except TimeoutError:
             await self.close(CloseCode.SLOW)
         except Exception:  # the client is gone; the transport reports it
             logger.debug("send after disconnect", exc_info=True)
 
     async def _write_outbox(self, outbox: deque[tuple[ServerFrame, float | None]]) -> None:
+        state.live_writers += 1  # frames queued: live work (notifications/push/throttle.py)
         try:
             while outbox:
                 frame, committed_at = outbox.popleft()
                 await self.transport.write(frame)
+                state.live_frames += 1
                 if committed_at is not None:
                     metrics.DELIVERED.inc()
                     metrics.DELIVERY_SECONDS.observe(max(0.0, time.time() - committed_at))
@@ -115,3 +118,4 @@ class Outbox:
             # nothing was added that this task would miss.
             self._writer = None
             self._outbox = None
+            state.live_writers -= 1

@@ -35,6 +35,7 @@ from notifications.push.endpoints import endpoint_error, origin
 from notifications.push.outbox import Owed, Settlement, Target
 from notifications.push.preferences import is_muted
 from notifications.push.sender import Outcome, Sender, retry_delay
+from notifications.push.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class PushWorker:
         self.db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="push-db")
         self._wake = asyncio.Event()
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
+        self.throttle = Throttle()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -70,6 +72,7 @@ class PushWorker:
         self._loop = asyncio.get_running_loop()
         self._tasks = [asyncio.ensure_future(self._lane()) for _ in range(self.lanes)]
         self._tasks.append(asyncio.ensure_future(self._gauges()))
+        self.throttle.start()
 
     def wake(self) -> None:
         """Thread-safe: owed pushes were just committed."""
@@ -88,6 +91,7 @@ class PushWorker:
             for task in pending:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.throttle.stop()
         await self.sender.close()
         self.db.shutdown(wait=False)
 
@@ -131,6 +135,7 @@ class PushWorker:
         # switch interval at a time. Encrypting only once a send slot is
         # free spreads the work instead of one long run per batch.
         async with self._in_flight:
+            await self.throttle.admit()  # live traffic first (throttle.py)
             body, headers = self._message(job, now)
             return await self.sender.send(
                 job.target.endpoint, body, headers, subscription_id=job.target.id
