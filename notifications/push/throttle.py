@@ -85,6 +85,7 @@ class Throttle:
         idle = 0
         while True:
             if idle >= IDLE_TICKS:  # nothing sent for a while: sleep until a send
+                self._lift()
                 self._active.clear()
                 await self._active.wait()
                 idle = 0

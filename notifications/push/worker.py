@@ -44,6 +44,7 @@ LANES = 4  # batches in flight at once (claim, send and settle overlap)
 IN_FLIGHT = 64  # messages being encrypted or sent at once, all hosts together
 POLL = 1.0  # seconds between looks at the outbox when nobody wakes us
 GAUGE_EVERY = 5.0
+HELD_POLL = 0.1  # seconds between looks, while held back, for a lane to claim again
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class PushWorker:
         self._wake = asyncio.Event()
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self.throttle = Throttle()
+        self._batches = 0  # lanes with a batch claimed
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -101,11 +103,19 @@ class PushWorker:
 
     async def _lane(self) -> None:
         while not self._stopping:
+            # Held back for live traffic (throttle.py): one batch at a time,
+            # so few rows sit leased while sends trickle out.
+            if self.throttle.limit is not None and self._batches:
+                await asyncio.sleep(HELD_POLL)
+                continue
+            self._batches += 1
             try:
                 worked = await self.run_once()
             except Exception:
                 logger.exception("push worker batch failed; retrying after %.0fs", POLL)
                 worked = 0
+            finally:
+                self._batches -= 1
             if not worked and not self._stopping:  # idle: wait for a commit or the poll
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
