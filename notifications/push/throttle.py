@@ -16,7 +16,8 @@ would slow down and wait. The rule, checked every ``TICK``:
 * While behind, the number of sends that may *start* per tick halves, from
   what the worker was doing, down to ``FLOOR`` (so pushes never stop: owed
   pushes are all sent eventually, with their TTL rules unchanged).
-* Once the loop keeps up (or the live traffic ends) it doubles each tick
+* Once the loop keeps up (or the live traffic ends) it grows by one per
+  tick (slowly: a burst of pushes would put the loop behind again at once)
   and the limit is lifted when it passes ``CEILING``.
 
 Sends already started finish; held sends wait in order. The time spent
@@ -91,25 +92,25 @@ class Throttle:
                 idle = 0
             began = loop.time()
             await asyncio.sleep(TICK)
-            lag = loop.time() - began - TICK
+            elapsed = loop.time() - began
             live = state.live_writers > 0 or state.live_frames != frames
             frames = state.live_frames
             idle = idle + 1 if not self.started and not self._waiters else 0
-            self._adjust(behind=live and lag > LAG_LIMIT)
+            self._adjust(behind=live and elapsed - TICK > LAG_LIMIT, elapsed=elapsed)
 
-    def _adjust(self, *, behind: bool) -> None:
+    def _adjust(self, *, behind: bool, elapsed: float = TICK) -> None:
         started, self.started = self.started, 0
         self.ticks += 1
         if behind:
             base = self.limit if self.limit is not None else max(started, FLOOR)
             self.limit = max(FLOOR, base // 2)
         elif self.limit is not None:
-            self.limit *= 2
+            self.limit += 1  # slowly: a burst of pushes would put the loop behind again
             if self.limit > CEILING:
                 self._lift()
                 return
         if self.limit is not None:
-            metrics.PUSH_HELD.inc(TICK)
+            metrics.PUSH_HELD.inc(elapsed)
         self._release()
 
     def _lift(self) -> None:
