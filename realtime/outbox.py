@@ -109,8 +109,11 @@ class Outbox:
                 await self.transport.write(frame)
                 state.live_frames += 1
                 if committed_at is not None:
+                    delay = max(0.0, time.time() - committed_at)
                     metrics.DELIVERED.inc()
-                    metrics.DELIVERY_SECONDS.observe(max(0.0, time.time() - committed_at))
+                    metrics.DELIVERY_SECONDS.observe(delay)
+                    state.live_delays += 1
+                    state.live_delay_sum += delay
         except Exception:  # the client is gone; the transport reports it
             logger.debug("send after disconnect", exc_info=True)
         finally:

@@ -7,10 +7,13 @@ twice a live delivery in CPU (docs/performance.md), so a flood of pushes
 would otherwise take the loop's time from the sockets and their deliveries
 would slow down and wait. The rule, checked every ``TICK``:
 
-* **Behind** means the loop ran a tick's timer more than ``LAG_LIMIT`` late
-  (it had more ready work than it could run) *and* live frames were written
-  since the last tick, or a connection still has frames queued
-  (``ProcessState.live_frames`` / ``live_writers``, kept by
+* **Behind** means live traffic is waiting: either the live notifications
+  written during the tick took more than ``DELAY_LIMIT`` on average from
+  their commit (the publish, the database and the channel layer were slow:
+  the GIL the pushes hold slows the database threads too, which no loop
+  lag shows), or the loop ran the tick's timer more than ``LAG_LIMIT`` late
+  (it had more ready work than it could run) while live frames were
+  written or still queued (``ProcessState.live_*``, kept by
   realtime/outbox.py). Lag alone does not hold pushes back: with no live
   traffic they are the process's only work and take all of it.
 * While behind, the number of sends that may *start* per tick halves, from
@@ -37,6 +40,7 @@ from notifications.runtime import state
 
 TICK = 0.01  # seconds between looks at the loop
 LAG_LIMIT = 0.005  # a timer this late means the loop is behind
+DELAY_LIMIT = 0.05  # live deliveries later than this after commit (mean per tick)
 FLOOR = 1  # sends that may start per tick while held back (10/s with TICK)
 CEILING = 64  # per tick: past this the limit is lifted
 IDLE_TICKS = 100  # ticks without a send before the ticker stops (1 s)
@@ -82,7 +86,7 @@ class Throttle:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        frames = state.live_frames
+        frames, delays, delay_sum = state.live_frames, state.live_delays, state.live_delay_sum
         idle = 0
         while True:
             if idle >= IDLE_TICKS:  # nothing sent for a while: sleep until a send
@@ -94,9 +98,13 @@ class Throttle:
             await asyncio.sleep(TICK)
             elapsed = loop.time() - began
             live = state.live_writers > 0 or state.live_frames != frames
-            frames = state.live_frames
+            late = state.live_delays > delays and (
+                state.live_delay_sum - delay_sum > DELAY_LIMIT * (state.live_delays - delays)
+            )
+            frames, delays, delay_sum = state.live_frames, state.live_delays, state.live_delay_sum
             idle = idle + 1 if not self.started and not self._waiters else 0
-            self._adjust(behind=live and elapsed - TICK > LAG_LIMIT, elapsed=elapsed)
+            lagging = live and elapsed - TICK > LAG_LIMIT
+            self._adjust(behind=late or lagging, elapsed=elapsed)
 
     def _adjust(self, *, behind: bool, elapsed: float = TICK) -> None:
         started, self.started = self.started, 0

@@ -1,6 +1,7 @@
 """Live traffic first (notifications/push/throttle.py): the push worker's
-sends are held back while the event loop lags *and* live frames are being
-written, never stopped, and released once the loop keeps up.
+sends are held back while live traffic waits (the event loop lags while
+live frames are written, or live deliveries are late after their commit),
+never stopped, and released once live traffic keeps up.
 
 The loop's lag is real: a callback blocks the loop for a while each time it
 runs. The live frames go through the real connection outbox
@@ -124,6 +125,37 @@ async def test_a_lagging_loop_without_live_traffic_does_not_hold_pushes_back() -
         assert throttle.limit is None
     finally:
         load.running = False
+        sends.task.cancel()
+        await throttle.stop()
+
+
+class Deliveries:
+    """Writes a live notification every few milliseconds through a real
+    connection outbox, committed ``age`` seconds before; the loop stays free."""
+
+    def __init__(self, age: float) -> None:
+        self.connection = Connection(Kept())
+        self.age = age
+        self.running = True
+        self._step()
+
+    def _step(self) -> None:
+        if self.running:
+            self.connection._put(frames.KEEPALIVE, time.time() - self.age)
+            asyncio.get_running_loop().call_later(0.002, self._step)
+
+
+async def test_late_live_deliveries_hold_pushes_back_with_a_free_loop() -> None:
+    throttle = Throttle()
+    throttle.start()
+    sends = Sends(throttle)
+    late = Deliveries(age=1.0)  # a second after their commit: live traffic waits
+    try:
+        await until(lambda: throttle.limit == FLOOR, "sends held back to the floor")
+        late.running = False
+        await until(lambda: throttle.limit is None, "the limit to be lifted")
+    finally:
+        late.running = False
         sends.task.cancel()
         await throttle.stop()
 
