@@ -67,8 +67,8 @@ PUSH_OLDEST_OWED = Gauge(
 )
 PUSH_HELD = Counter(
     "notify_push_held_seconds_total",
-    "Time the push worker held back sends because the event loop lagged while "
-    "live frames were being written (live traffic first)",
+    "Time the push worker held back sends for live traffic (the event loop "
+    "lagged while live frames were written, or live deliveries were late)",
 )
 PUSH_LATENCY = Histogram(
     "notify_push_latency_seconds",
