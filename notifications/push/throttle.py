@@ -16,6 +16,8 @@ would slow down and wait. The rule, checked every ``TICK``:
   written or still queued (``ProcessState.live_*``, kept by
   realtime/outbox.py). Lag alone does not hold pushes back: with no live
   traffic they are the process's only work and take all of it.
+* Behind lasts ``HOLD`` after the last tick that saw it: live deliveries
+  come in bursts, and a tick without one says nothing about the next.
 * While behind, the number of sends that may *start* per tick halves, from
   what the worker was doing, down to ``FLOOR`` (so pushes never stop: owed
   pushes are all sent eventually, with their TTL rules unchanged).
@@ -41,6 +43,7 @@ from notifications.runtime import state
 TICK = 0.01  # seconds between looks at the loop
 LAG_LIMIT = 0.005  # a timer this late means the loop is behind
 DELAY_LIMIT = 0.05  # live deliveries later than this after commit (mean per tick)
+HOLD = 0.1  # behind until this long after the last tick that saw live traffic wait
 FLOOR = 1  # sends that may start per tick while held back (10/s with TICK)
 CEILING = 64  # per tick: past this the limit is lifted
 IDLE_TICKS = 100  # ticks without a send before the ticker stops (1 s)
@@ -88,6 +91,7 @@ class Throttle:
         loop = asyncio.get_running_loop()
         frames, delays, delay_sum = state.live_frames, state.live_delays, state.live_delay_sum
         idle = 0
+        behind_until = 0.0
         while True:
             if idle >= IDLE_TICKS:  # nothing sent for a while: sleep until a send
                 self._lift()
@@ -103,8 +107,9 @@ class Throttle:
             )
             frames, delays, delay_sum = state.live_frames, state.live_delays, state.live_delay_sum
             idle = idle + 1 if not self.started and not self._waiters else 0
-            lagging = live and elapsed - TICK > LAG_LIMIT
-            self._adjust(behind=late or lagging, elapsed=elapsed)
+            if late or (live and elapsed - TICK > LAG_LIMIT):
+                behind_until = loop.time() + HOLD
+            self._adjust(behind=loop.time() < behind_until, elapsed=elapsed)
 
     def _adjust(self, *, behind: bool, elapsed: float = TICK) -> None:
         started, self.started = self.started, 0
