@@ -47,14 +47,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from types import GeneratorType
+from typing import Any, cast
 
 from django.conf import settings
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
+from websockets.protocol import Protocol
+from websockets.streams import StreamReader
 
 from notifications.ratelimit import TokenBucket
+from service.ws_keepalive import KeepaliveWheel, wheel_for
 from service.ws_primitives import SlimEvent, SlimQueue
 
 # What uvicorn keeps from the handshake and never reads after it.
@@ -68,6 +72,10 @@ CLOSE_BOUND_SECONDS = 5.0
 # Where the websockets state machine logs (its errors and, at INFO, a line per
 # open and per close that only repeats uvicorn's "[accepted]").
 CONNECTION_LOGGER = logging.getLogger("websockets.server")
+# Where websockets' frame parser waits between two frames (and nowhere else):
+# a read that is exactly our PONG is taken without it only there.
+PARSE_CODE = Protocol.parse.__code__
+AT_EOF_CODE = StreamReader.at_eof.__code__
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -91,6 +99,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # The server ended the socket on its own (abuse, keepalive): the
         # application's later sends find a disconnected client.
         self.cut = False
+        # The keepalive (service/ws_keepalive.py) replaces uvicorn's timers.
+        self.keepalive_wheel: KeepaliveWheel | None = None
+        self.keepalive_tick = 0
+        self.keepalive_pinged = 0
+        self.keepalive_pending = False
 
     async def send(self, message: Any) -> None:
         kind = message["type"]
@@ -125,6 +138,18 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             scope[FRAME_BUDGET_KEY] = self.frame_budget
 
     def data_received(self, data: bytes) -> None:
+        wheel = self.keepalive_wheel
+        if (
+            self.keepalive_pending
+            and wheel is not None
+            and wheel.is_answer(data)
+            and self.between_frames()
+        ):
+            # The answer to our PING, alone in its read: what websockets'
+            # parser would make of it, for a fraction of its cost.
+            if self.charge_frame():
+                self.keepalive_pending = False
+            return
         super().data_received(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # The parser refused the request (414/431, or not HTTP) and
@@ -155,7 +180,38 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_pong(self, event: Frame) -> None:
         if self.close_sent or not self.charge_frame():
             return
-        super().handle_pong(event)
+        wheel = self.keepalive_wheel
+        if wheel is not None and bytes(event.data) == wheel.payload:
+            self.keepalive_pending = False
+
+    def between_frames(self) -> bool:
+        """websockets' parser waits for the start of a frame, nothing buffered."""
+        parser = cast("GeneratorType[None, None, None]", self.conn.parser)
+        return (
+            parser.gi_code is PARSE_CODE
+            and getattr(parser.gi_yieldfrom, "gi_code", None) is AT_EOF_CODE
+            and not self.conn.reader.buffer
+        )
+
+    # -- keepalive (service/ws_keepalive.py) ----------------------------------
+
+    def start_keepalive(self) -> None:
+        interval = self.ping_interval
+        if interval is not None and interval > 0:
+            self.keepalive_wheel = wheel_for(self.loop, interval, self.ping_timeout)
+            self.keepalive_wheel.add(self)
+
+    def stop_keepalive(self) -> None:
+        wheel, self.keepalive_wheel = self.keepalive_wheel, None
+        self.keepalive_pending = False
+        if wheel is not None:
+            wheel.discard(self)
+
+    def keepalive_due(self) -> bool:
+        return not (self.close_sent or self.transport.is_closing())
+
+    def keepalive_send(self, frame: bytes) -> None:
+        self.transport.write(frame)
 
     def charge_frame(self) -> bool:
         """Take one frame from the socket's budget; over it, close 1008."""
