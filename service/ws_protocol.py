@@ -47,14 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import GeneratorType
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
-from websockets.protocol import Protocol
+from websockets.protocol import Protocol, State
 from websockets.streams import StreamReader
 
 from notifications.ratelimit import TokenBucket
@@ -126,8 +125,19 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.close_timer = self.loop.call_later(self.close_timeout, self.close_transport)
 
     def release_handshake(self) -> None:
+        state = self.__dict__
+        if "response" not in state:
+            return
         for name in HANDSHAKE_ATTRIBUTES:
-            self.__dict__.pop(name, None)
+            state.pop(name, None)
+        conn = self.conn
+        inner = getattr(conn.parser, "gi_yieldfrom", None)
+        if conn.state is State.OPEN and self.between_frames(inner):
+            # websockets' handshake parser holds the request (its headers,
+            # about 3 KiB) in its frame for the socket's life, around the
+            # frame parser it delegates to: that one alone takes over.
+            conn.parser = Protocol.parse(conn)
+            next(conn.parser)
 
     # -- handshake -----------------------------------------------------------
 
@@ -143,7 +153,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.keepalive_pending
             and wheel is not None
             and wheel.is_answer(data)
-            and self.between_frames()
+            and self.between_frames(self.conn.parser)
         ):
             # The answer to our PING, alone in its read: what websockets'
             # parser would make of it, for a fraction of its cost.
@@ -184,11 +194,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         if wheel is not None and bytes(event.data) == wheel.payload:
             self.keepalive_pending = False
 
-    def between_frames(self) -> bool:
-        """websockets' parser waits for the start of a frame, nothing buffered."""
-        parser = cast("GeneratorType[None, None, None]", self.conn.parser)
+    def between_frames(self, parser: Any) -> bool:
+        """``parser`` is websockets' frame parser waiting for the start of a
+        frame, and nothing is buffered."""
         return (
-            parser.gi_code is PARSE_CODE
+            getattr(parser, "gi_code", None) is PARSE_CODE
             and getattr(parser.gi_yieldfrom, "gi_code", None) is AT_EOF_CODE
             and not self.conn.reader.buffer
         )
