@@ -50,8 +50,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.frames import Frame
 from websockets.protocol import Protocol, State
 from websockets.streams import StreamReader
@@ -59,6 +61,7 @@ from websockets.streams import StreamReader
 from notifications.ratelimit import TokenBucket
 from service.ws_keepalive import KeepaliveWheel, wheel_for
 from service.ws_primitives import SlimEvent, SlimQueue
+from service.ws_shared import install, per_server
 
 # What uvicorn keeps from the handshake and never reads after it.
 HANDSHAKE_ATTRIBUTES = ("request", "response", "scope")
@@ -80,8 +83,17 @@ AT_EOF_CODE = StreamReader.at_eof.__code__
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """``websockets-sansio`` with a slim queue and event, and no handshake kept."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # Where the server's constants go (service/ws_shared.py): first, so
+        # that uvicorn's __init__ can write them.
+        self.per_server = per_server(server_state)
+        super().__init__(config, server_state, app_state, _loop)
         # No permessage-deflate, whatever the client offers (docs/performance.md,
         # "Compression"): uvicorn's context takeover holds about 35 KiB of zlib
         # state per socket, and without it a notification frame shrinks by a
@@ -303,3 +315,6 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.abort_timer.cancel()
             self.abort_timer = None
         super().connection_lost(exc)
+
+
+install(LeanWebSocketProtocol)
