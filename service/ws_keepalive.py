@@ -23,13 +23,29 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from typing import Protocol
+from typing import Any, Protocol
+
+from websockets.protocol import Protocol as WebSocketProtocol
+from websockets.streams import StreamReader
 
 # Ticks per the shorter of interval and timeout: how late a ping or a timeout
 # may be (one tick), against how often the wheel wakes.
 TICKS_PER_PERIOD = 20
 PING_OPCODE = 0x9
 PAYLOAD_SIZE = 4
+# Where websockets' frame parser waits between two frames, and nowhere else.
+PARSE_CODE = WebSocketProtocol.parse.__code__
+AT_EOF_CODE = StreamReader.at_eof.__code__
+
+
+def waits_for_frame(parser: Any) -> bool:
+    """``parser`` is websockets' frame parser (``Protocol.parse``), waiting for
+    the first byte of a frame: a read that is exactly a PONG is one there (and
+    its reader's buffer is empty, which the caller checks)."""
+    return (
+        getattr(parser, "gi_code", None) is PARSE_CODE
+        and getattr(parser.gi_yieldfrom, "gi_code", None) is AT_EOF_CODE
+    )
 
 
 class Pinged(Protocol):

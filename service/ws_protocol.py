@@ -2,16 +2,19 @@
 
 Serve with ``--ws service.ws_protocol:LeanWebSocketProtocol`` (the Dockerfile,
 ``make run``, the bench and the live tests do). It behaves as
-``--ws websockets-sansio`` and differs only in what an open connection holds:
+``--ws websockets-sansio``; what an open connection holds and costs differs
+(docs/performance.md, "Memory per idle socket" and "An idle process"):
 
-* no permessage-deflate is negotiated (a browser's offer is declined: the
-  socket stays uncompressed, see docs/performance.md, "Compression");
-* the receive queue and the ``writable`` event are small objects that allocate
-  nothing while idle (an ``asyncio.Queue`` holds four empty deques and an
-  ``asyncio.Event`` one, about 4 KiB per connection, for one reader);
-* the handshake's request, response and scope are let go once the handshake is
-  answered (uvicorn keeps them for the connection's life and reads them only
-  before that).
+* no permessage-deflate is negotiated (a browser's offer is declined; see
+  docs/performance.md, "Compression");
+* the receive queue and ``writable`` event allocate nothing while idle
+  (service/ws_primitives.py); the server's constants are kept once per server
+  (service/ws_shared.py);
+* the handshake's request, response and scope, and websockets' handshake
+  parser (which holds the request), are let go once the handshake is answered;
+* the keepalive ping is one timer wheel per process (service/ws_keepalive.py)
+  instead of two timers per socket; a read that is exactly the PONG it awaits
+  is taken without websockets' parser.
 
 It also closes what uvicorn leaves open to a client that sends but never reads
 (docs/security.md, "Ping floods"):
@@ -22,21 +25,17 @@ It also closes what uvicorn leaves open to a client that sends but never reads
 * a PING that arrives while writing is paused is not answered: the connection
   is cut (uvicorn would queue a PONG per PING without bound);
 * every server-side close whose data cannot leave ends in
-  ``transport.abort()`` (``transport.close()`` alone waits for a buffer that a
-  non-reading client never drains): a keepalive timeout, abuse or a parser
-  error at once while writing is paused, else after ``CLOSE_BOUND_SECONDS``;
-  the application's close (4008, 1008, 4401, 1012) is queued behind the unsent
+  ``transport.abort()``: a keepalive timeout, abuse or a parser error at once
+  while writing is paused, else after ``CLOSE_BOUND_SECONDS``; the
+  application's close (4008, 1008, 4401, 1012) is queued behind the unsent
   data and the connection cut after ``close_timeout`` + ``CLOSE_BOUND_SECONDS``
   (15 s) if the client has not taken it; the application is told at once;
 * a handshake the parser refuses (a request or header line over 8 KiB) is
   answered 414/431 and closed (uvicorn wrote nothing and kept it open).
 
-The websockets state machine logs on ``websockets.server`` (the library's
-own name) rather than uvicorn's ``uvicorn.error``: its INFO lines ("connection
-open", "connection closed") say nothing uvicorn's ``"WebSocket /path"
-[accepted]`` line does not (that one has the client and the path), and cost a
-log line each per socket; service/config.py ``logging_config`` keeps
-``websockets`` at WARNING (docs/performance.md, "Handshakes").
+The websockets state machine logs on ``websockets.server``, which
+service/config.py keeps at WARNING (its INFO lines repeat uvicorn's
+``[accepted]`` line at a log line per socket).
 
 uvicorn is pinned (pyproject.toml, requirements.lock);
 tests/service/test_ws_protocol.py fails if a new version uses these objects in
@@ -56,10 +55,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.frames import Frame
 from websockets.protocol import Protocol, State
-from websockets.streams import StreamReader
 
 from notifications.ratelimit import TokenBucket
-from service.ws_keepalive import KeepaliveWheel, wheel_for
+from service.ws_keepalive import KeepaliveWheel, waits_for_frame, wheel_for
 from service.ws_primitives import SlimEvent, SlimQueue
 from service.ws_shared import install, per_server
 
@@ -74,10 +72,6 @@ CLOSE_BOUND_SECONDS = 5.0
 # Where the websockets state machine logs (its errors and, at INFO, a line per
 # open and per close that only repeats uvicorn's "[accepted]").
 CONNECTION_LOGGER = logging.getLogger("websockets.server")
-# Where websockets' frame parser waits between two frames (and nowhere else):
-# a read that is exactly our PONG is taken without it only there.
-PARSE_CODE = Protocol.parse.__code__
-AT_EOF_CODE = StreamReader.at_eof.__code__
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -207,13 +201,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.keepalive_pending = False
 
     def between_frames(self, parser: Any) -> bool:
-        """``parser`` is websockets' frame parser waiting for the start of a
-        frame, and nothing is buffered."""
-        return (
-            getattr(parser, "gi_code", None) is PARSE_CODE
-            and getattr(parser.gi_yieldfrom, "gi_code", None) is AT_EOF_CODE
-            and not self.conn.reader.buffer
-        )
+        return waits_for_frame(parser) and not self.conn.reader.buffer
 
     # -- keepalive (service/ws_keepalive.py) ----------------------------------
 

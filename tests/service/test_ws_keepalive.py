@@ -14,7 +14,8 @@ from typing import Any
 
 import uvicorn
 
-from service.ws_protocol import PARSE_CODE, LeanWebSocketProtocol
+from service.ws_keepalive import PARSE_CODE
+from service.ws_protocol import LeanWebSocketProtocol
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 PING, PONG, BINARY = 0x9, 0xA, 0x2
