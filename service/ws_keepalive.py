@@ -88,6 +88,8 @@ class KeepaliveWheel:
 
     def add(self, socket: Pinged) -> None:
         """Start pinging ``socket``: the first PING one interval from now."""
+        if self.size == 0:
+            self.swept = self.now()  # idle since: no tick to catch up on
         now = max(self.now(), self.swept)
         socket.keepalive_pinged = now
         socket.keepalive_pending = False
