@@ -18,7 +18,7 @@ from service.ws_keepalive import PARSE_CODE
 from service.ws_protocol import LeanWebSocketProtocol
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
-PING, PONG, BINARY = 0x9, 0xA, 0x2
+PING, PONG, BINARY, CLOSE = 0x9, 0xA, 0x2, 0x8
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -29,8 +29,11 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[tuple[uvicorn.Server, int]]:
-    # A PING every 0.2 s, and long enough to answer that none times out here.
+async def serving(
+    interval: float = 0.2, timeout: float = 60
+) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    # By default a PING every 0.2 s, and long enough to answer that none
+    # times out.
     config = uvicorn.Config(
         echo,
         host="127.0.0.1",
@@ -38,8 +41,8 @@ async def serving() -> AsyncIterator[tuple[uvicorn.Server, int]]:
         ws=LEAN_WS,
         lifespan="off",
         log_level="warning",
-        ws_ping_interval=0.2,
-        ws_ping_timeout=60,
+        ws_ping_interval=interval,
+        ws_ping_timeout=timeout,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -67,16 +70,38 @@ async def until(condition: Any) -> None:
             await asyncio.sleep(0.005)
 
 
+async def upgrade(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+async def test_no_second_ping_while_one_waits_and_a_timeout_longer_than_the_interval() -> None:
+    """As uvicorn: a PING that waits for its PONG is not followed by another one
+    when the interval passes; the peer is closed 1011 once the timeout has."""
+    async with serving(interval=0.2, timeout=1.0) as (_server, port):
+        reader, writer = await upgrade(port)
+        try:
+            async with asyncio.timeout(30):
+                seen = [await read_frame(reader)]
+                while seen[-1][0] != CLOSE:
+                    seen.append(await read_frame(reader))
+            assert [opcode for opcode, _ in seen] == [PING, CLOSE], seen
+            code = struct.unpack("!H", seen[-1][1][:2])[0]
+            assert (code, seen[-1][1][2:]) == (1011, b"keepalive ping timeout")
+        finally:
+            writer.close()
+
+
 async def test_a_pong_lookalike_inside_a_frame_is_that_frames_data() -> None:
     async with serving() as (server, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await upgrade(port)
         try:
-            writer.write(
-                b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                b"Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
             [protocol] = [
                 p for p in server.server_state.connections if isinstance(p, LeanWebSocketProtocol)
             ]
