@@ -28,9 +28,12 @@ from service.ws_protocol import (
     SlimEvent,
     SlimQueue,
 )
+from service.ws_shared import PER_SERVER_ATTRIBUTES, UNUSED_ATTRIBUTES
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 BASE = websockets_sansio_impl.WebSocketsSansIOProtocol
+# CPython 3.11 shares an instance dictionary's keys up to this many.
+SHARED_KEYS_MAX = 30
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -90,6 +93,14 @@ async def test_an_open_socket_holds_no_handshake_and_no_asyncio_queue_or_event()
         assert held == {}
         assert isinstance(protocol.queue, SlimQueue)
         assert isinstance(protocol.writable, SlimEvent)
+        # The server's constants are kept once per server, and few enough
+        # attributes remain (the handshake's three counted) for CPython to share
+        # their names between connections (service/ws_shared.py).
+        assert set(state).isdisjoint(PER_SERVER_ATTRIBUTES)
+        assert set(state).isdisjoint(UNUSED_ATTRIBUTES)
+        assert len(set(state) | set(HANDSHAKE_ATTRIBUTES)) <= SHARED_KEYS_MAX
+        assert protocol.config is server.config
+        assert protocol.connections is server.server_state.connections
         # It still works both ways, and closes like websockets-sansio.
         for i in range(50):
             await ws.send(f"m{i}")
@@ -210,3 +221,17 @@ async def test_slim_queue_and_event_behave_like_asyncio_ones() -> None:
 
 def vars_of(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in type(obj).__slots__}
+
+
+def test_uvicorn_reads_its_keepalive_state_only_where_it_is_replaced() -> None:
+    # service/ws_shared.py stores none of it: the methods that use it must be
+    # overridden, or be reached only from uvicorn's keepalive methods that are.
+    replaced = set(vars(LeanWebSocketProtocol)) | {"__init__"}
+    keepalive_only = {"schedule_ping", "send_keepalive_ping"}
+    for name in keepalive_only:
+        callers = set(_attribute_uses(BASE, name))
+        assert callers <= replaced | keepalive_only, f"{name} is called from {callers}"
+    for attribute in UNUSED_ATTRIBUTES:
+        users = set(_attribute_uses(BASE, attribute))
+        assert users, f"uvicorn no longer uses self.{attribute}: revisit service/ws_shared.py"
+        assert users <= replaced | keepalive_only, f"self.{attribute} is used in {users}"
