@@ -13,12 +13,12 @@ import multiprocessing
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import procstat
+from bench import procstat, redisinfo
 from bench.loader import LocalHub, Phase, Worker, WorkerPlan, run_async, worker_process
 from bench.stats import add_counts, summary
 from bench.suite import run_suite
@@ -73,6 +73,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PID",
         help="with --url: server process ids on this machine, for memory and CPU",
+    )
+    target.add_argument(
+        "--redis-info",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="with --url: Redis nodes to read INFO cpu/commandstats from around each phase "
+        "(repeat for every node of a cluster; spawned Redis is read without it)",
     )
     target.add_argument(
         "--spawn",
@@ -269,6 +277,7 @@ class Target:
             self.jwt_secret: str = self.cluster.jwt_secret
             self.server_pids: list[int] = self.cluster.server_pids
             self.redis_pid: int | None = self.cluster.redis_pid
+            self.redis_addresses: list[str] = self.cluster.redis_addresses
         else:
             if not args.api_key or not args.jwt_secret:
                 raise SystemExit("bench: --url needs --api-key and --jwt-secret")
@@ -277,6 +286,7 @@ class Target:
             self.jwt_secret = args.jwt_secret
             self.server_pids = list(args.server_pid)
             self.redis_pid = None
+            self.redis_addresses = list(args.redis_info)
 
     def describe(self) -> dict[str, Any]:
         args = self.args
@@ -324,11 +334,19 @@ class Target:
 # --------------------------------------------------------------------------- coordinator
 
 
+Probes = dict[str, Callable[[], float | None]]
+
+
 class Coordinator:
     """Measures the servers at the workers' barriers and keeps their reports."""
 
-    def __init__(self, target: Target, settle_s: float) -> None:
+    def __init__(self, target: Target, settle_s: float, probes: Probes | None = None) -> None:
         self.target = target
+        # Other counters read at the same marks as the servers' CPU (bench capacity:
+        # PostgreSQL's CPU and WAL position); the line gets their increase per phase.
+        self.probes: Probes = probes or {}
+        self._probe_mark: dict[str, float | None] = {}
+        self.phase_probes: list[dict[str, float | None]] = []
         self.settle_s = settle_s
         self.rss_before: list[int | None] = []
         self.rss_after_open: list[int | None] = []
@@ -342,6 +360,9 @@ class Coordinator:
         self._wall_mark = 0.0
         self._metrics_mark: dict[str, float] | None = None
         self.phase_metrics: list[dict[str, float] | None] = []
+        self._redis_mark: list[redisinfo.NodeSample] | None = []
+        # (before, after) pairs; None where a node did not answer INFO
+        self.phase_redis: list[list[redisinfo.NodeSample] | None] = []
 
     async def _scrape(self) -> dict[str, float] | None:
         return await asyncio.to_thread(scrape_metrics, self.target.urls)
@@ -352,6 +373,8 @@ class Coordinator:
     def _mark_cpu(self) -> None:
         self._cpu_mark = [procstat.cpu_seconds(pid) for pid in self.target.server_pids]
         self._wall_mark = time.perf_counter()
+        self._redis_mark = redisinfo.try_sample_all(self.target.redis_addresses)
+        self._probe_mark = {name: read() for name, read in self.probes.items()}
 
     def _cpu_since_mark(self) -> list[float | None]:
         wall = max(1e-9, time.perf_counter() - self._wall_mark)
@@ -382,6 +405,17 @@ class Coordinator:
 
     async def on_phase(self, index: int, results: list[dict[str, Any]]) -> None:
         self.phase_server_cpu.append(self._cpu_since_mark())
+        self.phase_redis.append(self._redis_mark)
+        self.phase_redis.append(redisinfo.try_sample_all(self.target.redis_addresses))
+        now_probes = {name: read() for name, read in self.probes.items()}
+        self.phase_probes.append(
+            {
+                name: None
+                if value is None or self._probe_mark.get(name) is None
+                else value - self._probe_mark[name]  # type: ignore[operator]
+                for name, value in now_probes.items()
+            }
+        )
         self.phases.append(results)
         now = await self._scrape()
         self.phase_metrics.append(metrics_delta(self._metrics_mark, now))
@@ -681,6 +715,15 @@ def memory_section(coord: Coordinator, opened: int, end_rss: list[int | None]) -
     }
 
 
+def redis_section(coord: Coordinator, index: int, delivered: int) -> dict[str, Any] | None:
+    """What the phase cost Redis, from INFO on each node (null without nodes, or
+    when a node did not answer at either end of the phase)."""
+    before, after = coord.phase_redis[2 * index], coord.phase_redis[2 * index + 1]
+    if not before or not after:
+        return None
+    return redisinfo.delta(before, after, delivered)
+
+
 def idle_section(
     args: argparse.Namespace, coord: Coordinator, index: int, opened: int
 ) -> dict[str, Any] | None:
@@ -778,8 +821,12 @@ def validate(args: argparse.Namespace) -> None:
         raise SystemExit("bench: --concurrency must be at least 1")
 
 
-def execute(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One run or sweep: returns the JSON lines (already printed and saved)."""
+def execute(args: argparse.Namespace, probes: Probes | None = None) -> list[dict[str, Any]]:
+    """One run or sweep: returns the JSON lines (already printed and saved).
+
+    ``probes``: extra counters read at each phase's start and end; each line's
+    ``probes`` gives their increase over its phase.
+    """
     validate(args)
     mode, phases = phases_for(args)
     run_id = secrets.token_hex(4)
@@ -789,7 +836,7 @@ def execute(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         if target.cluster is not None:
             target.cluster.mark_logs()
-        coord = Coordinator(target, settle_for(args))
+        coord = Coordinator(target, settle_for(args), probes)
         plans = make_plans(args, target, run_id, phases)
         cpu0 = procstat.own_cpu_seconds(children=True)
         wall0 = time.perf_counter()
@@ -834,6 +881,8 @@ def execute(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "server_cpu_s": coord.phase_server_cpu_s[i],
                 "idle": idle_section(args, coord, i, sockets["opened"]),
                 "server_metrics": coord.phase_metrics[i],
+                "redis_info": redis_section(coord, i, merged["deliveries"]["delivered"]),
+                "probes": coord.phase_probes[i] if probes else None,
                 "loader": {
                     "workers": len(plans),
                     "cpu_s": _r(loader_cpu, 3),
@@ -894,6 +943,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import push_ws
 
         return push_ws.main(argv[1:])
+    if argv and argv[0] == "capacity":  # the capacity model's matrix (bench/capacity.py)
+        from bench import capacity
+
+        return capacity.main(argv[1:])
     if argv and argv[0] == "suite":
         known, extra = parser.parse_known_args(argv)
         return run_suite(

@@ -225,6 +225,15 @@ class Cluster:
         return self.redis.pid if self.redis is not None and self.redis.is_running else None
 
     @property
+    def redis_addresses(self) -> list[str]:
+        """host:port of every Redis node (cluster: masters and replicas), for INFO."""
+        if self.redis_cluster is not None:
+            return [f"{s.host}:{s.port}" for s in self.redis_cluster.servers]
+        if self.redis is not None:
+            return [f"{self.redis.host}:{self.redis.port}"]
+        return []
+
+    @property
     def redis_topology(self) -> str:
         if self.redis_cluster is not None:
             return "cluster: 3 masters + 3 replicas"

@@ -164,6 +164,11 @@ def test_spawn_on_a_redis_cluster(tmp_path: Path) -> None:
     assert_clean_delivery(line, expected=60)
     assert line["target"]["redis_topology"] == "cluster: 3 masters + 3 replicas"
     assert line["target"]["redis_layer"] == "sharded pubsub"
+    # INFO from every node over the phase: one SPUBLISH per delivery, on the masters.
+    info = line["redis_info"]
+    assert (info["masters"], info["replicas"]) == (3, 3)
+    assert len(info["nodes"]) == 6
+    assert info["master_calls_per_delivery"]["spublish"] == 1.0
     assert line["server_logs"]["total"]["errors"] == 0
     assert line["servers_crashed"] == []
 
