@@ -120,7 +120,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.corked += output
 
     def flush_cork(self) -> None:
-        corked, self.corked = self.corked, None
+        # Popped, not set to None: an idle socket keeps no entry for it.
+        corked = self.__dict__.pop("corked", None)
         transport = self.__dict__["_transport"]
         if corked and not transport.is_closing():
             transport.write(b"".join(corked))

@@ -132,6 +132,7 @@ async def test_frames_sent_together_leave_in_one_write_and_before_a_close() -> N
         # writes each frame on its own; a delayed ACK of the client's frame
         # may take a segment of its own.
         assert segments_sent(protocol) - before <= 2
+        assert "corked" not in vars(protocol)  # nothing held once written
         # The application's close right after them goes after them.
         await ws.send("burst-close")
         assert [await ws.recv() for _ in range(BURST)] == [f"b{i}" for i in range(BURST)]
