@@ -8,8 +8,9 @@ Starts a private, durable PostgreSQL (``fsync``, ``synchronous_commit`` and
 names one, migrates it, and fills it server-side (``generate_series``) in the
 shape publishing writes: one event per publish shared by ``--fanout``
 recipients, ``--days`` days of day partitions, each user with rows spread over
-all days, 80 % of rows read. The reads go through the service's own selectors,
-so the figures include the ORM. Prints one JSON object.
+all days, 80 % of rows read. Sizes are taken as filled and again after the
+closed days' indexes are compacted (the purge command's second step). The
+reads go through the service's own selectors. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = {"machine": machine(), "args": vars(args) | {"database_url": "-"}}
         result["fill_seconds"] = timed(lambda: fill(args))
         result["sizes"] = sizes()
+        result["compaction"] = compaction()
+        result["sizes_compacted"] = sizes()
         result["reads_ms"] = reads(args)
         result["purge_one_day"] = purge_one_day(args)
         if args.legacy_rows:
@@ -242,18 +245,17 @@ def reads(args: argparse.Namespace) -> dict[str, Any]:
     def unread_10k() -> None:
         assert selectors.unread_count(user_id=HEAVY_USER) == HEAVY_UNREAD
 
+    from notifications import wire_sql
+
     plans = {
-        "since_500": selectors._rows()
-        .filter(user_id="user-1", seq__gt=0)
-        .order_by("seq")[:500]
-        .values_list("seq", "event_id", "created_at", "read_at"),
-        "first_page_50": selectors._rows()
-        .filter(user_id="user-1")
-        .order_by("-seq")[:51]
-        .values_list("seq", "event_id", "created_at", "read_at"),
+        "since_500": (
+            wire_sql.statement(where="AND seq > %s", descending=False),
+            ["user-1", 0, 500],
+        ),
+        "first_page_50": (wire_sql.statement(where="", descending=True), ["user-1", 51]),
     }
     return {
-        "plans": {name: explain(qs) for name, qs in plans.items()},
+        "plans": {name: explain(statement) for name, statement in plans.items()},
         **{
             name: latency(func, args.samples)
             for name, func in (
@@ -265,11 +267,11 @@ def reads(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def explain(queryset: Any) -> list[str]:
+def explain(statement: tuple[str, list[Any]]) -> list[str]:
     """The plan's node lines (without the per-partition detail)."""
     from django.db import connection
 
-    sql, params = queryset.query.sql_with_params()
+    sql, params = statement
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, params)
         lines = [row[0] for row in cursor.fetchall()]
@@ -290,6 +292,19 @@ def latency(func: Callable[[], None], samples: int) -> dict[str, float]:
         "p99": round(times[int(len(times) * 0.99) - 1], 2),
         "max": round(times[-1], 2),
     }
+
+
+def compaction() -> dict[str, Any]:
+    """The purge command's second step: each closed day's recipient indexes
+    rebuilt once (every day but today here)."""
+    from notifications.services import notifications_compact
+
+    before = scalar("SELECT pg_current_wal_lsn()")
+    start = time.perf_counter()
+    rebuilt = notifications_compact()
+    seconds = time.perf_counter() - start
+    wal = scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [before])
+    return {"partitions": len(rebuilt), "seconds": round(seconds, 2), "wal_bytes": int(wal)}
 
 
 def purge_one_day(args: argparse.Namespace) -> dict[str, Any]:

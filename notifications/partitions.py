@@ -13,16 +13,28 @@
 * ``drop_expired`` records, per user, the highest id of a day before it goes
   (``purged_through``, so ``ready.complete`` stays right), then detaches and
   drops it: no row-by-row delete, no vacuum debt.
+* ``compact_closed`` rebuilds each closed day's recipient indexes once
+  (``REINDEX CONCURRENTLY``): rows arrive interleaved across users, so the
+  per-user b-tree splits pages in the middle and its leaves end about 70 %
+  full; rebuilt, they are 90 % full, and a day receives no new rows once it
+  has ended (docs/scaling.md).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
+logger = logging.getLogger(__name__)
+
 _RECIPIENTS = "notify_recipient"
+# A closed day's recipient partition whose indexes were rebuilt carries this
+# comment, so each day is rebuilt once.
+COMPACTED = "notify: indexes compacted"
 TABLES = (_RECIPIENTS, "notify_event")
 DAYS_AHEAD = 7
 # DDL on the parent waits at most this for its lock, so that a long query
@@ -143,6 +155,52 @@ def _detach_and_drop(table: str, partition: str) -> None:
         # milliseconds, and the drop then touches the detached table only.
         cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {partition}")
         cursor.execute(f"DROP TABLE {partition}")
+
+
+def compact_closed(*, today: date | None = None) -> list[str]:
+    """Rebuild the indexes of each recipient day partition that ended before
+    ``today`` (default: today, UTC) and was not rebuilt yet; returns those
+    rebuilt. ``REINDEX CONCURRENTLY`` blocks neither reads nor writes (a
+    late row or a mark-read meanwhile is fine); it cannot run in a
+    transaction, so this must be called outside one. A failed rebuild
+    leaves an invalid ``_ccnew`` index, dropped before the next try."""
+    end = today or datetime.now(UTC).date()
+    done = _compacted()
+    rebuilt: list[str] = []
+    for name, day in sorted(_partitions().items(), key=lambda item: item[1]):
+        if not name.startswith(_RECIPIENTS) or day >= end or name in done:
+            continue
+        try:
+            with connection.cursor() as cursor:
+                _drop_invalid(cursor, name)
+                cursor.execute(f"REINDEX TABLE CONCURRENTLY {name}")
+                cursor.execute(f"COMMENT ON TABLE {name} IS '{COMPACTED}'")
+        except DatabaseError:
+            logger.warning("compacting %s failed; the next purge run retries", name)
+            continue
+        rebuilt.append(name)
+    return rebuilt
+
+
+def _compacted() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE p.relname = %s AND obj_description(c.oid, 'pg_class') = %s",
+            [_RECIPIENTS, COMPACTED],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _drop_invalid(cursor: Any, partition: str) -> None:
+    cursor.execute(
+        "SELECT ic.relname FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid "
+        "JOIN pg_class t ON t.oid = x.indrelid WHERE t.relname = %s AND NOT x.indisvalid",
+        [partition],
+    )
+    for (index,) in cursor.fetchall():
+        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
 
 
 def _partitions() -> dict[str, date]:

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model, QuerySet
 
+from notifications import wire_sql
 from notifications.models import Notification, NotificationEvent, UserSequence
 from notifications.rendering import NotificationDict, wire_fields, with_id
 
@@ -33,18 +34,22 @@ def notifications_after(
 ) -> list[NotificationDict]:
     """Stored notifications with ``after < id <= up_to``, oldest first.
 
-    In SQL of its own (``_select``), as the stream's opening: every socket
-    back after a deploy reads its replay page here, and building and
-    compiling the querysets cost more CPU than the statements."""
-    n = Notification._meta
-    where = f"{_q(n, 'user_id')} = %s AND {_q(n, 'seq')} > %s"
-    params: list[Any] = [user_id, after]
+    Every socket back after a deploy reads its replay page here. On
+    PostgreSQL one statement returns the page as wire JSON (wire_sql: the
+    server builds it, Python parses it once); elsewhere in SQL of its own
+    (``_select``), as building and compiling querysets cost more CPU than
+    the statements."""
+    where, params = "AND seq > %s", [after]
     if up_to is not None:
-        where += f" AND {_q(n, 'seq')} <= %s"
+        where += " AND seq <= %s"
         params.append(up_to)
-    where += f" ORDER BY {_q(n, 'seq')} LIMIT %s"
-    params.append(limit)
-    return _wire(_select(Notification, _ROW_FIELDS, where, params))
+    if connection.vendor == "postgresql":
+        return wire_sql.wire_page(
+            user_id=user_id, where=where, params=params, descending=False, limit=limit
+        )
+    n = Notification._meta
+    sql = f"{_q(n, 'user_id')} = %s {where} ORDER BY {_q(n, 'seq')} LIMIT %s"
+    return _wire(_select(Notification, _ROW_FIELDS, sql, [user_id, *params, limit]))
 
 
 @dataclass(frozen=True)
@@ -57,18 +62,32 @@ def notifications_page(
     *, user_id: str, unread: bool = False, limit: int = 50, before: int | None = None
 ) -> Page:
     """Newest first; ``before`` is the id the next page starts below."""
-    qs = _rows().filter(user_id=user_id)
-    if unread:
-        qs = qs.filter(read_at__isnull=True)
-    if before is not None:
-        qs = qs.filter(seq__lt=before)
-    rows = _dicts(qs.order_by("-seq")[: limit + 1])
+    if connection.vendor == "postgresql":
+        where, params = "AND read_at IS NULL" if unread else "", []
+        if before is not None:
+            where += " AND seq < %s"
+            params.append(before)
+        rows = wire_sql.wire_page(
+            user_id=user_id, where=where, params=params, descending=True, limit=limit + 1
+        )
+    else:
+        qs = _rows().filter(user_id=user_id)
+        if unread:
+            qs = qs.filter(read_at__isnull=True)
+        if before is not None:
+            qs = qs.filter(seq__lt=before)
+        rows = _dicts(qs.order_by("-seq")[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(results=rows, next_before=int(rows[-1]["id"]) if more and rows else None)
 
 
 def notification_get(*, user_id: str, seq: int) -> NotificationDict | None:
+    if connection.vendor == "postgresql":
+        found = wire_sql.wire_page(
+            user_id=user_id, where="AND seq = %s", params=[seq], descending=False, limit=1
+        )
+        return found[0] if found else None
     found = _dicts(_rows().filter(user_id=user_id, seq=seq)[:1])
     return found[0] if found else None
 
@@ -91,13 +110,11 @@ def _dicts(rows: QuerySet[Notification]) -> list[NotificationDict]:
 
 
 def _wire(found: list[tuple[Any, ...]]) -> list[NotificationDict]:
-    """Wire dicts for (seq, event ref, created_at, read_at) recipient rows:
-    the rows, then their events in a second query by (id, created_at). One
-    join would make PostgreSQL's planner cost a probe of every day's event
-    partition per row (it prices no run-time pruning) and pick a scan of all
-    events instead; one query per day of the rows, given as constants,
-    probes only that day (notifications/partitions.py). No model instances:
-    a 500-row replay spent most of its time building them."""
+    """Wire dicts for (seq, event ref, created_at, read_at) recipient rows
+    (SQLite's path; PostgreSQL reads through wire_sql): the rows, then their
+    events in a second query by (id, created_at), one arm per day of the
+    rows. No model instances: a 500-row replay spent most of its time
+    building them."""
     if not found:
         return []
     events = {pk: content for pk, *content in _events(found)}

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from notifications import partitions
+from notifications import partitions, selectors
 from notifications.models import Notification, NotificationEvent, UserSequence
 from notifications.selectors import notifications_after, sequence_state
-from notifications.services import notifications_purge
+from notifications.services import notifications_compact, notifications_purge
 from tests.support.rows import store
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,3 +118,62 @@ def test_purged_through_never_goes_back() -> None:
     UserSequence.objects.create(user_id="di", last_id=9, purged_through=7)
     notifications_purge(older_than_days=35)
     assert sequence_state(user_id="di").purged_through == 7
+
+
+def index_oids(partition: str) -> dict[str, int]:
+    """The partition's indexes by name: a rebuild gives each a new oid."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ic.relname, ic.oid FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid "
+            "WHERE x.indrelid = %s::regclass",
+            [partition],
+        )
+        return dict(cursor.fetchall())
+
+
+@pytest.fixture
+def uncompacted() -> None:
+    """No day marked as rebuilt: the marks (comments) outlive a test's rows."""
+    with connection.cursor() as cursor:
+        for name in partitions._partitions():
+            cursor.execute(f"COMMENT ON TABLE {name} IS NULL")
+
+
+@pytest.mark.usefixtures("uncompacted")
+def test_compaction_rebuilds_each_closed_day_once_and_leaves_today_alone() -> None:
+    yesterday, now = today() - timedelta(days=1), today() + timedelta(hours=1)
+    store(rows("ed", range(1, 4), yesterday + timedelta(hours=3), read_at=yesterday))
+    store(rows("ed", range(4, 6), now))
+    UserSequence.objects.create(user_id="ed", last_id=5)
+    closed = partitions.partition_name("notify_recipient", yesterday.date())
+    current = partitions.partition_name("notify_recipient", now.date())
+    before = {name: index_oids(name) for name in (closed, current)}
+    assert any("user_id_seq" in name for name in before[closed])
+
+    rebuilt = notifications_compact()
+
+    assert closed in rebuilt and current not in rebuilt
+    assert set(index_oids(closed)) == set(before[closed])  # same names, new indexes
+    assert not set(index_oids(closed).values()) & set(before[closed].values())
+    assert index_oids(current) == before[current]
+    assert notifications_compact() == []  # each day once
+    # Reads through the rebuilt indexes: every row, read state and unread count.
+    assert [n["id"] for n in notifications_after(user_id="ed", after=0)] == list("12345")
+    assert selectors.unread_count(user_id="ed") == 2
+
+
+@pytest.mark.usefixtures("uncompacted")
+def test_compaction_drops_an_invalid_index_a_failed_rebuild_left() -> None:
+    yesterday = today() - timedelta(days=1)
+    store(rows("fy", range(1, 3), yesterday + timedelta(hours=2)))
+    closed = partitions.partition_name("notify_recipient", yesterday.date())
+    with connection.cursor() as cursor:
+        # What an interrupted REINDEX CONCURRENTLY leaves: an invalid copy.
+        cursor.execute(f"CREATE INDEX {closed}_ccnew ON {closed} (seq)")
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass",
+            [f"{closed}_ccnew"],
+        )
+    assert f"{closed}_ccnew" in index_oids(closed)
+    assert closed in notifications_compact()
+    assert f"{closed}_ccnew" not in index_oids(closed)

@@ -9,7 +9,7 @@ import pytest
 
 from notifications import selectors, services
 from notifications.models import Notification, NotificationEvent, UserSequence
-from notifications.rendering import timestamp
+from notifications.rendering import timestamp, wire_fields
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -178,3 +178,47 @@ def test_a_replay_across_days_reads_each_days_events_with_their_content() -> Non
     assert replay[2]["read_at"] is None
     assert replay == [selectors.notification_get(user_id="a", seq=seq) for seq in (1, 2, 3)]
     assert ids(selectors.notifications_after(user_id="a", after=1, up_to=2)) == [2]
+
+
+def test_stored_wire_dicts_match_the_python_rendering_field_for_field() -> None:
+    # PostgreSQL builds the wire JSON itself (notifications/wire_sql.py): its
+    # strings, numbers, nested data, timestamps and nulls must come out as
+    # rendering.wire_fields renders the same row, on every read path.
+    tricky = {
+        "quote": 'a "b" \\ c\n\t\u2028',
+        "emoji": "😀 ü",
+        "float": 1.5,
+        "big": 2**53 + 1,
+        "neg": -3,
+        "list": [None, True, False, {"k": []}],
+    }
+    services.notifications_publish(
+        source="shop", recipients=["a"], type="t.x", title='ti"tle', body="b\\ody", data=tricky
+    )
+    services.notifications_publish(source="shop", recipients=["a"], type="t.y")
+    read_when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)  # 6 µs: zero-padded
+    Notification.objects.filter(user_id="a", seq=2).update(read_at=read_when)
+    expected = {
+        row.seq: {"id": str(row.seq), **render(row)}
+        for row in Notification.objects.filter(user_id="a").select_related("event")
+    }
+    assert expected[1]["data"] == tricky
+    assert expected[2]["read_at"] == "2026-01-02T03:04:05.000006Z"
+    assert selectors.notifications_after(user_id="a", after=0) == [expected[1], expected[2]]
+    assert selectors.notifications_page(user_id="a").results == [expected[2], expected[1]]
+    assert selectors.notifications_page(user_id="a", unread=True).results == [expected[1]]
+    assert selectors.notification_get(user_id="a", seq=2) == expected[2]
+    # Key order too: clients may print the JSON as given.
+    assert list(selectors.notification_get(user_id="a", seq=1) or {}) == list(expected[1])
+
+
+def render(row: Notification) -> dict[str, object]:
+    return wire_fields(
+        type=row.type,
+        title=row.title,
+        body=row.body,
+        data=row.data,
+        source=row.source,
+        created_at=row.created_at,
+        read_at=row.read_at,
+    )

@@ -1,4 +1,5 @@
-"""Delete notifications older than NOTIFY_RETENTION_DAYS, in batches (CronJob-safe)."""
+"""Delete notifications older than NOTIFY_RETENTION_DAYS, in batches
+(CronJob-safe), then compact the closed days' indexes (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from notifications.services import notifications_purge
+from notifications.services import notifications_compact, notifications_purge
 
 
 class Command(BaseCommand):
@@ -21,3 +22,5 @@ class Command(BaseCommand):
         days = options["days"] if options["days"] is not None else settings.NOTIFY_RETENTION_DAYS
         deleted = notifications_purge(older_than_days=days, batch_size=options["batch_size"])
         self.stdout.write(f"purged {deleted} notifications older than {days} days")
+        compacted = notifications_compact()
+        self.stdout.write(f"compacted the indexes of {len(compacted)} closed day partitions")
