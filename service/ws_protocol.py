@@ -53,6 +53,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 from websockets.protocol import Protocol, State
 
@@ -76,6 +77,9 @@ CONNECTION_LOGGER = logging.getLogger("websockets.server")
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """``websockets-sansio`` with a slim queue and event, and no handshake kept."""
+
+    # Data frames waiting for this loop iteration's write (``cork``).
+    corked: list[bytes] | None = None
 
     def __init__(
         self,
@@ -110,10 +114,51 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.keepalive_pinged = 0
         self.keepalive_pending = False
 
+    # -- corked writes ------------------------------------------------------
+
+    @property
+    def transport(self) -> Any:
+        """The transport, once the frames corked so far are written: whatever
+        else uses it (a close, a PING, a PONG) goes after them, in order."""
+        if self.corked is not None:
+            self.flush_cork()
+        return self.__dict__["_transport"]
+
+    @transport.setter
+    def transport(self, transport: Any) -> None:
+        self.__dict__["_transport"] = transport
+
+    def cork(self, output: list[bytes]) -> None:
+        """Data frames sent in one loop iteration leave in one write (a replay
+        and its ``ready``: one syscall instead of one per frame)."""
+        if self.corked is None:
+            self.corked = output
+            self.loop.call_soon(self.flush_cork)
+        else:
+            self.corked += output
+
+    def flush_cork(self) -> None:
+        # Popped, not set to None: an idle socket keeps no entry for it.
+        corked = self.__dict__.pop("corked", None)
+        transport = self.__dict__["_transport"]
+        if corked and not transport.is_closing():
+            transport.write(b"".join(corked))
+
     async def send(self, message: Any) -> None:
         kind = message["type"]
         if self.cut and kind in ("websocket.send", "websocket.close"):
             raise ClientDisconnected()
+        if kind == "websocket.send" and self.can_cork():
+            text = message.get("text")
+            try:
+                if text is not None:
+                    self.conn.send_text(text.encode())
+                else:
+                    self.conn.send_binary(message.get("bytes") or b"")
+            except InvalidState:
+                raise ClientDisconnected() from None
+            self.cork(self.conn.data_to_send())
+            return
         paused = not self.writable.is_set()
         if kind == "websocket.close" and self.handshake_complete and paused and not self.close_sent:
             # 4008/1008 to a client that does not read: waiting for the
@@ -129,6 +174,17 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             # uvicorn's timer only calls close(), which waits for the buffer.
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.close_transport)
+
+    def can_cork(self) -> bool:
+        """A data frame of an open connection whose writing is not paused (as
+        uvicorn's own send would write it at once)."""
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.writable.is_set()
+        )
 
     def release_handshake(self) -> None:
         state = self.__dict__
