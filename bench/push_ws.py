@@ -120,9 +120,19 @@ def ws_run(server: LiveServer, args: argparse.Namespace, label: str) -> dict[str
     }
 
 
+def held_seconds(server: LiveServer) -> float | None:
+    """``notify_push_held_seconds_total`` of the service (None where the
+    code measured has no such throttle)."""
+    text = httpx.get(server.url + "/metrics", trust_env=False, timeout=30).text
+    prefix = "notify_push_held_seconds_total "
+    values = [float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)]
+    return values[0] if values else None
+
+
 def flood_run(
     server: LiveServer, service: PushService, users: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
+    held_before = held_seconds(server)
     with Flood(server, users, args) as flood:
         # Measure only once pushes are reaching the push service.
         service.wait_for(lambda: service.count(201) > 0, timeout=60)
@@ -131,7 +141,12 @@ def flood_run(
         sent = service.count(201) - before
         result["pushes_per_s"] = round(sent / (time.monotonic() - started), 1)
         result["push_publishes_failed"] = flood.failed
+        held_after = held_seconds(server)
     result["pushes_owed"] = flood.posted
+    # Seconds the worker held pushes back for live traffic during the run.
+    result["push_held_s"] = (
+        None if held_before is None or held_after is None else round(held_after - held_before, 2)
+    )
     return result
 
 

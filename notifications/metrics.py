@@ -65,6 +65,11 @@ PUSH_OLDEST_OWED = Gauge(
     "Age of the oldest owed push (since its notification was committed)",
     multiprocess_mode="livemax",
 )
+PUSH_HELD = Counter(
+    "notify_push_held_seconds_total",
+    "Time the push worker held back sends for live traffic (the event loop "
+    "lagged while live frames were written, or live deliveries were late)",
+)
 PUSH_LATENCY = Histogram(
     "notify_push_latency_seconds",
     "From commit to the push service's 201",

@@ -24,6 +24,14 @@ class ProcessState:
         self.shutting_down = False
         self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
         self.background: set[asyncio.Task[None]] = set()
+        # Live traffic, for the push worker's throttle (notifications/push/
+        # throttle.py), kept by realtime/outbox.py: frames written to
+        # connections so far, connections with frames still queued, and the
+        # live notifications written with their total delay since commit.
+        self.live_frames = 0
+        self.live_writers = 0
+        self.live_delays = 0
+        self.live_delay_sum = 0.0
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -36,6 +36,7 @@ from notifications.ids import parse_id
 from notifications.rendering import NotificationDict
 from notifications.runtime import state
 from realtime import frames
+from realtime.expiry import expiries
 from realtime.frames import CloseCode
 from realtime.membership import Membership
 from realtime.outbox import Transport, task
@@ -67,7 +68,7 @@ class StreamSession(Membership):
         self._turn = asyncio.Lock()
         self._backlog: deque[dict[str, Any]] | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry: int | None = None  # its second in realtime/expiry.py
         self._caught_up_at = 0.0
 
     @property
@@ -86,7 +87,7 @@ class StreamSession(Membership):
                 self._pump = task(self._work_backlog())
             await self._count()
             delay = max(0.0, expires_at - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+            self._expiry = expiries().add(self, delay)
             await self._replay_then_ready(since)
 
     async def _replay_then_ready(self, since_raw: str | None) -> None:
@@ -127,7 +128,7 @@ class StreamSession(Membership):
         }
         await self._send_waiting(ready)
 
-    def _expired(self) -> None:
+    def expired(self) -> None:
         state.spawn(self.close(CloseCode.EXPIRED))
 
     # -- layer events -> frames ---------------------------------------------
@@ -289,7 +290,8 @@ class StreamSession(Membership):
 
     def _stop_tasks(self) -> None:
         if self._expiry is not None:
-            self._expiry.cancel()
+            expiries().discard(self, self._expiry)
+            self._expiry = None
         for running in (self._writer, self._pump):
             if running is not None and running is not asyncio.current_task():
                 running.cancel()

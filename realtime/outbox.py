@@ -95,19 +95,25 @@ class Outbox:
                 if self._writer is not None:
                     await asyncio.wait((self._writer,))
                 await self.transport.write(frame)
+                state.live_frames += 1
         except TimeoutError:
             await self.close(CloseCode.SLOW)
         except Exception:  # the client is gone; the transport reports it
             logger.debug("send after disconnect", exc_info=True)
 
     async def _write_outbox(self, outbox: deque[tuple[ServerFrame, float | None]]) -> None:
+        state.live_writers += 1  # frames queued: live work (notifications/push/throttle.py)
         try:
             while outbox:
                 frame, committed_at = outbox.popleft()
                 await self.transport.write(frame)
+                state.live_frames += 1
                 if committed_at is not None:
+                    delay = max(0.0, time.time() - committed_at)
                     metrics.DELIVERED.inc()
-                    metrics.DELIVERY_SECONDS.observe(max(0.0, time.time() - committed_at))
+                    metrics.DELIVERY_SECONDS.observe(delay)
+                    state.live_delays += 1
+                    state.live_delay_sum += delay
         except Exception:  # the client is gone; the transport reports it
             logger.debug("send after disconnect", exc_info=True)
         finally:
@@ -115,3 +121,4 @@ class Outbox:
             # nothing was added that this task would miss.
             self._writer = None
             self._outbox = None
+            state.live_writers -= 1

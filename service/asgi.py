@@ -92,6 +92,7 @@ async def _startup() -> None:
     state.spawn(presence.backend().heartbeat_forever())
     if settings.NOTIFY_PUSH_WORKER_IN_PROCESS:
         await push_runtime.start()  # Web Push (off without VAPID_PRIVATE_KEY)
+    lifecycle.tune_gc()
 
 
 async def _shutdown() -> None:

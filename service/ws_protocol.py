@@ -2,16 +2,19 @@
 
 Serve with ``--ws service.ws_protocol:LeanWebSocketProtocol`` (the Dockerfile,
 ``make run``, the bench and the live tests do). It behaves as
-``--ws websockets-sansio`` and differs only in what an open connection holds:
+``--ws websockets-sansio``; what an open connection holds and costs differs
+(docs/performance.md, "Memory per idle socket" and "An idle process"):
 
-* no permessage-deflate is negotiated (a browser's offer is declined: the
-  socket stays uncompressed, see docs/performance.md, "Compression");
-* the receive queue and the ``writable`` event are small objects that allocate
-  nothing while idle (an ``asyncio.Queue`` holds four empty deques and an
-  ``asyncio.Event`` one, about 4 KiB per connection, for one reader);
-* the handshake's request, response and scope are let go once the handshake is
-  answered (uvicorn keeps them for the connection's life and reads them only
-  before that).
+* no permessage-deflate is negotiated (a browser's offer is declined; see
+  docs/performance.md, "Compression");
+* the receive queue and ``writable`` event allocate nothing while idle
+  (service/ws_primitives.py); the server's constants are kept once per server
+  (service/ws_shared.py);
+* the handshake's request, response and scope, and websockets' handshake
+  parser (which holds the request), are let go once the handshake is answered;
+* the keepalive ping is one timer wheel per process (service/ws_keepalive.py)
+  instead of two timers per socket; a read that is exactly the PONG it awaits
+  is taken without websockets' parser.
 
 It also closes what uvicorn leaves open to a client that sends but never reads
 (docs/security.md, "Ping floods"):
@@ -22,21 +25,17 @@ It also closes what uvicorn leaves open to a client that sends but never reads
 * a PING that arrives while writing is paused is not answered: the connection
   is cut (uvicorn would queue a PONG per PING without bound);
 * every server-side close whose data cannot leave ends in
-  ``transport.abort()`` (``transport.close()`` alone waits for a buffer that a
-  non-reading client never drains): a keepalive timeout, abuse or a parser
-  error at once while writing is paused, else after ``CLOSE_BOUND_SECONDS``;
-  the application's close (4008, 1008, 4401, 1012) is queued behind the unsent
+  ``transport.abort()``: a keepalive timeout, abuse or a parser error at once
+  while writing is paused, else after ``CLOSE_BOUND_SECONDS``; the
+  application's close (4008, 1008, 4401, 1012) is queued behind the unsent
   data and the connection cut after ``close_timeout`` + ``CLOSE_BOUND_SECONDS``
   (15 s) if the client has not taken it; the application is told at once;
 * a handshake the parser refuses (a request or header line over 8 KiB) is
   answered 414/431 and closed (uvicorn wrote nothing and kept it open).
 
-The websockets state machine logs on ``websockets.server`` (the library's
-own name) rather than uvicorn's ``uvicorn.error``: its INFO lines ("connection
-open", "connection closed") say nothing uvicorn's ``"WebSocket /path"
-[accepted]`` line does not (that one has the client and the path), and cost a
-log line each per socket; service/config.py ``logging_config`` keeps
-``websockets`` at WARNING (docs/performance.md, "Handshakes").
+The websockets state machine logs on ``websockets.server``, which
+service/config.py keeps at WARNING (its INFO lines repeat uvicorn's
+``[accepted]`` line at a log line per socket).
 
 uvicorn is pinned (pyproject.toml, requirements.lock);
 tests/service/test_ws_protocol.py fails if a new version uses these objects in
@@ -50,12 +49,18 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame
+from websockets.protocol import Protocol, State
 
 from notifications.ratelimit import TokenBucket
+from service.ws_keepalive import KeepaliveWheel, waits_for_frame, wheel_for
 from service.ws_primitives import SlimEvent, SlimQueue
+from service.ws_shared import install, per_server
 
 # What uvicorn keeps from the handshake and never reads after it.
 HANDSHAKE_ATTRIBUTES = ("request", "response", "scope")
@@ -73,8 +78,20 @@ CONNECTION_LOGGER = logging.getLogger("websockets.server")
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """``websockets-sansio`` with a slim queue and event, and no handshake kept."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    # Data frames waiting for this loop iteration's write (``cork``).
+    corked: list[bytes] | None = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # Where the server's constants go (service/ws_shared.py): first, so
+        # that uvicorn's __init__ can write them.
+        self.per_server = per_server(server_state)
+        super().__init__(config, server_state, app_state, _loop)
         # No permessage-deflate, whatever the client offers (docs/performance.md,
         # "Compression"): uvicorn's context takeover holds about 35 KiB of zlib
         # state per socket, and without it a notification frame shrinks by a
@@ -91,11 +108,57 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # The server ended the socket on its own (abuse, keepalive): the
         # application's later sends find a disconnected client.
         self.cut = False
+        # The keepalive (service/ws_keepalive.py) replaces uvicorn's timers.
+        self.keepalive_wheel: KeepaliveWheel | None = None
+        self.keepalive_tick = 0
+        self.keepalive_pinged = 0
+        self.keepalive_pending = False
+
+    # -- corked writes ------------------------------------------------------
+
+    @property
+    def transport(self) -> Any:
+        """The transport, once the frames corked so far are written: whatever
+        else uses it (a close, a PING, a PONG) goes after them, in order."""
+        if self.corked is not None:
+            self.flush_cork()
+        return self.__dict__["_transport"]
+
+    @transport.setter
+    def transport(self, transport: Any) -> None:
+        self.__dict__["_transport"] = transport
+
+    def cork(self, output: list[bytes]) -> None:
+        """Data frames sent in one loop iteration leave in one write (a replay
+        and its ``ready``: one syscall instead of one per frame)."""
+        if self.corked is None:
+            self.corked = output
+            self.loop.call_soon(self.flush_cork)
+        else:
+            self.corked += output
+
+    def flush_cork(self) -> None:
+        # Popped, not set to None: an idle socket keeps no entry for it.
+        corked = self.__dict__.pop("corked", None)
+        transport = self.__dict__["_transport"]
+        if corked and not transport.is_closing():
+            transport.write(b"".join(corked))
 
     async def send(self, message: Any) -> None:
         kind = message["type"]
         if self.cut and kind in ("websocket.send", "websocket.close"):
             raise ClientDisconnected()
+        if kind == "websocket.send" and self.can_cork():
+            text = message.get("text")
+            try:
+                if text is not None:
+                    self.conn.send_text(text.encode())
+                else:
+                    self.conn.send_binary(message.get("bytes") or b"")
+            except InvalidState:
+                raise ClientDisconnected() from None
+            self.cork(self.conn.data_to_send())
+            return
         paused = not self.writable.is_set()
         if kind == "websocket.close" and self.handshake_complete and paused and not self.close_sent:
             # 4008/1008 to a client that does not read: waiting for the
@@ -112,9 +175,31 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.close_transport)
 
+    def can_cork(self) -> bool:
+        """A data frame of an open connection whose writing is not paused (as
+        uvicorn's own send would write it at once)."""
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.writable.is_set()
+        )
+
     def release_handshake(self) -> None:
+        state = self.__dict__
+        if "response" not in state:
+            return
         for name in HANDSHAKE_ATTRIBUTES:
-            self.__dict__.pop(name, None)
+            state.pop(name, None)
+        conn = self.conn
+        inner = getattr(conn.parser, "gi_yieldfrom", None)
+        if conn.state is State.OPEN and self.between_frames(inner):
+            # websockets' handshake parser holds the request (its headers,
+            # about 3 KiB) in its frame for the socket's life, around the
+            # frame parser it delegates to: that one alone takes over.
+            conn.parser = Protocol.parse(conn)
+            next(conn.parser)
 
     # -- handshake -----------------------------------------------------------
 
@@ -125,6 +210,18 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             scope[FRAME_BUDGET_KEY] = self.frame_budget
 
     def data_received(self, data: bytes) -> None:
+        wheel = self.keepalive_wheel
+        if (
+            self.keepalive_pending
+            and wheel is not None
+            and wheel.is_answer(data)
+            and self.between_frames(self.conn.parser)
+        ):
+            # The answer to our PING, alone in its read: what websockets'
+            # parser would make of it, for a fraction of its cost.
+            if self.charge_frame():
+                self.keepalive_pending = False
+            return
         super().data_received(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # The parser refused the request (414/431, or not HTTP) and
@@ -155,7 +252,32 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_pong(self, event: Frame) -> None:
         if self.close_sent or not self.charge_frame():
             return
-        super().handle_pong(event)
+        wheel = self.keepalive_wheel
+        if wheel is not None and bytes(event.data) == wheel.payload:
+            self.keepalive_pending = False
+
+    def between_frames(self, parser: Any) -> bool:
+        return waits_for_frame(parser) and not self.conn.reader.buffer
+
+    # -- keepalive (service/ws_keepalive.py) ----------------------------------
+
+    def start_keepalive(self) -> None:
+        interval = self.ping_interval
+        if interval is not None and interval > 0:
+            self.keepalive_wheel = wheel_for(self.loop, interval, self.ping_timeout)
+            self.keepalive_wheel.add(self)
+
+    def stop_keepalive(self) -> None:
+        wheel, self.keepalive_wheel = self.keepalive_wheel, None
+        self.keepalive_pending = False
+        if wheel is not None:
+            wheel.discard(self)
+
+    def keepalive_due(self) -> bool:
+        return not (self.close_sent or self.transport.is_closing())
+
+    def keepalive_send(self, frame: bytes) -> None:
+        self.transport.write(frame)
 
     def charge_frame(self) -> bool:
         """Take one frame from the socket's budget; over it, close 1008."""
@@ -237,3 +359,6 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.abort_timer.cancel()
             self.abort_timer = None
         super().connection_lost(exc)
+
+
+install(LeanWebSocketProtocol)

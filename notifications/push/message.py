@@ -8,6 +8,7 @@ from ``cryptography`` and the record encryption from ``http_ece``.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import threading
@@ -73,6 +74,7 @@ def encrypt(plaintext: bytes, *, p256dh: str, auth: str) -> bytes:
     return body
 
 
+@functools.lru_cache(maxsize=1024)
 def topic(notification_type: str) -> str:
     """The ``Topic`` header (at most 32 base64url characters): one per type, so
     a push service holding undelivered messages for a device keeps only the

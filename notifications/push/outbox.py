@@ -108,12 +108,24 @@ _CLAIMED = (
 )  # fmt: skip
 
 
+# One statement, so one round trip and no transaction around it: the rows
+# are locked (skipping those another worker holds), leased and returned.
+_CLAIM_PG = (
+    "UPDATE notify_push_outbox SET next_attempt_at = %s WHERE id IN ("
+    " SELECT id FROM notify_push_outbox WHERE next_attempt_at <= %s"
+    " ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, user_id, subscription_id, mode, payload, committed_at, expires_at, attempts"
+)
+
+
 def claim(limit: int) -> list[Owed]:
     now = timezone.now()
-    with transaction.atomic():
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_PG, [now + LEASE, now, limit])
+            return [Owed(*values) for values in cursor.fetchall()]
+    with transaction.atomic():  # SQLite: its write lock serializes claims
         due = PushOutbox.objects.filter(next_attempt_at__lte=now).order_by("next_attempt_at")
-        if connection.vendor == "postgresql":
-            due = due.select_for_update(skip_locked=True)
         rows = [Owed(*values) for values in due.values_list(*_CLAIMED)[:limit]]
         if rows:
             PushOutbox.objects.filter(pk__in=[r.id for r in rows]).update(
@@ -172,7 +184,10 @@ def settle(outcome: Settlement) -> None:
         )
     )
     PushOutbox.objects.bulk_create([f for f in fresh if f.subscription_id in alive])
-    if finished:
+    if finished and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # an array parameter: bound in C
+            cursor.execute("DELETE FROM notify_push_outbox WHERE id = ANY(%s)", [list(finished)])
+    elif finished:
         PushOutbox.objects.filter(pk__in=list(finished)).delete()
     if outcome.release:
         PushOutbox.objects.filter(pk__in=outcome.release).update(next_attempt_at=timezone.now())

@@ -1,15 +1,14 @@
 """POSTs encrypted messages to push services and classifies their answers.
 
-Connection pools per push service origin (httpcore, httpx's connection
-layer: see ``HostPool``), no redirects (a redirect could point anywhere:
-SSRF), bounded timeouts and a bounded read of the answer. Endpoints carry
+Kept-alive connections per push service origin (notifications/push/http11.py:
+h11 on the event loop's streams), no redirects (a redirect could point
+anywhere: SSRF), bounded timeouts and a bounded read of the answer. Endpoints carry
 capability tokens: logs name the push service host and the subscription
 id, never the endpoint.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import random
@@ -17,31 +16,21 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
-import httpcore
+import h11
 
 from notifications.push.config import PushSettings
 from notifications.push.endpoints import origin
-from notifications.push.streams import LoopBackend
+from notifications.push.http11 import Origin, PushHTTPError
 
 logger = logging.getLogger(__name__)
 
 Result = Literal["delivered", "gone", "dropped", "retry"]
-MAX_ANSWER_BYTES = 16 * 1024
-# httpcore's per-request timeouts, seconds.
-EXTENSIONS = {"timeout": {"connect": 5.0, "read": 10.0, "write": 10.0, "pool": 10.0}}
-DEADLINE = 20.0  # a whole request, however slowly the service trickles bytes
-# Per push service host: SHARDS clients x CONNECTIONS_PER_SHARD connections,
-# the most requests in flight at once (see HostPool).
-SHARDS = 16
-CONNECTIONS_PER_SHARD = 2
-# What a failed exchange can raise (httpcore has no common base class).
-HTTP_ERRORS = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-)
+# Requests in flight at once per push service host.
+CONNECTIONS_PER_HOST = 32
+# What a failed exchange can raise.
+HTTP_ERRORS = (PushHTTPError, h11.ProtocolError, TimeoutError, OSError)
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 3600.0
 
@@ -61,82 +50,21 @@ def ssl_context(cfg: PushSettings) -> ssl.SSLContext:
     return context
 
 
-class HostPool:
-    """Connections to one push service: ``SHARDS`` httpcore pools of
-    ``CONNECTIONS_PER_SHARD`` each, a request going to the least busy one.
-    One pool with all the connections costs more CPU per request as the
-    connections grow (httpcore checks every pooled connection on each
-    request), measured in docs/performance.md.
-
-    httpcore is httpx's connection layer, used without httpx's client on
-    top: a push is one POST with fixed headers, so the client's URL merging,
-    cookie jar, auth and redirect machinery were per-push work for nothing
-    (redirects are never followed anyway). Its sockets are the event loop's
-    own streams (notifications/push/streams.py), not anyio's."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        backend = LoopBackend()
-        self.pools = [
-            httpcore.AsyncConnectionPool(
-                ssl_context=context,
-                max_connections=CONNECTIONS_PER_SHARD,
-                max_keepalive_connections=CONNECTIONS_PER_SHARD,
-                network_backend=backend,
-            )
-            for _ in range(SHARDS)
-        ]
-        self.busy = [0] * SHARDS
-        # Waiting happens here, not in a pool, where it would count against
-        # the request's deadline.
-        self.slots = asyncio.Semaphore(SHARDS * CONNECTIONS_PER_SHARD)
-
-    async def post(
-        self, endpoint: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, str | None]:
-        async with self.slots:
-            shard = min(range(SHARDS), key=self.busy.__getitem__)
-            self.busy[shard] += 1
-            try:
-                async with asyncio.timeout(DEADLINE):
-                    return await _post(self.pools[shard], endpoint, body, headers)
-            finally:
-                self.busy[shard] -= 1
-
-    async def close(self) -> None:
-        for pool in self.pools:
-            await pool.aclose()
-
-
-async def _post(
-    pool: httpcore.AsyncConnectionPool, endpoint: str, body: bytes, headers: dict[str, str]
-) -> tuple[int, str | None]:
-    async with pool.stream(
-        "POST", endpoint, headers=list(headers.items()), content=body, extensions=EXTENSIONS
-    ) as response:
-        read = 0
-        async for chunk in response.aiter_stream():
-            read += len(chunk)
-            if read > MAX_ANSWER_BYTES:
-                break  # the status is all that matters; close the rest
-        retry_after = next((v for k, v in response.headers if k.lower() == b"retry-after"), None)
-    return response.status, retry_after.decode("latin-1") if retry_after else None
-
-
 class Sender:
     def __init__(self, cfg: PushSettings) -> None:
         self._ssl = ssl_context(cfg)
-        self._pools: dict[str, HostPool] = {}
+        self._pools: dict[str, Origin] = {}
 
     async def send(
-        self, endpoint: str, body: bytes, headers: dict[str, str], *, subscription_id: int
+        self, endpoint: str, body: bytes, headers: list[tuple[str, str]], *, subscription_id: int
     ) -> Outcome:
         host = origin(endpoint)
         pool = self._pools.get(host)
         if pool is None:
-            pool = self._pools[host] = HostPool(self._ssl)
+            pool = self._pools[host] = self._origin(endpoint)
         try:
-            status, retry_after = await pool.post(endpoint, body, headers)
-        except (*HTTP_ERRORS, TimeoutError, OSError) as exc:
+            status, retry_after = await pool.post(endpoint, headers, body)
+        except HTTP_ERRORS as exc:
             logger.warning(
                 "push to subscription %s on %s failed: %s",
                 subscription_id,
@@ -146,10 +74,14 @@ class Sender:
             return Outcome("retry")
         return classify(status, retry_after, host=host, subscription_id=subscription_id)
 
+    def _origin(self, endpoint: str) -> Origin:
+        parts = urlsplit(endpoint)
+        return Origin(parts.hostname or "", parts.port or 443, self._ssl, CONNECTIONS_PER_HOST)
+
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
-            await pool.close()
+            pool.close()
 
 
 def classify(status: int, retry_after: str | None, *, host: str, subscription_id: int) -> Outcome:

@@ -35,6 +35,7 @@ from notifications.push.endpoints import endpoint_error, origin
 from notifications.push.outbox import Owed, Settlement, Target
 from notifications.push.preferences import is_muted
 from notifications.push.sender import Outcome, Sender, retry_delay
+from notifications.push.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ LANES = 4  # batches in flight at once (claim, send and settle overlap)
 IN_FLIGHT = 64  # messages being encrypted or sent at once, all hosts together
 POLL = 1.0  # seconds between looks at the outbox when nobody wakes us
 GAUGE_EVERY = 5.0
+HELD_POLL = 0.1  # seconds between looks, while held back, for a lane to claim again
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class PushWorker:
         self.db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="push-db")
         self._wake = asyncio.Event()
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
+        self.throttle = Throttle()
+        self._batches = 0  # lanes with a batch claimed
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -70,6 +74,7 @@ class PushWorker:
         self._loop = asyncio.get_running_loop()
         self._tasks = [asyncio.ensure_future(self._lane()) for _ in range(self.lanes)]
         self._tasks.append(asyncio.ensure_future(self._gauges()))
+        self.throttle.start()
 
     def wake(self) -> None:
         """Thread-safe: owed pushes were just committed."""
@@ -88,6 +93,7 @@ class PushWorker:
             for task in pending:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.throttle.stop()
         await self.sender.close()
         self.db.shutdown(wait=False)
 
@@ -97,11 +103,19 @@ class PushWorker:
 
     async def _lane(self) -> None:
         while not self._stopping:
+            # Held back for live traffic (throttle.py): one batch at a time,
+            # so few rows sit leased while sends trickle out.
+            if self.throttle.limit is not None and self._batches:
+                await asyncio.sleep(HELD_POLL)
+                continue
+            self._batches += 1
             try:
                 worked = await self.run_once()
             except Exception:
                 logger.exception("push worker batch failed; retrying after %.0fs", POLL)
                 worked = 0
+            finally:
+                self._batches -= 1
             if not worked and not self._stopping:  # idle: wait for a commit or the poll
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -131,6 +145,7 @@ class PushWorker:
         # switch interval at a time. Encrypting only once a send slot is
         # free spreads the work instead of one long run per batch.
         async with self._in_flight:
+            await self.throttle.admit()  # live traffic first (throttle.py)
             body, headers = self._message(job, now)
             return await self.sender.send(
                 job.target.endpoint, body, headers, subscription_id=job.target.id
@@ -183,18 +198,18 @@ class PushWorker:
             t for t in by_user.get(row.user_id, []) if endpoint_error(t.endpoint, self.cfg) is None
         ]
 
-    def _message(self, job: Job, now: datetime) -> tuple[bytes, dict[str, str]]:
+    def _message(self, job: Job, now: datetime) -> tuple[bytes, list[tuple[str, str]]]:
         """The encrypted body (RFC 8291) and headers of one push."""
         row, target, notification = job.row, job.target, job.notification
         ttl = max(0, int((row.expires_at - now).total_seconds()))
-        headers = {
-            "TTL": str(ttl),
-            "Urgency": self.cfg.urgency,
-            "Topic": message.topic(str(notification.get("type", ""))),
-            "Content-Encoding": "aes128gcm",
-            "Content-Type": "application/octet-stream",
-            "Authorization": self.signer.header(origin(target.endpoint)),
-        }
+        headers = [
+            ("TTL", str(ttl)),
+            ("Urgency", self.cfg.urgency),
+            ("Topic", message.topic(str(notification.get("type", "")))),
+            ("Content-Encoding", "aes128gcm"),
+            ("Content-Type", "application/octet-stream"),
+            ("Authorization", self.signer.header(origin(target.endpoint))),
+        ]
         plaintext = message.payload_bytes(notification)
         return message.encrypt(plaintext, p256dh=target.p256dh, auth=target.auth), headers
 

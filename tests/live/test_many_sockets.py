@@ -50,3 +50,45 @@ async def test_hundreds_of_concurrent_handshakes_then_one_batch_reaches_all(
     for user in sample:
         stored = await stored_notifications(http, a, user)
         assert [n["id"] for n in stored] == ["1"]
+
+
+async def test_sockets_opening_together_while_publishing_get_every_id_once_in_order(
+    pair: tuple[LiveServer, LiveServer], sockets: Sockets, http: httpx.AsyncClient
+) -> None:
+    """Sockets that open together share their channel layer SUBSCRIBE; each
+    still gets its replay, ``ready`` and then everything published meanwhile
+    and after, every id exactly once and in order (two sockets per user:
+    a user's group is joined twice in one batch)."""
+    a, b = pair
+    users = [new_user(f"together{i}") for i in range(30)]
+    stored, during = 3, 5
+    for n in range(stored):
+        await publish(http, b, users, title=f"stored {n}")
+
+    async def publish_meanwhile() -> None:
+        for n in range(during):
+            await publish(http, b, users, title=f"during {n}")
+
+    opened, _ = await asyncio.gather(
+        asyncio.gather(
+            *(
+                sockets.open(a, user, query="since=0", wait_ready=False, open_timeout=90)
+                for user in users
+                for _ in range(2)
+            )
+        ),
+        publish_meanwhile(),
+    )
+    await publish(http, b, users, title="after")
+    total = stored + during + 1
+    await asyncio.gather(*(s.wait_count(total, timeout=90) for s in opened))
+    await asyncio.gather(*(s.ping(timeout=90) for s in opened))
+    for sock in opened:
+        assert sock.ids() == list(range(1, total + 1)), sock.label
+        kinds = [f["type"] for f in sock.frames if f["type"] in ("notification", "ready")]
+        [ready] = sock.of_type("ready")
+        before_ready = kinds.index("ready")
+        # The replay (at least what was stored before the socket opened) comes
+        # before ready, and ready counts it.
+        assert ready["replayed"] == before_ready >= stored, sock.label
+        assert ready["complete"] is True

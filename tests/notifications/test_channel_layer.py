@@ -71,3 +71,82 @@ async def test_health_reports_redis_down(fresh_redis_server: RedisServer) -> Non
     fresh_redis_server.start()
     assert await layer.health() is None
     await layer.flush()
+
+
+def subscribe_calls(server: RedisServer) -> int:
+    client = server.client()
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get("cmdstat_subscribe", {}).get("calls", 0))
+
+
+async def test_groups_joined_together_share_one_subscribe_and_each_gets_its_messages(
+    fresh_redis_server: RedisServer,
+) -> None:
+    layer = layer_for(fresh_redis_server.url)
+    groups = [f"together{i}" for i in range(50)]
+    channels = {g: await layer.new_channel() for g in groups}
+    before = subscribe_calls(fresh_redis_server)
+    await asyncio.gather(*(layer.group_add(g, c) for g, c in channels.items()))
+    # One SUBSCRIBE for the 50 groups joined in the same loop iteration
+    # (channels-redis sends one each).
+    assert subscribe_calls(fresh_redis_server) - before == 1
+    await layer.group_send_many([(g, {"type": "x", "g": g}) for g in groups])
+    for group, channel in channels.items():
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["g"] == group
+    # Exactly once: nothing else is waiting on any channel.
+    await layer.group_send_many([(g, {"type": "x", "g": "second"}) for g in groups])
+    for channel in channels.values():
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["g"] == "second"
+    await layer.flush()
+
+
+async def test_a_group_left_and_joined_again_at_once_stays_subscribed(
+    redis_server: RedisServer,
+) -> None:
+    layer = layer_for(redis_server.url)
+    leaving, joining, other = [await layer.new_channel() for _ in range(3)]
+    await layer.group_add("g", leaving)
+    # A publish holds the shard while it waits for Redis: the SUBSCRIBE of
+    # the next joins ("h", then "g" again) queues behind it, and so does the
+    # UNSUBSCRIBE of "g" (its last member left in between). The SUBSCRIBE
+    # goes first and finds "g" still subscribed; the UNSUBSCRIBE must then
+    # see that "g" has a member again and leave it subscribed.
+
+    async def leave_and_join_again() -> None:
+        await asyncio.sleep(0)  # once the SUBSCRIBE's sender waits for the shard
+        await asyncio.gather(layer.group_discard("g", leaving), layer.group_add("g", joining))
+
+    await asyncio.gather(
+        layer.group_send_many([("nobody", {"type": "x"})]),
+        layer.group_add("h", other),
+        leave_and_join_again(),
+    )
+    await layer.group_send_many([("g", {"type": "x", "n": 1}), ("h", {"type": "x", "n": 2})])
+    assert (await asyncio.wait_for(layer.receive(joining), 5))["n"] == 1
+    assert (await asyncio.wait_for(layer.receive(other), 5))["n"] == 2
+    await layer.flush()
+
+
+async def test_a_failed_subscribe_fails_every_join_of_its_batch(
+    fresh_redis_server: RedisServer,
+) -> None:
+    layer = layer_for(fresh_redis_server.url)
+    channels = [await layer.new_channel() for _ in range(3)]
+    fresh_redis_server.stop()
+    try:
+        results = await asyncio.gather(
+            *(layer.group_add(f"down{i}", c) for i, c in enumerate(channels)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, Exception) for r in results), results
+    finally:
+        fresh_redis_server.start()
+    # Redis is back: the next joins subscribe afresh.
+    for i, channel in enumerate(channels):
+        await layer.group_add(f"down{i}", channel)
+    await layer.group_send_many([(f"down{i}", {"type": "x", "n": i}) for i in range(3)])
+    assert [(await asyncio.wait_for(layer.receive(c), 5))["n"] for c in channels] == [0, 1, 2]
+    await layer.flush()

@@ -29,6 +29,7 @@ from django.utils import timezone
 from notifications import delivery, services
 from notifications.models import Notification, UserSequence
 from realtime import engine
+from realtime.expiry import expiries
 from service.asgi import websocket_app
 from tests.support.keys import api_keys_setting
 from tests.support.rows import store
@@ -494,6 +495,21 @@ async def test_token_expiry_closes_4401(connect: Connect) -> None:
     assert connected
     assert (await sock.frame())["type"] == "ready"
     assert await sock.close_code(timeout=10) == 4401
+
+
+async def test_a_closed_socket_leaves_no_expiry_behind(connect: Connect) -> None:
+    """The process-wide expiries (realtime/expiry.py) hold a socket until it closes."""
+
+    def held() -> int:
+        return sum(len(streams) for streams in expiries().due.values())
+
+    before = held()
+    sock, _, _ = await open_ready(connect, new_user())
+    assert held() == before + 1
+    await sock.comm.disconnect(timeout=WAIT)
+    async with asyncio.timeout(WAIT):
+        while held() != before:
+            await asyncio.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- ready and replay

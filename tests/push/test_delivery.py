@@ -162,6 +162,21 @@ async def test_410_deletes_the_subscription_400_keeps_it(
     assert [s["id"] for s in listed["results"]] == [kept["id"]]
 
 
+async def test_a_redirect_is_not_followed(
+    http: httpx.AsyncClient, deployment: Deployment, push_service: PushService
+) -> None:
+    """A redirect could point anywhere (SSRF): it is an answer like any
+    other 3xx, logged and dropped, and nothing is sent to its Location."""
+    user = new_user()
+    sub, elsewhere = push_service.subscription(), push_service.subscription()
+    await subscribe(http, deployment.a, user, sub)
+    push_service.answer(sub, 307, location=elsewhere.endpoint)
+    await publish(http, deployment.a, [user])
+    await drained(deployment.outbox, user)
+    assert [r.status for r in push_service.messages(sub)] == [307]  # not retried
+    assert push_service.messages(elsewhere) == []
+
+
 async def test_muted_types_get_no_push_but_stay_in_the_feed(
     http: httpx.AsyncClient, deployment: Deployment, push_service: PushService
 ) -> None:

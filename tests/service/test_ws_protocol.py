@@ -12,6 +12,8 @@ import asyncio
 import collections
 import contextlib
 import inspect
+import socket
+import struct
 import textwrap
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,9 +30,13 @@ from service.ws_protocol import (
     SlimEvent,
     SlimQueue,
 )
+from service.ws_shared import PER_SERVER_ATTRIBUTES, UNUSED_ATTRIBUTES
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 BASE = websockets_sansio_impl.WebSocketsSansIOProtocol
+# CPython 3.11 shares an instance dictionary's keys up to this many.
+SHARED_KEYS_MAX = 30
+BURST = 10
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -48,6 +54,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
         if message.get("text") == "close":
             await send({"type": "websocket.close", "code": 4000})
+            continue
+        if message.get("text", "").startswith("burst"):  # BURST frames at once, as a replay
+            for i in range(BURST):
+                await send({"type": "websocket.send", "text": f"b{i}"})
+            if message["text"] == "burst-close":
+                await send({"type": "websocket.close", "code": 4000})
             continue
         await send({"type": "websocket.send", "text": "echo:" + message["text"]})
 
@@ -90,11 +102,51 @@ async def test_an_open_socket_holds_no_handshake_and_no_asyncio_queue_or_event()
         assert held == {}
         assert isinstance(protocol.queue, SlimQueue)
         assert isinstance(protocol.writable, SlimEvent)
+        # The server's constants are kept once per server, and few enough
+        # attributes remain (the handshake's three counted) for CPython to share
+        # their names between connections (service/ws_shared.py).
+        assert set(state).isdisjoint(PER_SERVER_ATTRIBUTES)
+        assert set(state).isdisjoint(UNUSED_ATTRIBUTES)
+        assert len(set(state) | set(HANDSHAKE_ATTRIBUTES)) <= SHARED_KEYS_MAX
+        assert protocol.config is server.config
+        assert protocol.connections is server.server_state.connections
         # It still works both ways, and closes like websockets-sansio.
         for i in range(50):
             await ws.send(f"m{i}")
         assert [await ws.recv() for _ in range(50)] == [f"echo:m{i}" for i in range(50)]
         await ws.send("close")
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 4000
+
+
+def segments_sent(protocol: LeanWebSocketProtocol) -> int:
+    """The kernel's count of TCP segments sent on the server's socket
+    (``tcpi_segs_out`` of Linux's ``struct tcp_info``, at byte 136)."""
+    sock = protocol.transport.get_extra_info("socket")
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    count: int = struct.unpack_from("I", info, 136)[0]
+    return count
+
+
+async def test_frames_sent_together_leave_in_one_write_and_before_a_close() -> None:
+    async with (
+        serving() as (server, url),
+        connect(url + "/ok", subprotocols=["notifications.v1"]) as ws,  # type: ignore[list-item]
+    ):
+        assert await ws.recv() == "hello"
+        [protocol] = protocols(server)
+        before = segments_sent(protocol)
+        await ws.send("burst")
+        assert [await ws.recv() for _ in range(BURST)] == [f"b{i}" for i in range(BURST)]
+        # One write (one segment on loopback, TCP_NODELAY), where uvicorn
+        # writes each frame on its own; a delayed ACK of the client's frame
+        # may take a segment of its own.
+        assert segments_sent(protocol) - before <= 2
+        assert "corked" not in vars(protocol)  # nothing held once written
+        # The application's close right after them goes after them.
+        await ws.send("burst-close")
+        assert [await ws.recv() for _ in range(BURST)] == [f"b{i}" for i in range(BURST)]
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 4000
@@ -210,3 +262,17 @@ async def test_slim_queue_and_event_behave_like_asyncio_ones() -> None:
 
 def vars_of(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in type(obj).__slots__}
+
+
+def test_uvicorn_reads_its_keepalive_state_only_where_it_is_replaced() -> None:
+    # service/ws_shared.py stores none of it: the methods that use it must be
+    # overridden, or be reached only from uvicorn's keepalive methods that are.
+    replaced = set(vars(LeanWebSocketProtocol)) | {"__init__"}
+    keepalive_only = {"schedule_ping", "send_keepalive_ping"}
+    for name in keepalive_only:
+        callers = set(_attribute_uses(BASE, name))
+        assert callers <= replaced | keepalive_only, f"{name} is called from {callers}"
+    for attribute in UNUSED_ATTRIBUTES:
+        users = set(_attribute_uses(BASE, attribute))
+        assert users, f"uvicorn no longer uses self.{attribute}: revisit service/ws_shared.py"
+        assert users <= replaced | keepalive_only, f"self.{attribute} is used in {users}"

@@ -199,9 +199,17 @@ class PushService:
             self.subscriptions[token] = sub
         return sub
 
-    def answer(self, sub: Subscription, *statuses: int, retry_after: str | None = None) -> None:
+    def answer(
+        self,
+        sub: Subscription,
+        *statuses: int,
+        retry_after: str | None = None,
+        location: str | None = None,
+    ) -> None:
         """The next answers for ``sub``, in order (then 201 again)."""
         headers = {"Retry-After": retry_after} if retry_after else {}
+        if location:
+            headers["Location"] = location
         with self._lock:
             self._answers[sub.token].extend((status, headers) for status in statuses)
 
