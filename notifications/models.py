@@ -147,12 +147,18 @@ def insert_notifications(
     """Insert, per publication, one event row with the values its recipients
     share, and one small row per recipient's (user_id, seq).
 
-    Events go through ``bulk_create`` (one statement, ids returned); recipient
-    rows through ``COPY`` on PostgreSQL, else ``executemany`` (sqlite3 loops
-    in C): ``bulk_create``'s SQL compiler was a quarter of the writer's time
-    at 100 recipients per publish (docs/performance.md).
+    On PostgreSQL both in one statement bound on the server
+    (notifications/pg_writes.py). Elsewhere events go through ``bulk_create``
+    (one statement, ids returned) and recipient rows through ``executemany``
+    (sqlite3 loops in C): ``bulk_create``'s SQL compiler was a quarter of the
+    writer's time at 100 recipients per publish (docs/performance.md).
     """
     if not publications:
+        return
+    if connection.vendor == "postgresql":
+        from notifications import pg_writes  # psycopg: PostgreSQL deployments only
+
+        pg_writes.insert_publications(publications)
         return
     events = NotificationEvent.objects.bulk_create(
         NotificationEvent(**{name: shared[name] for name in _EVENT_COLUMNS})
@@ -163,9 +169,6 @@ def insert_notifications(
         created = _field("created_at").get_db_prep_save(event.created_at, connection)
         params.extend((user_id, seq, event.pk, created) for user_id, seq in rows)
     columns = [_field(name).column for name in _ROW_COLUMNS]
-    if connection.vendor == "postgresql" and len(params) > 1:
-        _copy_rows(columns, params)
-        return
     quote = connection.ops.quote_name
     # Only model metadata and fixed placeholders go into the text; values are
     # parameters.
@@ -177,22 +180,6 @@ def insert_notifications(
     with connection.cursor() as cursor:
         for start in range(0, len(params), _INSERT_CHUNK):
             cursor.executemany(sql, params[start : start + _INSERT_CHUNK])
-
-
-def _copy_rows(columns: Sequence[str], params: list[tuple[Any, ...]]) -> None:
-    """PostgreSQL: COPY, which the server ingests faster than INSERTs."""
-    quote = connection.ops.quote_name
-    statement = (
-        f"COPY {quote(Notification._meta.db_table)} "
-        f"({', '.join(quote(column) for column in columns)}) FROM STDIN"
-    )
-    with (
-        connection.cursor() as cursor,
-        connection.wrap_database_errors,
-        cursor.cursor.copy(statement) as copy,
-    ):
-        for row in params:
-            copy.write_row(row)
 
 
 def _field(name: str) -> models.Field[Any, Any]:

@@ -206,34 +206,30 @@ def _allocate_ids(wanted: Counter[str]) -> dict[str, int]:
     """Add each user's count to their counter in this transaction; user -> new last id.
 
     Rows are locked in sorted order, so concurrent multi-recipient publishes
-    cannot deadlock on each other's counters.
+    cannot deadlock on each other's counters. PostgreSQL takes every user in
+    one statement (arrays); SQLite in chunks of ``VALUES`` (its parameter limit).
     """
     ordered = sorted(wanted)
+    if not ordered:
+        return {}
+    if connection.vendor == "postgresql":
+        from notifications import pg_writes  # psycopg: PostgreSQL deployments only
+
+        return dict(pg_writes.allocate_ids(ordered, [wanted[user] for user in ordered]))
     result: dict[str, int] = {}
     with connection.cursor() as cursor:
         for start in range(0, len(ordered), _SEQ_CHUNK):
             chunk = ordered[start : start + _SEQ_CHUNK]
-            counts = [wanted[user] for user in chunk]
-            if connection.vendor == "postgresql":
-                cursor.execute(
-                    "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "
-                    "SELECT u, c, 0 FROM unnest(%s::text[], %s::bigint[]) AS t(u, c) ORDER BY u "
-                    "ON CONFLICT (user_id) DO UPDATE "
-                    "SET last_id = notify_user_sequence.last_id + EXCLUDED.last_id "
-                    "RETURNING user_id, last_id",
-                    [chunk, counts],
-                )
-            else:
-                values = ", ".join(["(%s, %s, 0)"] * len(chunk))
-                params: list[Any] = []
-                for user, count in zip(chunk, counts, strict=True):
-                    params += [user, count]
-                cursor.execute(
-                    "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "  # noqa: S608 - placeholders only
-                    f"VALUES {values} "
-                    "ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + excluded.last_id "
-                    "RETURNING user_id, last_id",
-                    params,
-                )
+            values = ", ".join(["(%s, %s, 0)"] * len(chunk))
+            params: list[Any] = []
+            for user in chunk:
+                params += [user, wanted[user]]
+            cursor.execute(
+                "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "  # noqa: S608 - placeholders only
+                f"VALUES {values} "
+                "ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + excluded.last_id "
+                "RETURNING user_id, last_id",
+                params,
+            )
             result.update(cursor.fetchall())
     return result

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications import delivery, partitions
-from notifications.db import with_fresh_connections
+from notifications.db import with_kept_connection
 from notifications.errors import NotificationNotFound
 from notifications.group_commit import AsyncGroupCommitter
 from notifications.models import IdempotencyRecord, Notification, NotificationEvent, UserSequence
@@ -37,9 +37,9 @@ from notifications.publishing import (
 _INSERT_BATCH = 1000
 
 # Requests on the event loop, commits on one writer thread that keeps its
-# connection (notifications/group_commit.py).
+# connection between groups (notifications/group_commit.py, notifications/db.py).
 _writer: AsyncGroupCommitter[Publication, PublishOutcome] = AsyncGroupCommitter(
-    with_fresh_connections(lambda group: notifications_publish_rated(publications=group)),
+    with_kept_connection(lambda group: notifications_publish_rated(publications=group)),
     executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-writer"),
     size_of=lambda publication: max(1, len(publication.recipients)),
     key_of=lambda publication: publication.source,

@@ -12,7 +12,12 @@ from django.utils import timezone
 
 from notifications import delivery, publishing, selectors, services
 from notifications.errors import IdempotencyConflict, NotificationNotFound
-from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.models import (
+    IdempotencyRecord,
+    Notification,
+    NotificationEvent,
+    UserSequence,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -376,16 +381,73 @@ def test_purge_removes_expired_idempotency_records() -> None:
     assert seqs("a") == [1, 2]
 
 
-TRICKY = "tab\there, newline\nthere, back\\slash, \\N, quote \" ' , é 🚚, \r, end\\"
+TRICKY = "tab\there, newline\nthere, back\\slash, \\N, quote \" ' , é 🚚, \r, {br,ace} NULL, end\\"
 
 
 def test_rows_keep_every_character_through_the_bulk_insert() -> None:
-    # Several rows take the bulk path (executemany, or COPY on PostgreSQL,
-    # whose text format escapes tabs, newlines and backslashes).
+    # Several rows take the bulk path (executemany, or on PostgreSQL text
+    # arrays bound as parameters, whose literal form escapes quotes, commas,
+    # braces and backslashes).
     data = {"k\tey": TRICKY, "nested": [TRICKY, {"\\": None, "n": 1.5, "big": 2**53}]}
-    result = publish(["a", "b\tc", "d\\e"], title=TRICKY, body=TRICKY, data=data)
+    users = ["a", "b\tc", "d\\e", "NULL", '{"x",y}']
+    result = publish(users, title=TRICKY, body=TRICKY, data=data)
     rows = Notification.objects.filter(event__event_id=result.event_id).order_by("user_id")
-    assert [r.user_id for r in rows] == ["a", "b\tc", "d\\e"]
+    assert sorted(r.user_id for r in rows) == sorted(users)
     for row in rows:
         assert (row.title, row.body, row.data) == (TRICKY, TRICKY, data)
         assert row.source == "shop" and row.type == "t" and row.read_at is None
+
+
+def test_a_group_stores_each_publication_with_its_own_content_and_ids(pushed: Recorder) -> None:
+    # One transaction, several publications sharing recipients: each row points
+    # at its own event (PostgreSQL joins them by event id in one statement),
+    # and a user's ids follow the publications' order.
+    publications = [
+        publishing.Publication(
+            source="shop", recipients=users, type=f"t{n}", title=f"title {n}", data={"n": n}
+        )
+        for n, users in enumerate([["a", "b"], ["b"], [], ["c", "a", "b"]])
+    ]
+    with transaction.atomic():
+        outcomes = publishing.notifications_publish_many(publications=publications)
+    assert [o.recipients for o in outcomes if isinstance(o, publishing.PublishResult)] == [
+        2,
+        1,
+        0,
+        3,
+    ]
+    stored = {
+        (row.user_id, row.seq): (row.type, row.title, row.data, row.event.event_id)
+        for row in Notification.objects.select_related("event")
+    }
+    ids = [o.event_id for o in outcomes if isinstance(o, publishing.PublishResult)]
+    assert stored == {
+        ("a", 1): ("t0", "title 0", {"n": 0}, ids[0]),
+        ("b", 1): ("t0", "title 0", {"n": 0}, ids[0]),
+        ("b", 2): ("t1", "title 1", {"n": 1}, ids[1]),
+        ("c", 1): ("t3", "title 3", {"n": 3}, ids[3]),
+        ("a", 2): ("t3", "title 3", {"n": 3}, ids[3]),
+        ("b", 3): ("t3", "title 3", {"n": 3}, ids[3]),
+    }
+    # The publication without recipients still has its event.
+    assert NotificationEvent.objects.filter(event_id=ids[2], type="t2").exists()
+
+
+def test_a_large_group_stores_each_row_with_its_own_event(pushed: Recorder) -> None:
+    # More rows than one statement takes (pg_writes.COMBINED_MAX_ROWS): on
+    # PostgreSQL the events' statement, then the rows by COPY.
+    first = [f"u{n}" for n in range(50)]
+    second = [f"u{n}" for n in range(30, 90)]
+    publications = [
+        publishing.Publication(source="shop", recipients=users, type=f"t{n}", body=TRICKY)
+        for n, users in enumerate([first, second])
+    ]
+    with transaction.atomic():
+        outcomes = publishing.notifications_publish_many(publications=publications)
+    ids = [o.event_id for o in outcomes if isinstance(o, publishing.PublishResult)]
+    rows = list(Notification.objects.select_related("event"))
+    assert len(rows) == 110
+    for row in rows:
+        n = 0 if row.user_id in first and row.seq == 1 else 1
+        assert (row.event.event_id, row.type, row.body) == (ids[n], f"t{n}", TRICKY)
+        assert row.created_at == row.event.created_at
