@@ -16,6 +16,7 @@ import uvicorn
 
 from service.ws_keepalive import PARSE_CODE
 from service.ws_protocol import LeanWebSocketProtocol
+from tests.support.inprocess_uvicorn import started
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 PING, PONG, BINARY, CLOSE = 0x9, 0xA, 0x2, 0x8
@@ -44,16 +45,8 @@ async def serving(
         ws_ping_interval=interval,
         ws_ping_timeout=timeout,
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        yield server, server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with started(config) as running:
+        yield running
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:

@@ -31,6 +31,7 @@ from service.ws_protocol import (
     SlimQueue,
 )
 from service.ws_shared import PER_SERVER_ATTRIBUTES, UNUSED_ATTRIBUTES
+from tests.support.inprocess_uvicorn import started
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 BASE = websockets_sansio_impl.WebSocketsSansIOProtocol
@@ -69,17 +70,8 @@ async def serving() -> AsyncIterator[tuple[uvicorn.Server, str]]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, ws=LEAN_WS, lifespan="off", log_level="warning"
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    async with started(config) as (server, port):
         yield server, f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 def protocols(server: uvicorn.Server) -> list[LeanWebSocketProtocol]:
