@@ -8,6 +8,13 @@ its second field). The second part matters on shared cores: a process given
 a third of a core by the machine uses little CPU yet has no idle time, and
 CPU time alone would call it idle. Where ``schedstat`` is missing (not
 Linux, or no schedstats), only the CPU time counts.
+
+A process can also be idle while the machine is not: its live requests wait
+on a database or a cache that shares its cores, and any CPU the pushes took
+would come out of theirs. ``pressure()`` is the share of the span during
+which some task of the container (cgroup v2 ``cpu.pressure``) or else of
+the machine (``/proc/pressure/cpu``) was ready to run but had no CPU: Linux
+pressure stall information (PSI). None where the kernel has none.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import os
 import time
 
 SCHEDSTAT = "/proc/thread-self/schedstat"
+PRESSURE = ("/sys/fs/cgroup/cpu.pressure", "/proc/pressure/cpu")
 
 
 class LoadStat:
@@ -27,8 +35,15 @@ class LoadStat:
         with contextlib.suppress(OSError):
             # Opened here: the file is the opening thread's for as long as it is open.
             self._fd = os.open(SCHEDSTAT, os.O_RDONLY)
+        self._psi: int | None = None
+        for path in PRESSURE:
+            with contextlib.suppress(OSError):
+                self._psi = os.open(path, os.O_RDONLY)
+                break
         self._cpu = time.process_time()
         self._wait = self._waited()
+        self._stalled = self._stall()
+        self._at = time.monotonic()
 
     def busy(self) -> float:
         cpu, wait = time.process_time(), self._waited()
@@ -36,10 +51,31 @@ class LoadStat:
         self._cpu, self._wait = cpu, wait
         return busy
 
+    def pressure(self) -> float | None:
+        """The share of the span since the previous call during which some
+        task waited for a CPU (None where unknown)."""
+        stalled, at = self._stall(), time.monotonic()
+        span, before = at - self._at, self._stalled
+        self._stalled, self._at = stalled, at
+        if stalled is None or before is None or span <= 0:
+            return None
+        return (stalled - before) / span
+
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in (self._fd, self._psi):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._psi = None
+
+    def _stall(self) -> float | None:
+        """Seconds some task has waited for a CPU so far (``some ... total=`` µs)."""
+        if self._psi is None:
+            return None
+        try:
+            first = os.pread(self._psi, 256, 0).split(b"\n", 1)[0]
+            return int(first.rsplit(b"total=", 1)[1]) / 1e6
+        except (OSError, IndexError, ValueError):
+            return None
 
     def _waited(self) -> float:
         """Seconds this thread has waited for a CPU so far (0 where unknown)."""

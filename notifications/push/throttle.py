@@ -15,7 +15,11 @@ push costs about twice a live delivery in CPU (docs/performance.md). The rule:
   within a budget: every ``TICK`` the throttle measures how busy the
   process was (the CPU of all its threads, plus the time the loop's thread
   waited for a CPU the machine did not give it: loadstat.py), takes away
-  what its own sends cost, and grants ``SHARE`` of what is left idle.
+  what its own sends cost, and grants ``SHARE`` of what is left idle;
+  nothing when the container or machine had tasks waiting for a CPU for
+  more than ``PRESSURE_LIMIT`` of the tick (Linux PSI, loadstat.py): the
+  process may be idle only because its live requests wait on a database
+  that shares its cores, and pushes would take that CPU.
 * **Behind**: when live traffic waits anyway (a timer of the loop ran more
   than ``LAG_LIMIT`` late, or the live notifications written in the tick
   were on average more than ``DELAY_LIMIT`` after their commit) the tick
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 
 from notifications import metrics
@@ -51,6 +56,7 @@ LAG_LIMIT = 0.005  # a timer this late means the loop is behind
 DELAY_LIMIT = 0.05  # live deliveries later than this after commit (mean per tick)
 HOLD = 0.1  # live traffic lasts this long after the last tick that saw some
 SHARE = 0.5  # of the idle time live traffic leaves, what pushes may use
+PRESSURE_LIMIT = 0.1  # share of a tick with tasks waiting for a CPU: no idle time
 FLOOR_RATE = 10.0  # pushes/s sent even when live traffic leaves no idle time
 PER_TURN = 1  # send starts per turn of the loop while live traffic runs
 CREDIT_CAP = 8.0  # sends a quiet stretch may save up (bounds a burst)
@@ -174,11 +180,11 @@ class Throttle:
                 self._active.clear()
                 await self._active.wait()
                 idle = 0
-                stat.busy()  # the span asleep is not a tick's
+                stat.busy(), stat.pressure()  # the span asleep is not a tick's
             began = loop.time()
             await asyncio.sleep(TICK)
             elapsed = loop.time() - began
-            busy = stat.busy()
+            busy, pressure = stat.busy(), stat.pressure()
             live = (
                 state.live_in_progress()
                 or state.live_frames != frames
@@ -193,16 +199,20 @@ class Throttle:
             if live or late:
                 live_until = loop.time() + HOLD
             behind = late or (live and elapsed - TICK > LAG_LIMIT)
+            if pressure is not None and pressure > PRESSURE_LIMIT:
+                busy = float("inf")  # no CPU is idle: the tick grants nothing
             self._adjust(live=loop.time() < live_until, behind=behind, elapsed=elapsed, busy=busy)
 
     def _adjust(self, *, live: bool, behind: bool, elapsed: float, busy: float) -> None:
         """The end of a tick: ``busy`` seconds of the ``elapsed`` were the
-        process's (its threads' CPU and the loop's waits for a CPU)."""
+        process's (its threads' CPU and the loop's waits for a CPU; infinite
+        when the cores had no idle time to give)."""
         started, self.started = self.started, 0
         refused, self._refused = self._refused or bool(self._waiters), False
         self.ticks += 1
         if not live or self._open:
-            if started >= CALIBRATE_MIN and not self.limited:  # the process mostly pushed
+            # The cost of a send: measured while the process mostly pushed.
+            if started >= CALIBRATE_MIN and not self.limited and math.isfinite(busy):
                 sample = min(COST_MAX, max(COST_MIN, busy / started))
                 self.cost += 0.1 * (sample - self.cost)
             self.lift()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from notifications.push.throttle import Throttle
+from notifications.push.throttle import CREDIT_CAP, Throttle
 from notifications.runtime import state
 from service.asgi_live import LiveRequests
 from tests.push.liveload import Deliveries, Load, held_seconds, until
@@ -102,25 +102,6 @@ async def test_a_held_send_that_is_cancelled_leaves_the_queue() -> None:
     assert not throttle._waiters
 
 
-async def test_fresh_live_deliveries_leave_idle_time_that_pushes_use() -> None:
-    """Live traffic that keeps up leaves the loop mostly idle: pushes go on,
-    limited (one per turn) but well above the floor."""
-    throttle = Throttle()
-    throttle.start()
-    sends = Sends(throttle)
-    fresh = Deliveries(age=0.0)
-    try:
-        await until(lambda: throttle.limited and throttle.credit > 0, "idle time granted")
-        admitted = sends.count
-        # The floor alone is 10/s: 60 s would give 600.
-        await until(lambda: sends.count > admitted + 1000, "sends in the idle time")
-        assert throttle.limited and not throttle.behind
-    finally:
-        fresh.running = False
-        sends.task.cancel()
-        await throttle.stop()
-
-
 class Request:
     """An HTTP request in progress through the real wrapper until ``finish``."""
 
@@ -142,8 +123,10 @@ async def test_no_push_starts_beyond_the_floor_while_a_request_is_served() -> No
     request = Request()
     try:
         await until(lambda: state.live_requests > 0, "the request to be in progress")
-        await until(lambda: throttle.limited and throttle.credit >= 1, "idle time granted")
-        throttle.floor = -1e9  # spent: only the idle credit could admit a send now
+        await until(lambda: throttle.limited, "the request seen as live traffic")
+        # Idle time granted (as a tick grants it on idle cores; how much the
+        # machine's load lets it grant is no part of this test), the floor spent.
+        throttle.credit, throttle.floor = CREDIT_CAP, -1e9
         waiting = asyncio.ensure_future(throttle.admit())
         await until(lambda: throttle.held == 1, "the send to wait")
         ticks = throttle.ticks
