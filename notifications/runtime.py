@@ -28,9 +28,8 @@ class ProcessState:
         # throttle.py), kept by realtime/outbox.py: frames written to
         # connections so far, connections with frames still queued, and the
         # live notifications written with their total delay since commit;
-        # and by service/asgi_live.py: HTTP requests being served, and served.
+        # and by service/asgi_live.py: HTTP requests being served.
         self.live_requests = 0
-        self.live_served = 0
         self.live_frames = 0
         self.live_writers = 0
         self.live_delays = 0

@@ -26,4 +26,3 @@ class LiveRequests:
             await self.app(scope, receive, send)
         finally:
             state.live_requests -= 1
-            state.live_served += 1

@@ -5,9 +5,10 @@ A push worker inside a service process shares the event loop (and, through
 the GIL, one core) with the WebSocket and SSE connections and the API, and a
 push costs about twice a live delivery in CPU (docs/performance.md). The rule:
 
-* **No live traffic** (no HTTP request served and no live frame written or
-  queued for ``HOLD``): no limit. Pushes are then the process's only work
-  and take all of it.
+* **No live traffic** (no live frame written to, or queued for, a socket
+  or stream for ``HOLD``): no limit. Pushes are then the process's only
+  work besides its API (the publishes that owe them included) and take all
+  of it.
 * **Live traffic**: a send may start only while nothing live is in
   progress in the process (no HTTP request being served, no frame queued
   for a connection: ``ProcessState.live_in_progress``), so a push never
@@ -170,7 +171,7 @@ class Throttle:
             stat.close()
 
     async def _watch(self, loop: asyncio.AbstractEventLoop, stat: LoadStat) -> None:
-        frames, served = state.live_frames, state.live_served
+        frames = state.live_frames
         delays, delay_sum = state.live_delays, state.live_delay_sum
         idle = 0
         live_until = 0.0
@@ -185,15 +186,11 @@ class Throttle:
             await asyncio.sleep(TICK)
             elapsed = loop.time() - began
             busy, pressure = stat.busy(), stat.pressure()
-            live = (
-                state.live_in_progress()
-                or state.live_frames != frames
-                or state.live_served != served
-            )
+            live = state.live_writers > 0 or state.live_frames != frames
             late = state.live_delays > delays and (
                 state.live_delay_sum - delay_sum > DELAY_LIMIT * (state.live_delays - delays)
             )
-            frames, served = state.live_frames, state.live_served
+            frames = state.live_frames
             delays, delay_sum = state.live_delays, state.live_delay_sum
             idle = idle + 1 if not self.started and not self._waiters else 0
             if live or late:

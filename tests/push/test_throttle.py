@@ -120,10 +120,11 @@ class Request:
 async def test_no_push_starts_beyond_the_floor_while_a_request_is_served() -> None:
     throttle = Throttle()
     throttle.start()
+    fresh = Deliveries(age=0.0)  # live traffic that keeps up
     request = Request()
     try:
         await until(lambda: state.live_requests > 0, "the request to be in progress")
-        await until(lambda: throttle.limited, "the request seen as live traffic")
+        await until(lambda: throttle.limited, "live traffic seen")
         # Idle time granted (as a tick grants it on idle cores; how much the
         # machine's load lets it grant is no part of this test), the floor spent.
         throttle.credit, throttle.floor = CREDIT_CAP, -1e9
@@ -133,8 +134,30 @@ async def test_no_push_starts_beyond_the_floor_while_a_request_is_served() -> No
         await until(lambda: throttle.ticks >= ticks + 5, "five more ticks")
         assert not waiting.done(), "a push started while a request was being served"
         request.finish()
+        throttle.credit, throttle.floor = CREDIT_CAP, 0.0  # a lagging tick may have spent it
         await until(waiting.done, "the send to start once the request is served")
+    finally:
+        fresh.running = False
+        request.finish()
+        await request.task
+        await throttle.stop()
+
+
+async def test_requests_alone_are_no_live_traffic() -> None:
+    """A process without sockets (publishes only, as ``bench push``) sends
+    without limit: the publishes that owe the pushes do not hold them."""
+    throttle = Throttle()
+    throttle.start()
+    sends = Sends(throttle)
+    request = Request()
+    try:
+        await until(lambda: state.live_requests > 0, "the request to be in progress")
+        await until(lambda: throttle.ticks >= 5, "five ticks")
+        admitted = sends.count
+        await until(lambda: sends.count > admitted + 1000, "sends at full pace")
+        assert not throttle.limited
     finally:
         request.finish()
         await request.task
+        sends.task.cancel()
         await throttle.stop()
