@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -27,26 +28,36 @@ from psycopg_pool import AsyncConnectionPool
 # Reads on the loop are one short statement each: a few connections serve
 # a storm of thousands of handshakes.
 LOOP_POOL_MAX = 4
+POSTGRESQL = "django.db.backends.postgresql"
 
 _pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool[AsyncConnection[Any]]] = {}
 
 
+# Settings only, never ``connections["default"]`` here: on the event loop
+# that makes a DatabaseWrapper per task (asgiref's Local is per context),
+# which the socket's task would then hold for its whole life.
+
+
 def available() -> bool:
     """Whether the database is PostgreSQL (SQLite reads stay in threads)."""
-    return bool(connections["default"].vendor == "postgresql")
+    return bool(settings.DATABASES["default"]["ENGINE"] == POSTGRESQL)
+
+
+def _pool_options() -> dict[str, Any]:
+    options = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+    return options if isinstance(options, dict) else {}
 
 
 def pool_size() -> tuple[int, int]:
     """(min, max) connections of a loop's pool: at most a quarter of
     ``DATABASE_POOL_MAX`` and ``LOOP_POOL_MAX``, at least one."""
-    options = connections["default"].settings_dict["OPTIONS"].get("pool") or {}
-    configured = int(options.get("max_size", 16)) if isinstance(options, dict) else 16
-    largest = max(1, min(LOOP_POOL_MAX, configured // 4))
-    return 1, largest
+    configured = int(_pool_options().get("max_size", 16))
+    return 1, max(1, min(LOOP_POOL_MAX, configured // 4))
 
 
 def _connect_kwargs() -> dict[str, Any]:
-    wrapper = connections["default"]
+    # A wrapper of its own (not stored in ``connections``), for its settings.
+    wrapper = connections.create_connection("default")
     params: dict[str, Any] = wrapper.get_connection_params()
     params.pop("cursor_factory", None)  # Django's sync cursor class
     params["cursor_factory"] = AsyncClientCursor
@@ -55,8 +66,7 @@ def _connect_kwargs() -> dict[str, Any]:
 
 
 def _timeout() -> float:
-    options = connections["default"].settings_dict["OPTIONS"].get("pool") or {}
-    return float(options.get("timeout", 10.0)) if isinstance(options, dict) else 10.0
+    return float(_pool_options().get("timeout", 10.0))
 
 
 async def _pool() -> AsyncConnectionPool[AsyncConnection[Any]]:
