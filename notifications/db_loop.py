@@ -81,6 +81,13 @@ async def _pool() -> AsyncConnectionPool[AsyncConnection[Any]]:
             min_size=smallest,
             max_size=largest,
             timeout=_timeout(),
+            # As Django's own pool: a connection checked before use only
+            # with CONN_HEALTH_CHECKS.
+            check=(
+                AsyncConnectionPool.check_connection
+                if settings.DATABASES["default"].get("CONN_HEALTH_CHECKS")
+                else None
+            ),
             open=False,
             name="notify-loop-reads",
         )
