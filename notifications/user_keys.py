@@ -27,6 +27,8 @@ interrupted run stopped (every step checks what is already done):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
@@ -43,17 +45,25 @@ def add_key_column(connection: Any, *, batch: int = BACKFILL_BATCH) -> int:
     """Migration 0005's steps on PostgreSQL (see the module's docstring), on
     a connection in autocommit (a non-atomic migration's). Returns the rows
     backfilled."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+    with _bounded(connection) as cursor:
         cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS key integer")
         cursor.execute(f"CREATE SEQUENCE IF NOT EXISTS {SEQUENCE} AS integer OWNED BY {TABLE}.key")
         cursor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN key SET DEFAULT nextval('{SEQUENCE}')")
-        cursor.execute("RESET lock_timeout")
     filled = backfill(connection, batch=batch)
     with connection.cursor() as cursor:
         _unique_index(cursor)
-        _not_null(cursor)
+    _not_null(connection)
     return filled
+
+
+@contextmanager
+def _bounded(connection: Any) -> Iterator[Any]:
+    """A transaction whose lock waits end after ``LOCK_TIMEOUT``. ``SET
+    LOCAL``: no session state, which PgBouncer in transaction mode would
+    leave on a server connection another client gets next."""
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        yield cursor
 
 
 def backfill(connection: Any, *, batch: int = BACKFILL_BATCH) -> int:
@@ -98,23 +108,27 @@ def _unique_index(cursor: Any) -> None:
     cursor.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {INDEX} ON {TABLE} (key)")
 
 
-def _not_null(cursor: Any) -> None:
-    cursor.execute(
-        "SELECT a.attnotnull FROM pg_attribute a WHERE a.attrelid = %s::regclass "
-        "AND a.attname = 'key'",
-        [TABLE],
-    )
-    if cursor.fetchone()[0]:
-        return
-    cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-    cursor.execute("SELECT 1 FROM pg_constraint WHERE conname = %s", [_CHECK])
-    if cursor.fetchone() is None:
+def _not_null(connection: Any) -> None:
+    with connection.cursor() as cursor:
         cursor.execute(
-            f"ALTER TABLE {TABLE} ADD CONSTRAINT {_CHECK} CHECK (key IS NOT NULL) NOT VALID"
+            "SELECT a.attnotnull FROM pg_attribute a WHERE a.attrelid = %s::regclass "
+            "AND a.attname = 'key'",
+            [TABLE],
         )
-    # SHARE UPDATE EXCLUSIVE: reads and writes go on while it scans.
-    cursor.execute(f"ALTER TABLE {TABLE} VALIDATE CONSTRAINT {_CHECK}")
+        if cursor.fetchone()[0]:
+            return
+        cursor.execute("SELECT 1 FROM pg_constraint WHERE conname = %s", [_CHECK])
+        missing = cursor.fetchone() is None
+    if missing:
+        with _bounded(connection) as cursor:
+            cursor.execute(
+                f"ALTER TABLE {TABLE} ADD CONSTRAINT {_CHECK} CHECK (key IS NOT NULL) NOT VALID"
+            )
+    # Its own transaction: the scan holds SHARE UPDATE EXCLUSIVE only, so
+    # reads and writes go on meanwhile.
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {TABLE} VALIDATE CONSTRAINT {_CHECK}")
     # The validated CHECK proves it: no scan under the exclusive lock.
-    cursor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN key SET NOT NULL")
-    cursor.execute(f"ALTER TABLE {TABLE} DROP CONSTRAINT {_CHECK}")
-    cursor.execute("RESET lock_timeout")
+    with _bounded(connection) as cursor:
+        cursor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN key SET NOT NULL")
+        cursor.execute(f"ALTER TABLE {TABLE} DROP CONSTRAINT {_CHECK}")
