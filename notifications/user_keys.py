@@ -70,27 +70,29 @@ def backfill(connection: Any, *, batch: int = BACKFILL_BATCH) -> int:
     """Give every row without a key one, ``batch`` rows per transaction;
     returns how many. Rows are locked in ``user_id`` order and only for their
     batch's transaction, so a publish to one of them waits milliseconds."""
-    filled, after = 0, None
+    filled, after = 0, ""  # every user id sorts at or after ""
     while True:
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-            cursor.execute(_BATCH, [after, after, batch])
+            cursor.execute(_BATCH, [after, batch])
             count, last = cursor.fetchone()
-        filled += int(count)
-        if count < batch:
+        if not count:  # a short batch is not the end: rows keyed meanwhile are skipped
             return filled
+        filled += int(count)
         after = last
 
 
-# One batch: the next ``limit`` users without a key after the last batch's
-# (the primary key's order: no scan from the start each time), locked in
-# that order, then keyed.
+# One batch: the next ``limit`` users without a key from the last batch's
+# last on (a range of the primary key: each batch starts where the previous
+# ended, not from the table's start), locked in that order, then keyed
+# through the primary key (``= ANY`` of the array: an index scan, not a join
+# the planner could turn into a scan of the table per batch).
 _BATCH = (
-    f"WITH todo AS (SELECT user_id FROM {TABLE} "  # noqa: S608 - fixed names
-    "WHERE (%s::text IS NULL OR user_id > %s) AND key IS NULL "
-    "ORDER BY user_id LIMIT %s FOR UPDATE), "
-    f"done AS (UPDATE {TABLE} s SET key = nextval('{SEQUENCE}') FROM todo "
-    "WHERE s.user_id = todo.user_id AND s.key IS NULL) "
-    "SELECT count(*), max(user_id) FROM todo"
+    "WITH todo AS MATERIALIZED (SELECT ARRAY("  # noqa: S608 - fixed names
+    f"SELECT user_id FROM {TABLE} WHERE user_id >= %s AND key IS NULL "
+    "ORDER BY user_id LIMIT %s FOR UPDATE) AS ids), "
+    f"done AS (UPDATE {TABLE} s SET key = nextval('{SEQUENCE}') "
+    "WHERE s.user_id = ANY((SELECT ids FROM todo)::text[]) AND s.key IS NULL) "
+    "SELECT cardinality(ids), ids[cardinality(ids)] FROM todo"
 )
 
 
