@@ -27,8 +27,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import procstat, redisinfo
-from bench.cli import Probes, build_parser, emit, execute
+from bench.cli import execute
 from bench.cluster import Cluster
+from bench.coordinator import Probes
+from bench.options import build_parser
+from bench.report import emit
 from bench.suite import QUICK_SUITE, SUITE
 
 TOPOLOGIES = ("standalone", "cluster")
@@ -330,7 +333,7 @@ def main(argv: Sequence[str]) -> int:
         raise SystemExit("bench capacity: --repeat must be at least 1")
     out = argparse.Namespace(no_results=opts.no_results, results=opts.results)
     if out.results is None:
-        from bench.cli import RESULTS_PATH
+        from bench.options import RESULTS_PATH
 
         out.results = str(RESULTS_PATH)
     cells = run_matrix(opts, out)

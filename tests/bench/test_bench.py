@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bench.cli import PRESENCE_HEARTBEAT_S
 from bench.cluster import Cluster, image_uvicorn_args, scan_log
+from bench.options import PRESENCE_HEARTBEAT_S
 from bench.pyspy import shares
 from bench.stats import percentile, summary
 from tests.support.servers import REPO_ROOT, LiveServerFactory, RedisServer
