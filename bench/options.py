@@ -40,8 +40,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="a running service, http://host:port (repeat for several processes/pods)",
     )
-    target.add_argument("--api-key", help="publisher secret (required with --url)")
-    target.add_argument("--jwt-secret", help="HS256 user-token key (required with --url)")
+    # A command line is visible to every user of the machine (ps, /proc):
+    # the environment is the place for the secrets (bench/target.py).
+    target.add_argument(
+        "--api-key",
+        help="publisher secret, needed with --url; better in the environment as "
+        "BENCH_API_KEY (a command line is visible in ps)",
+    )
+    target.add_argument(
+        "--jwt-secret",
+        help="HS256 user-token key, needed with --url; better in the environment as "
+        "BENCH_JWT_SECRET",
+    )
     target.add_argument("--jwt-audience", help="aud claim for user tokens, if the target checks it")
     target.add_argument("--jwt-issuer", help="iss claim for user tokens, if the target checks it")
     target.add_argument(

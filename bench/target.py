@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
+
+# With --url: the secrets, read from the environment when no option gives
+# them (a command line is visible to every user of the machine; the
+# environment of a process only to its owner).
+API_KEY_ENV = "BENCH_API_KEY"
+JWT_SECRET_ENV = "BENCH_JWT_SECRET"  # noqa: S105 (the variable's name)
 
 
 class Target:
@@ -35,11 +42,17 @@ class Target:
             self.redis_pid: int | None = self.cluster.redis_pid
             self.redis_addresses: list[str] = self.cluster.redis_addresses
         else:
-            if not args.api_key or not args.jwt_secret:
-                raise SystemExit("bench: --url needs --api-key and --jwt-secret")
+            api_key = args.api_key or os.environ.get(API_KEY_ENV)
+            jwt_secret = args.jwt_secret or os.environ.get(JWT_SECRET_ENV)
+            if not api_key or not jwt_secret:
+                raise SystemExit(
+                    f"bench: --url needs the publisher secret and the user-token key: "
+                    f"{API_KEY_ENV} and {JWT_SECRET_ENV} in the environment "
+                    "(or --api-key and --jwt-secret)"
+                )
             self.urls = [u.rstrip("/") for u in args.url]
-            self.api_key = args.api_key
-            self.jwt_secret = args.jwt_secret
+            self.api_key = api_key
+            self.jwt_secret = jwt_secret
             self.server_pids = list(args.server_pid)
             self.redis_pid = None
             self.redis_addresses = list(args.redis_info)
