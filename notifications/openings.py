@@ -19,6 +19,7 @@ in a worker thread as before.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from typing import Any
 
@@ -72,7 +73,8 @@ class _Reader:
         future: asyncio.Future[StreamStart] = loop.create_future()
         self.pending.append((user_id, since, limit, future))
         if len(self.running) < self.readers:
-            reader = loop.create_task(self._read_pending())
+            # A context of its own: not the first handshake's (its log ids).
+            reader = loop.create_task(self._read_pending(), context=contextvars.Context())
             self.running.add(reader)
             reader.add_done_callback(self.running.discard)
         return await future
@@ -93,6 +95,10 @@ async def _answer(batch: list[_Request]) -> None:
     asked = [{"i": i, "u": u, "since": s, "lim": n} for i, (u, s, n, _) in enumerate(batch)]
     try:
         rows = await db_loop.fetch_all(_SQL, [orjson.dumps(asked).decode()])
+        for row in rows:
+            future = batch[row[0]][3]
+            if not future.done():
+                future.set_result(_opening(row))
     except Exception as exc:
         for *_, future in batch:
             if not future.done():
@@ -102,10 +108,9 @@ async def _answer(batch: list[_Request]) -> None:
         for *_, future in batch:
             future.cancel()
         raise
-    for row in rows:
-        future = batch[row[0]][3]
-        if not future.done():
-            future.set_result(_opening(row))
+    for *_, future in batch:
+        if not future.done():  # never: one row per opening asked for
+            future.set_exception(RuntimeError("no answer for this opening"))
 
 
 def _opening(row: tuple[Any, ...]) -> StreamStart:

@@ -156,12 +156,12 @@ def test_stream_start_on_the_loop_answers_as_stream_start() -> None:
     # The engine's read (stream_start_async: on PostgreSQL one statement on
     # the event loop, elsewhere stream_start in a thread) reads what the
     # thread's two statements read, for every kind of since.
-    odd = "o'brien\"; --"
-    for user, count in (("a", 6), ("b", 3), (odd, 2)):
+    odd, wide = "o'brien\"; --", "ünï \\ 😀 {a,b}"  # ids are values in the JSON batch
+    for user, count in (("a", 6), ("b", 3), (odd, 2), (wide, 4)):
         seed(user, count)
     UserSequence.objects.filter(user_id="a").update(purged_through=1)
     Notification.objects.filter(user_id="a", seq__in=[3, 5]).update(read_at=datetime.now(UTC))
-    cases = [(u, s) for u in ("a", "b", odd, "ghost") for s in (None, 0, 1, 4, 6, 99)]
+    cases = [(u, s) for u in ("a", "b", odd, wide, "ghost") for s in (None, 0, 1, 4, 6, 99)]
 
     async def on_the_loop() -> tuple[list[selectors.StreamStart], list[selectors.StreamStart]]:
         try:
