@@ -38,7 +38,7 @@ class NotificationConsumer:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         self._send = send
         # One budget per socket for every frame the client sends: the server's
-        # protocol (service/ws_protocol.py) charges PINGs and PONGs to it.
+        # protocol (service/ws_guards.py) charges PINGs and PONGs to it.
         self._bucket = scope.get("notify_frame_budget") or TokenBucket(
             *settings.NOTIFY_WS_FRAME_RATE
         )

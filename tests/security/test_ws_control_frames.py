@@ -1,4 +1,4 @@
-"""Protocol-level abuse of the WebSocket endpoint (service/ws_protocol.py), on a
+"""Protocol-level abuse of the WebSocket endpoint (service/ws_guards.py), on a
 real uvicorn process over raw sockets: PING floods from a client that never
 reads, and handshakes whose header lines are too long for the parser.
 

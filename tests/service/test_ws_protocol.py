@@ -259,7 +259,9 @@ def vars_of(obj: Any) -> dict[str, Any]:
 def test_uvicorn_reads_its_keepalive_state_only_where_it_is_replaced() -> None:
     # service/ws_shared.py stores none of it: the methods that use it must be
     # overridden, or be reached only from uvicorn's keepalive methods that are.
-    replaced = set(vars(LeanWebSocketProtocol)) | {"__init__"}
+    # What the class and its own bases (service/ws_guards.py) define over uvicorn's.
+    ours = LeanWebSocketProtocol.__mro__[: LeanWebSocketProtocol.__mro__.index(BASE)]
+    replaced = set().union(*(vars(cls) for cls in ours)) | {"__init__"}
     keepalive_only = {"schedule_ping", "send_keepalive_ping"}
     for name in keepalive_only:
         callers = set(_attribute_uses(BASE, name))
