@@ -12,17 +12,19 @@ live frames through the real connection outbox (tests/push/liveload.py).
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
 import environ
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications.push import config as push_config
 from notifications.push import outbox, services
 from notifications.push.models import PushOutbox
+from notifications.push.throttle import CREDIT_CAP, FLOOR_RATE
 from notifications.push.worker import PushWorker
 from tests.push.conftest import SUBJECT, Vapid
 from tests.push.liveload import Load, held_seconds, until
@@ -30,7 +32,7 @@ from tests.support.push_service import PushService, Subscription
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
-OWED = 60  # pushes owed; the floor (10/s) alone would take 6 s
+OWED = 200  # pushes owed; the floor (10/s) alone would take 20 s
 
 
 @pytest.fixture
@@ -86,17 +88,28 @@ async def test_pushes_wait_while_live_traffic_keeps_the_loop_busy_then_all_go_on
 ) -> None:
     from asgiref.sync import sync_to_async
 
+    if connection.vendor == "sqlite":
+        # The SQLite pass's database is in memory with a shared cache, whose
+        # table locks fail at once ("database table is locked") where a file
+        # would wait; the worker's two database threads meet them. The
+        # PostgreSQL and PgBouncer passes of `make test` run this test.
+        pytest.skip("needs a database the worker's threads can share (the PostgreSQL passes)")
     subs = await sync_to_async(owe_pushes)(push_service)
     before_201 = push_service.count(201)
     held_before = held_seconds()
     load = Load(live=True)
     worker = PushWorker(push_settings)
+    started = time.monotonic()
     worker.start()
     try:
         worker.wake()
         await until(lambda: held_seconds() > held_before + 1.0, "a second of held sends")
         sent = push_service.count(201) - before_201
-        assert sent < OWED, "the worker sent everything while live traffic kept the loop busy"
+        # At most the floor's pace (plus what one tick may have granted
+        # before the loop was seen behind): a slower machine only sends less.
+        bound = FLOOR_RATE * (time.monotonic() - started) + CREDIT_CAP + 1
+        assert sent <= bound, "pushes went beyond the floor while the loop was busy"
+        assert sent < OWED
         assert worker.throttle.limited and worker.throttle.held
 
         load.running = False
