@@ -174,7 +174,7 @@ def test_failure_mid_publish_stores_nothing_and_keeps_counters(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(publishing, "insert_notifications", explode)
+    monkeypatch.setattr(publishing, "_store", explode)
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError, match="disk on fire"),
