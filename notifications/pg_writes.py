@@ -7,9 +7,8 @@ Django's client-side binding did for every value of every group (8 % of a
 process's GIL time at 500 POSTs/s, docs/performance.md). ``prepare=False``
 keeps the statements unnamed, so they work through PgBouncer in transaction
 mode. Up to ``COMBINED_MAX_ROWS`` recipients, the counters, the event rows
-and their recipients' rows are one statement, sent in one round trip with the
-transaction's ``BEGIN`` (psycopg's pipeline mode); larger groups allocate,
-insert their events, and send their rows by ``COPY``.
+and their recipients' rows are one statement, one round trip; larger groups
+allocate, insert their events, and send their rows by ``COPY``.
 """
 
 from __future__ import annotations
@@ -106,15 +105,18 @@ def allocate_and_insert(
     ``insert_publications`` takes them but with each row's (user, rows of that
     user after it in the group) instead of its seq. (user, new last id) per user.
 
-    In pipeline mode, so a transaction's implicit ``BEGIN`` goes out in the
-    same round trip: with the ``COMMIT``, two round trips per group where the
-    counters and rows as statements of their own took four.
+    With the transaction's ``BEGIN`` and ``COMMIT``, three round trips per
+    group where the counters and the rows as statements of their own took
+    four. Not in psycopg's pipeline mode, which would send the ``BEGIN`` with
+    it: psycopg 3.3 waits for a pipeline's results by polling for read or
+    write, and a socket is always writable, so the writer thread spun through
+    the round trip (measured: docs/performance.md, "Cost per notification").
     """
     params = _publication_params(publications)
     params["backs"] = params.pop("seqs")
     params["counted"] = list(users)
     params["counts"] = list(counts)
-    with _cursor() as cursor, cursor.connection.pipeline():
+    with _cursor() as cursor:
         cursor.execute(_PUBLISH, params, prepare=False)
         return [(user, last) for user, last in cursor.fetchall()]
 
