@@ -95,11 +95,9 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
 # drain) is bounded: terminationGracePeriodSeconds covers preStop + drain + it.
 # --ws: uvicorn's websockets-sansio with less state per open socket
 # (service/ws_protocol.py; docs/performance.md, Memory per idle socket).
-# --http: uvicorn's httptools with an answer's headers and body in one write
-# (service/http_protocol.py; docs/performance.md, "Cost per notification").
 CMD ["uvicorn", "service.asgi:application", \
      "--host", "0.0.0.0", "--port", "8000", \
-     "--loop", "uvloop", "--http", "service.http_protocol:LeanHttpToolsProtocol", "--ws", "service.ws_protocol:LeanWebSocketProtocol", \
+     "--loop", "uvloop", "--http", "httptools", "--ws", "service.ws_protocol:LeanWebSocketProtocol", \
      "--ws-max-size", "65536", \
      "--lifespan", "on", \
      "--proxy-headers", "--forwarded-allow-ips", "*", \

@@ -167,7 +167,7 @@ def test_the_command_serves_the_asgi_app_with_the_production_flags() -> None:
     expected = {
         "--host": "0.0.0.0",
         "--loop": "uvloop",
-        "--http": "service.http_protocol:LeanHttpToolsProtocol",
+        "--http": "httptools",
         "--ws-max-size": "65536",
         "--lifespan": "on",
         "--forwarded-allow-ips": "*",
@@ -197,19 +197,6 @@ def test_the_ws_implementation_is_the_one_the_tests_run() -> None:
     assert AutoWebSocketsProtocol is WebSocketsSansIOProtocol
     assert support.option(cmd, "--ws") == LEAN_WS == "service.ws_protocol:LeanWebSocketProtocol"
     assert issubclass(LeanWebSocketProtocol, WebSocketsSansIOProtocol)
-
-
-def test_the_http_implementation_is_the_one_the_tests_run() -> None:
-    """The live tests' servers use the image's --http, a subclass of httptools'."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    from service.http_protocol import LeanHttpToolsProtocol
-    from tests.support.servers import LEAN_HTTP
-
-    cmd = support.exec_form((RUNTIME.last("CMD") or support.Instruction("", "", 0)).args)
-    assert support.option(cmd, "--http") == LEAN_HTTP
-    assert LEAN_HTTP == "service.http_protocol:LeanHttpToolsProtocol"
-    assert issubclass(LeanHttpToolsProtocol, HttpToolsProtocol)
 
 
 def test_the_healthcheck_asks_healthz_with_python_only() -> None:

@@ -54,8 +54,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCALHOST = "127.0.0.1"
 # The WebSocket protocol the image serves with (Dockerfile: --ws).
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
-# The HTTP protocol the image serves with (Dockerfile: --http).
-LEAN_HTTP = "service.http_protocol:LeanHttpToolsProtocol"
 # A server log line that reports an error, in either NOTIFY_LOG_FORMAT: JSON
 # (production's default) or text (dev mode's: "12:00:01 ERROR    logger  ...").
 LOG_ERROR_MARKERS = (
@@ -714,9 +712,7 @@ class LiveServer(_ManagedServer):
     @property
     def uvicorn_args(self) -> tuple[str, ...]:
         """uvicorn's arguments after the app, host and port."""
-        ws = ("--ws", self.ws) if self.ws else ()
-        http = () if "--http" in self.extra_args else ("--http", LEAN_HTTP)
-        return (*ws, *http, *self.extra_args)
+        return (*(("--ws", self.ws) if self.ws else ()), *self.extra_args)
 
     @property
     def returncode(self) -> int | None:
