@@ -79,7 +79,7 @@ test-slow: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service notifications api realtime
+	$(BIN)/mypy service notifications api realtime bench
 	$(BIN)/lint-imports
 
 lock: install

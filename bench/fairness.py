@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.cluster import REPO_ROOT, UVICORN_ARGS, random_secret
+from bench.cluster import REPO_ROOT, image_uvicorn_args, random_secret
 from bench.stats import summary
 from tests.support.servers import LiveServer, PostgresServer
 
@@ -98,15 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         "NOTIFY_API_KEYS": f"flood:{keys['flood']},small:{keys['small']}",
         "JWT_SECRET": random_secret(64),
         "LOG_LEVEL": "WARNING",
+        # As production runs (make exports DEBUG=1 for the dev server).
+        "DEBUG": "false",
+        "DJANGO_SECRET_KEY": random_secret(50),
     }
     env.update(dict(item.split("=", 1) for item in args.server_env))
-    postgres = PostgresServer() if args.postgres else None
+    postgres = PostgresServer(durable=True) if args.postgres else None
     tmp = Path(tempfile.mkdtemp(prefix="bench-fairness-"))
     if postgres is not None:
         env["DATABASE_URL"] = postgres.url_for(postgres.create_database())
     else:
         env["DATABASE_URL"] = f"sqlite:///{tmp / 'db.sqlite3'}"
-    server = LiveServer(env, extra_args=UVICORN_ARGS, startup_timeout=60.0)
+    server = LiveServer(env, extra_args=image_uvicorn_args(), startup_timeout=60.0)
     try:
         line = asyncio.run(measure(server, args, keys))
     finally:

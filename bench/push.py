@@ -9,6 +9,12 @@ have one subscription; publishes of ``--batch`` recipients with
 ``"push": "always"`` go out as fast as the service takes them. The figure is
 messages answered 201 per second, from the first publish to the last 201.
 Prints one JSON line.
+
+The service runs as production does: ``DEBUG=false`` (with its own random
+``DJANGO_SECRET_KEY``), whatever this process's environment says (``make``
+exports ``DEBUG=1`` for ``make run``, and the server inherits the rest of
+this environment). DEBUG on would measure a different service: Django keeps
+every query of a request in memory, and the dev defaults apply.
 """
 
 from __future__ import annotations
@@ -146,6 +152,8 @@ def deployment(
     sender: subprocess.Popen[bytes] | None = None
     try:
         env = {
+            "DEBUG": "false",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "NOTIFY_API_KEYS": f"bench:{PUBLISHER}",
             "JWT_SECRET": JWT_SECRET,
             "DATABASE_URL": postgres.create_database(),

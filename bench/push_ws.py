@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 
 from bench.push import JWT_SECRET, PUBLISHER, deployment, record, subscribe_all
+from bench.target import API_KEY_ENV, JWT_SECRET_ENV
 from tests.support.push_service import PushService
 from tests.support.servers import LiveServer
 
@@ -93,7 +95,6 @@ class Flood:
 def ws_run(server: LiveServer, args: argparse.Namespace, label: str) -> dict[str, Any]:
     """One standard unicast run against ``server`` (bench/README.md)."""
     command = [sys.executable, "-m", "bench", "run", "--url", server.url,
-               "--api-key", PUBLISHER, "--jwt-secret", JWT_SECRET,
                "--server-pid", str(server.pid), "--scenario", "unicast",
                "--sockets", str(args.sockets), "--concurrency", str(args.concurrency),
                "--no-results", "--label", label]  # fmt: skip
@@ -101,9 +102,11 @@ def ws_run(server: LiveServer, args: argparse.Namespace, label: str) -> dict[str
         command += ["--rate", str(args.rate), "--duration", str(args.duration)]
     else:
         command += ["--count", str(args.count)]
+    # The secrets go in the environment: a command line is visible in ps.
+    env = {**os.environ, API_KEY_ENV: PUBLISHER, JWT_SECRET_ENV: JWT_SECRET}
     # our own interpreter and arguments
     done = subprocess.run(  # noqa: S603
-        command, capture_output=True, text=True, timeout=600, check=False
+        command, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:

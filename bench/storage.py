@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         args.database_url = server.url
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
-    os.environ.setdefault("DEBUG", "false")
+    # DEBUG off whatever the environment says (make exports DEBUG=1): with it on,
+    # Django would keep every query it runs, and the reads would be a dev server's.
+    os.environ["DEBUG"] = "false"
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(48))
     os.environ.setdefault("JWT_SECRET", secrets.token_urlsafe(48))
     os.environ.setdefault("NOTIFY_API_KEYS", "bench:" + secrets.token_urlsafe(32))
@@ -104,7 +106,7 @@ def scalar(sql: str, params: list[Any] | None = None) -> Any:
     return row[0] if row else None
 
 
-def execute(sql: str, params: list[Any] | None = None) -> None:
+def execute(sql: str, params: list[Any] | dict[str, Any] | None = None) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:

@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
-    os.environ.setdefault("DEBUG", "false")
+    # DEBUG off whatever the environment says (make exports DEBUG=1): with it on,
+    # Django would keep every query it runs, and the reads would be a dev server's.
+    os.environ["DEBUG"] = "false"
     for name in ("DJANGO_SECRET_KEY", "JWT_SECRET"):
         os.environ.setdefault(name, secrets.token_urlsafe(48))
     os.environ.setdefault("NOTIFY_API_KEYS", "bench:" + secrets.token_urlsafe(32))

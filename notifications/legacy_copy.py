@@ -35,6 +35,18 @@ _RECIPIENTS = (
 )
 
 
+# Migration 0004 backwards: every recipient row back into the re-created
+# legacy table, in id order (the old code's replay reads by (user_id, seq)).
+_BACK = (
+    "INSERT INTO notify_notification (user_id, seq, event_id, type, title, body, data, "
+    "source, created_at, read_at) "
+    "SELECT r.user_id, r.seq, e.event_id, e.type, e.title, e.body, e.data, e.source, "
+    "r.created_at, r.read_at "
+    "FROM notify_recipient r JOIN notify_event e ON e.id = r.event_ref "
+    "ORDER BY r.id"
+)
+
+
 def legacy_table_exists(connection: BaseDatabaseWrapper) -> bool:
     with connection.cursor() as cursor:
         return LEGACY_TABLE in connection.introspection.table_names(cursor)
@@ -90,3 +102,13 @@ def copy_legacy(
         if progress is not None:
             progress(last, highest)
     return last
+
+
+def copy_back(connection: BaseDatabaseWrapper) -> int:
+    """Migration 0004 backwards: the rows of the event and recipient tables
+    into the empty legacy table the reverse just re-created, so that the
+    previous release finds every notification (and a later 0004 copies
+    nothing twice: ``ON CONFLICT`` skips them). Returns the rows copied."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BACK)
+        return int(cursor.rowcount)

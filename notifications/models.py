@@ -23,6 +23,9 @@ class UserSequence(models.Model):
     last_id = models.BigIntegerField(default=0)
     # Highest id the retention purge removed: a resume from below it is incomplete.
     purged_through = models.BigIntegerField(default=0)
+    # PostgreSQL also has ``key integer NOT NULL UNIQUE`` (migration 0005,
+    # notifications/user_keys.py): not declared here, so the ORM never writes
+    # it; publishing's upsert and the column's default give it.
 
     class Meta:
         db_table = "notify_user_sequence"

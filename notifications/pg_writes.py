@@ -22,11 +22,18 @@ import orjson
 import psycopg
 from django.db import connection
 
+# A new user's row takes the next user key (notifications/user_keys.py);
+# ``coalesce`` is lazy, so an existing user's upsert reads its key and draws
+# nothing from the sequence (a column default would be drawn for every row
+# proposed, conflicting or not: the 4-byte keys would run out). A row still
+# without a key (while migration 0005 backfills) gets one here too.
 _ALLOCATE = (
-    "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "
-    "SELECT u, c, 0 FROM unnest(%s::text[], %s::bigint[]) AS t(u, c) ORDER BY u "
+    "INSERT INTO notify_user_sequence AS s (user_id, last_id, purged_through, key) "
+    "SELECT u, c, 0, coalesce((SELECT k.key FROM notify_user_sequence k WHERE k.user_id = u), "
+    "nextval('notify_user_key_seq')) "
+    "FROM unnest(%s::text[], %s::bigint[]) AS t(u, c) ORDER BY u "
     "ON CONFLICT (user_id) DO UPDATE "
-    "SET last_id = notify_user_sequence.last_id + EXCLUDED.last_id "
+    "SET last_id = s.last_id + EXCLUDED.last_id, key = coalesce(s.key, EXCLUDED.key) "
     "RETURNING user_id, last_id"
 )
 

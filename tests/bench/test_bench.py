@@ -8,17 +8,18 @@ shared and slow.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.cli import PRESENCE_HEARTBEAT_S
 from bench.cluster import Cluster, image_uvicorn_args, scan_log
+from bench.options import PRESENCE_HEARTBEAT_S
 from bench.pyspy import shares
 from bench.stats import percentile, summary
 from tests.support.servers import REPO_ROOT, LiveServerFactory, RedisServer
@@ -32,12 +33,18 @@ TOP_KEYS = {
 
 
 def run_bench(
-    args: Sequence[str], *, timeout: float = 90, exit_code: int = 0
+    args: Sequence[str],
+    *,
+    timeout: float = 90,
+    exit_code: int = 0,
+    env: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """``python -m bench ARGS``; returns the JSON lines it printed on stdout."""
+    """``python -m bench ARGS`` (``env`` added to ours); returns the JSON lines
+    it printed on stdout."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench", *args],
         cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -205,17 +212,18 @@ def test_url_mode_batch_rate_and_sweep(
             "NOTIFY_PUBLISH_RATE": "100000/s",
         }
     )
-    target = [
-        # "=" form: a random secret may start with "-", which argparse would
-        # take for an option (a CI failure once).
-        "--url", server.url, f"--api-key={api_key}", f"--jwt-secret={jwt_secret}",
-        "--server-pid", str(server.pid), "--no-results",
-    ]  # fmt: skip
+    url = ["--url", server.url, "--server-pid", str(server.pid), "--no-results"]
+    # The secrets as options ("=" form: a random secret may start with "-",
+    # which argparse would take for an option; a CI failure once) ...
+    target = [*url, f"--api-key={api_key}", f"--jwt-secret={jwt_secret}"]
+    # ... or, kept off the command line, in the environment.
+    secret_env = {"BENCH_API_KEY": api_key, "BENCH_JWT_SECRET": jwt_secret}
 
     # Batch, max rate, two loader processes (each publishes to its own sockets).
     (batch,) = run_bench(
         ["run", "--scenario", "batch", "--sockets", "20", "--batch", "5",
-         "--count", "12", "--concurrency", "2", "--workers", "2", *target]
+         "--count", "12", "--concurrency", "2", "--workers", "2", *url],
+        env=secret_env,
     )  # fmt: skip
     assert_clean_delivery(batch, expected=12 * 5)
     assert batch["target"]["kind"] == "url"

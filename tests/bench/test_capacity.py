@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from bench import redisinfo
-from bench.capacity import MEDIAN_FIELDS, cell_line
+from bench.capacity_lines import MEDIAN_FIELDS, cell_line
 from tests.bench.test_bench import run_bench
 from tests.support.servers import RedisServer
 

@@ -306,8 +306,8 @@ def dockerfile_stages(text: str | None = None) -> list[Stage]:
             for name, default in global_args.items():
                 args = args.replace("${" + name + "}", default)
             parts = args.split()
-            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
-            stages.append(Stage(parts[0], name))
+            stage_name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append(Stage(parts[0], stage_name))
             continue
         assert stages, f"line {number}: {keyword} before FROM"
         stages[-1].instructions.append(Instruction(keyword, args.strip(), number))

@@ -5,6 +5,7 @@ content preserved, and the resumable backfill copies only what is missing."""
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from notifications import services
 from notifications.models import Notification, NotificationEvent
 from notifications.selectors import notifications_after
 
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 OLD = [("notifications", "0001_initial")]
 EXPANDED = [("notifications", "0002_event_and_recipient")]
+CONTRACTED_BEFORE = [("notifications", "0003_copy_legacy_rows")]
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
@@ -148,3 +151,60 @@ def test_expand_step_alone_leaves_the_legacy_rows_in_place(old_schema: None) -> 
         assert cursor.fetchone() == (4,)
         cursor.execute("SELECT count(*) FROM notify_recipient")
         assert cursor.fetchone() == (0,)
+
+
+def legacy_table() -> list[tuple[Any, ...]]:
+    """The legacy rows as the old code reads them, in (user_id, seq) order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, seq, event_id, type, title, body, source, created_at, read_at "
+            "FROM notify_notification ORDER BY user_id, seq"
+        )
+        return list(cursor.fetchall())
+
+
+def test_rolling_back_the_contract_step_copies_every_row_back(old_schema: None) -> None:
+    """``migrate notifications 0003`` after 0004: the previous release finds
+    every notification (the old ones, those the new code published, its read
+    marks) in its table; migrating forward again duplicates nothing and
+    keeps what the old code wrote meanwhile."""
+    legacy_insert(legacy_rows(2))
+    with connection.cursor() as cursor:  # the old code's counters, as it left them
+        cursor.execute(
+            "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "
+            "VALUES ('alice', 2, 0), ('bob', 2, 0)"
+        )
+    migrate(executor_leaves())
+    services.notifications_publish(
+        source="shop", recipients=["alice", "carol"], type="t.new", title="new", data={"k": 1}
+    )
+    assert services.notifications_mark_read(user_id="alice", ids=[3]) == [3]
+    before = {(n.user_id, n.seq): n for n in Notification.objects.select_related("event").all()}
+    assert len(before) == 6
+
+    migrate(CONTRACTED_BEFORE)
+
+    rows = legacy_table()
+    assert [(r[0], r[1]) for r in rows] == sorted(before)
+    for user_id, seq, event_id, type_, title, body, source, _created_at, read_at in rows:
+        n = before[(user_id, seq)]
+        stored = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(event_id)
+        assert stored == n.event.event_id
+        assert (type_, title, body, source) == (n.event.type, n.event.title, n.event.body,
+                                                n.event.source)  # fmt: skip
+        assert (read_at is not None) == (n.read_at is not None)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT data FROM notify_notification WHERE user_id = 'carol'")
+        (data,) = cursor.fetchone()
+    assert (json.loads(data) if isinstance(data, str) else data) == {"k": 1}
+
+    # The previous release writes on its table meanwhile; then forward again.
+    legacy_insert([{**legacy_rows(1)[0], "user_id": "dave", "seq": 1}])
+    migrate(executor_leaves())
+    assert Notification.objects.count() == 7
+    assert NotificationEvent.objects.count() == 4
+    assert [n["id"] for n in notifications_after(user_id="alice", after=0)] == ["1", "2", "3"]
+    assert [n["read_at"] is not None for n in notifications_after(user_id="alice", after=0)] == [
+        False, True, True,
+    ]  # fmt: skip
+    assert [n["type"] for n in notifications_after(user_id="dave", after=0)] == ["t.0"]
