@@ -73,7 +73,39 @@ def notifications_publish_many(
     """
     now = timezone.now()
     outcomes: list[PublishResult | IdempotencyConflict | None] = [None] * len(publications)
-    accepted: list[tuple[int, Publication, list[str], uuid.UUID]] = []
+    accepted = _claim_all(publications, outcomes, now)
+    wanted, planned = _plan(accepted, now)
+    for index, _publication, users, event_id in accepted:
+        outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
+    last_ids = _store(wanted, [(stored, backs) for _shared, stored, backs in planned])
+    pushes: list[tuple[str, NotificationDict]] = []
+    owed: list[tuple[str, NotificationDict, str]] = []  # Web Push, by mode
+    for (shared, _stored, backs), (_index, publication, _users, _event) in zip(
+        planned, accepted, strict=True
+    ):
+        for user, back in backs:
+            pushes.append((user, with_id(last_ids[user] - back, shared)))
+            owed.append((user, pushes[-1][1], publication.push))
+    push_services.record_owed(owed, committed_at=now)  # same transaction: durable debt
+    if pushes:
+        transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+_Accepted = tuple[int, Publication, list[str], uuid.UUID]
+# Per publication: its wire fields, its event row, and its rows as (user,
+# rows of that user after it in the group).
+_Planned = tuple[NotificationDict, dict[str, Any], list[tuple[str, int]]]
+
+
+def _claim_all(
+    publications: Sequence[Publication],
+    outcomes: list[PublishResult | IdempotencyConflict | None],
+    now: Any,
+) -> list[_Accepted]:
+    """Claim the idempotency keys in one global order; the publications to
+    store, in arrival order (the others get their outcome in ``outcomes``)."""
+    accepted: list[_Accepted] = []
     claim_order = sorted(
         range(len(publications)),
         key=lambda i: (publications[i].source, publications[i].idempotency_key or ""),
@@ -99,12 +131,16 @@ def notifications_publish_many(
                 outcomes[index] = earlier
                 continue
         accepted.append((index, publication, users, event_id))
-
     accepted.sort(key=lambda item: item[0])  # ids follow arrival order
+    return accepted
+
+
+def _plan(accepted: list[_Accepted], now: Any) -> tuple[Counter[str], list[_Planned]]:
+    """Rows per user, and each publication's content and rows, before any id is known."""
     wanted = Counter(user for _i, _p, users, _e in accepted for user in users)
     after = dict(wanted)  # per user: rows of that user still to come in the group
-    planned: list[tuple[dict[str, Any], dict[str, Any], list[tuple[str, int]]]] = []
-    for index, publication, users, event_id in accepted:
+    planned: list[_Planned] = []
+    for _index, publication, users, event_id in accepted:
         shared = wire_fields(
             type=publication.type,
             title=publication.title,
@@ -119,20 +155,7 @@ def notifications_publish_many(
             after[user] -= 1
             backs.append((user, after[user]))
         planned.append((shared, {**shared, "event_id": event_id, "created_at": now}, backs))
-        outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
-    last_ids = _store(wanted, [(stored, backs) for _shared, stored, backs in planned])
-    pushes: list[tuple[str, NotificationDict]] = []
-    owed: list[tuple[str, NotificationDict, str]] = []  # Web Push, by mode
-    for (shared, _stored, backs), (_index, publication, _users, _event) in zip(
-        planned, accepted, strict=True
-    ):
-        for user, back in backs:
-            pushes.append((user, with_id(last_ids[user] - back, shared)))
-            owed.append((user, pushes[-1][1], publication.push))
-    push_services.record_owed(owed, committed_at=now)  # same transaction: durable debt
-    if pushes:
-        transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
-    return [outcome for outcome in outcomes if outcome is not None]
+    return wanted, planned
 
 
 PublishOutcome = PublishResult | IdempotencyConflict | RateLimited
