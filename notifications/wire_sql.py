@@ -33,7 +33,7 @@ _SQL = (
     f"'created_at', {_TS.format('r.created_at')}, 'read_at', {_TS.format('r.read_at')}"
     ") ORDER BY r.seq {order}), '[]')::text "
     "FROM (SELECT seq, event_ref, created_at, read_at FROM notify_recipient "
-    "WHERE user_id = %s {where} ORDER BY seq {order} LIMIT %s) r "
+    "WHERE user_id = {user} {where} ORDER BY seq {order} LIMIT {limit}) r "
     "CROSS JOIN LATERAL (SELECT type, title, body, data, source FROM notify_event e "
     "WHERE e.id = r.event_ref AND e.created_at = r.created_at LIMIT 1) e"
 )
@@ -42,7 +42,14 @@ _SQL = (
 def statement(*, where: str, descending: bool) -> str:
     """The SQL for ``wire_page`` (only fixed text from the selectors goes
     in; values are parameters)."""
-    return _SQL.format(order="DESC" if descending else "ASC", where=where)
+    return _SQL.format(order="DESC" if descending else "ASC", where=where, user="%s", limit="%s")
+
+
+def correlated(*, user: str, where: str, limit: str) -> str:
+    """The ascending page as a subquery of a statement that names the user,
+    the conditions and the limit in its own columns (``user``, ``limit``:
+    fixed SQL expressions, no values)."""
+    return _SQL.format(order="ASC", where=where, user=user, limit=limit)
 
 
 def wire_page(

@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
-from notifications import delivery, metrics, selectors, services
+from notifications import delivery, metrics, openings, selectors, services
 from notifications.db import off_loop
 from notifications.ids import parse_id
 from notifications.rendering import NotificationDict
@@ -92,7 +92,7 @@ class StreamSession(Membership):
 
     async def _replay_then_ready(self, since_raw: str | None) -> None:
         since = parse_id(since_raw)
-        opening = await off_loop(selectors.stream_start)(
+        opening = await openings.stream_start_async(
             user_id=self.user_id, since=since, limit=REPLAY_PAGE
         )
         seq = opening.sequence

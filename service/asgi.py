@@ -21,6 +21,7 @@ from api.publish_asgi import PublishEndpoint  # noqa: E402
 from notifications import (  # noqa: E402
     channel_layer,
     cluster_layer,
+    db_loop,
     delivery,
     presence,
 )
@@ -100,6 +101,7 @@ async def _shutdown() -> None:
     await push_runtime.stop(grace=settings.NOTIFY_DRAIN_SECONDS)
     for task in list(state.background):
         task.cancel()
+    await db_loop.close()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # This worker's live gauges (open sockets) stop counting.
         from prometheus_client import multiprocess

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifications import selectors, services
+from notifications import db_loop, openings, selectors, services
 from notifications.models import Notification, NotificationEvent, UserSequence
 from notifications.rendering import timestamp, wire_fields
 
@@ -149,6 +150,38 @@ def test_stream_start_reads_what_sequence_state_and_unread_count_read() -> None:
         assert opening.unread == selectors.unread_count(user_id=user), user
     assert selectors.stream_start(user_id="a", since=None).sequence == selectors.SequenceState(4, 2)
     assert selectors.stream_start(user_id="a", since=None).unread == 3
+
+
+def test_stream_start_on_the_loop_answers_as_stream_start() -> None:
+    # The engine's read (stream_start_async: on PostgreSQL one statement on
+    # the event loop, elsewhere stream_start in a thread) reads what the
+    # thread's two statements read, for every kind of since.
+    odd, wide = "o'brien\"; --", "ünï \\ 😀 {a,b}"  # ids are values in the JSON batch
+    for user, count in (("a", 6), ("b", 3), (odd, 2), (wide, 4)):
+        seed(user, count)
+    UserSequence.objects.filter(user_id="a").update(purged_through=1)
+    Notification.objects.filter(user_id="a", seq__in=[3, 5]).update(read_at=datetime.now(UTC))
+    cases = [(u, s) for u in ("a", "b", odd, wide, "ghost") for s in (None, 0, 1, 4, 6, 99)]
+
+    async def on_the_loop() -> tuple[list[selectors.StreamStart], list[selectors.StreamStart]]:
+        try:
+            one_by_one = [
+                await openings.stream_start_async(user_id=u, since=s, limit=3) for u, s in cases
+            ]
+            # Asked for together: read together (one statement), each its own answer.
+            together = await asyncio.gather(
+                *(openings.stream_start_async(user_id=u, since=s, limit=3) for u, s in cases)
+            )
+            return one_by_one, list(together)
+        finally:
+            await db_loop.close()
+
+    found, together = asyncio.run(on_the_loop())
+    assert together == found
+    for (user, since), opening in zip(cases, found, strict=True):
+        assert opening == selectors.stream_start(user_id=user, since=since, limit=3), (user, since)
+    assert ids(found[cases.index(("a", 1))].replay) == [2, 3, 4]
+    assert found[cases.index(("a", 1))].unread == 4
 
 
 def test_a_replay_across_days_reads_each_days_events_with_their_content() -> None:

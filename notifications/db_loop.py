@@ -1,0 +1,114 @@
+"""PostgreSQL reads on the event loop itself (psycopg's async connections).
+
+A reconnect storm reads each socket's opening (its sequence, unread count
+and first replay page) once per handshake. Run in a worker thread
+(``db.off_loop``), that read cost about as much CPU as everything else the
+handshake does on the loop: the thread hop, Django's connection cleanups and
+the GIL handed back and forth (docs/performance.md, "Handshakes, third
+round"). Here the statement goes out on a pooled async connection of this
+loop's own and the loop waits for the answer like any other socket.
+
+The connections are built from Django's own settings for the database
+(``get_connection_params``: host, credentials, TLS options, prepared
+statements off as Django keeps them for PgBouncer), with client-side
+binding as Django binds. The pool is small (``pool_size``), opened at the
+first read of each event loop and closed at shutdown (``close``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+from psycopg import AsyncClientCursor, AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+# Reads on the loop are one short statement each: a few connections serve
+# a storm of thousands of handshakes.
+LOOP_POOL_MAX = 4
+POSTGRESQL = "django.db.backends.postgresql"
+
+_pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool[AsyncConnection[Any]]] = {}
+
+
+# Settings only, never ``connections["default"]`` here: on the event loop
+# that makes a DatabaseWrapper per task (asgiref's Local is per context),
+# which the socket's task would then hold for its whole life.
+
+
+def available() -> bool:
+    """Whether the database is PostgreSQL (SQLite reads stay in threads)."""
+    return bool(settings.DATABASES["default"]["ENGINE"] == POSTGRESQL)
+
+
+def _pool_options() -> dict[str, Any]:
+    options = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+    return options if isinstance(options, dict) else {}
+
+
+def pool_size() -> tuple[int, int]:
+    """(min, max) connections of a loop's pool: at most a quarter of
+    ``DATABASE_POOL_MAX`` and ``LOOP_POOL_MAX``, at least one."""
+    configured = int(_pool_options().get("max_size", 16))
+    return 1, max(1, min(LOOP_POOL_MAX, configured // 4))
+
+
+def _connect_kwargs() -> dict[str, Any]:
+    # A wrapper of its own (not stored in ``connections``), for its settings.
+    wrapper = connections.create_connection("default")
+    params: dict[str, Any] = wrapper.get_connection_params()
+    params.pop("cursor_factory", None)  # Django's sync cursor class
+    params["cursor_factory"] = AsyncClientCursor
+    params["autocommit"] = True
+    return params
+
+
+def _timeout() -> float:
+    return float(_pool_options().get("timeout", 10.0))
+
+
+async def _pool() -> AsyncConnectionPool[AsyncConnection[Any]]:
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        smallest, largest = pool_size()
+        for old in [lp for lp in _pools if lp.is_closed()]:
+            del _pools[old]
+        pool = _pools[loop] = AsyncConnectionPool(
+            kwargs=_connect_kwargs(),
+            min_size=smallest,
+            max_size=largest,
+            timeout=_timeout(),
+            # As Django's own pool: a connection checked before use only
+            # with CONN_HEALTH_CHECKS.
+            check=(
+                AsyncConnectionPool.check_connection
+                if settings.DATABASES["default"].get("CONN_HEALTH_CHECKS")
+                else None
+            ),
+            open=False,
+            name="notify-loop-reads",
+        )
+    if pool.closed:
+        # Also for the reads that arrive while the first one opens it: a
+        # second open() waits for the first and returns.
+        await pool.open()
+    return pool
+
+
+async def fetch_all(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``%s`` placeholders, values in ``params``)."""
+    pool = await _pool()
+    async with pool.connection() as conn, conn.cursor() as cursor:
+        await cursor.execute(sql, params)
+        rows: list[tuple[Any, ...]] = await cursor.fetchall()
+    return rows
+
+
+async def close() -> None:
+    """Close this loop's pool (the ASGI shutdown)."""
+    pool = _pools.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.close()
