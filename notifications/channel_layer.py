@@ -14,17 +14,15 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
-from channels_redis.pubsub import (
-    RedisPubSubChannelLayer,
-    RedisPubSubLoopLayer,
-    RedisSingleShardConnection,
-)
-from channels_redis.utils import _close_redis, _wrap_close
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.utils import _wrap_close
+
+from notifications.shard_connection import ResettingShardConnection, subscriber_lost_listeners
 
 logger = logging.getLogger(__name__)
 
@@ -32,120 +30,7 @@ GroupMessage = tuple[str, dict[str, Any]]
 # Called with each message of a direct channel, synchronously, as it arrives.
 Deliver = Callable[[dict[str, Any]], None]
 
-# Called when a shard's subscriber connection breaks. Subscriptions made
-# before the break may be gone, so the sockets that rely on them must
-# reconnect (and resume with since) rather than stay open and deaf.
-subscriber_lost_listeners: list[Callable[[], Awaitable[None]]] = []
-
-
-class _Subscribes:
-    """Channels waiting for the shard's next SUBSCRIBE, and its outcome."""
-
-    __slots__ = ("channels", "done")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.channels: dict[str, None] = {}
-        self.done: asyncio.Future[None] = loop.create_future()
-
-
-class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc]
-    """A shard whose subscriber, on a broken connection, starts afresh, and
-    whose SUBSCRIBEs are batched.
-
-    channels-redis logs the error and keeps polling the broken PubSub; here
-    the connection is dropped, its subscriptions forgotten, and listeners
-    told, so that every socket relying on it is closed for its client to
-    reconnect once Redis is back.
-
-    channels-redis sends one SUBSCRIBE (a command and a write) per group
-    joined: in a reconnect storm, a fifth of the event loop's time
-    (docs/performance.md, "Handshakes"). Here the groups joined while a
-    SUBSCRIBE is being sent, or in the same loop iteration, share the next
-    one, and each ``subscribe`` returns once the command naming its channel
-    is written, as before: the socket's replay starts after that.
-    """
-
-    _redis: Any
-    _pubsub: Any
-    _subscribed_to: set[str]
-    _lock: asyncio.Lock
-    _next: _Subscribes | None = None
-    _sender: asyncio.Task[None] | None = None
-
-    async def subscribe(self, channel: str) -> None:
-        batch = self._next
-        if batch is None:
-            batch = self._next = _Subscribes(asyncio.get_running_loop())
-            self._sender = asyncio.ensure_future(self._subscribe_next())
-        batch.channels[channel] = None
-        # Shielded: a socket closed meanwhile must not cancel the others' command.
-        await asyncio.shield(batch.done)
-
-    async def _subscribe_next(self) -> None:
-        async with self._lock:
-            batch, self._next = self._next, None
-            if batch is None:
-                return
-            try:
-                new = [c for c in batch.channels if c not in self._subscribed_to]
-                if new:
-                    self._ensure_redis()
-                    self._ensure_receiver()
-                    await self._pubsub.subscribe(*new)
-                    self._subscribed_to.update(new)
-            except asyncio.CancelledError:
-                batch.done.cancel()
-                raise
-            except Exception as exc:
-                batch.done.set_exception(exc)
-                batch.done.exception()  # retrieved: nobody may be waiting any more
-            else:
-                batch.done.set_result(None)
-
-    async def unsubscribe(self, channel: str) -> None:
-        async with self._lock:
-            # A group emptied and joined again since: its SUBSCRIBE may have
-            # found it still subscribed (a batch queued before this call).
-            layer = self.channel_layer
-            if channel in layer.groups or channel in layer.channels:
-                return
-            if channel in self._subscribed_to:
-                self._ensure_redis()
-                self._ensure_receiver()
-                await self._pubsub.unsubscribe(channel)
-                self._subscribed_to.discard(channel)
-
-    async def _do_receiving(self) -> None:
-        while True:
-            try:
-                if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=0.1
-                    )
-                    self._receive_message(message)
-                else:
-                    await asyncio.sleep(0.1)
-            except (asyncio.CancelledError, GeneratorExit):
-                raise
-            except Exception as exc:
-                logger.warning("Redis subscriber connection lost: %r", exc)
-                await self._forget_connection()
-                for listener in list(subscriber_lost_listeners):
-                    try:
-                        await listener()
-                    except Exception:
-                        logger.exception("subscriber-lost listener failed")
-                await asyncio.sleep(0.5)
-
-    async def _forget_connection(self) -> None:
-        async with self._lock:
-            redis, self._redis, self._pubsub = self._redis, None, None
-            self._subscribed_to = set()
-        if redis is not None:
-            try:
-                await _close_redis(redis)
-            except Exception:
-                logger.debug("closing the broken Redis connection failed", exc_info=True)
+__all__ = ["InMemoryNotifyLayer", "RedisNotifyLayer", "subscriber_lost_listeners"]
 
 
 class _DirectChannel:

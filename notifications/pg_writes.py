@@ -6,9 +6,9 @@ parameters on the server: no per-value quoting into the query text, which
 Django's client-side binding did for every value of every group (8 % of a
 process's GIL time at 500 POSTs/s, docs/performance.md). ``prepare=False``
 keeps the statements unnamed, so they work through PgBouncer in transaction
-mode. Up to ``COMBINED_MAX_ROWS`` recipients, the event rows and their
-recipients' rows are one statement, one round trip; larger groups send their
-rows by ``COPY``.
+mode. Up to ``COMBINED_MAX_ROWS`` recipients, the counters, the event rows
+and their recipients' rows are one statement, one round trip; larger groups
+allocate, insert their events, and send their rows by ``COPY``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,23 @@ _INSERT = (
     "FROM unnest(%(users)s::text[], %(seqs)s::bigint[], %(refs)s::uuid[]) AS r(u, q, ev) "
     "JOIN e ON e.event_id = r.ev"
 )
+# The whole group in one statement: the counters (locked in user order, as
+# _ALLOCATE does), the events, and the recipients' rows, each row's seq its
+# user's new last id less the rows of that user after it in the group
+# (``backs``). Data-modifying CTEs run to completion whether or not the
+# primary query reads them.
+_PUBLISH = (
+    "WITH a AS ("  # noqa: S608 - constant texts only
+    + _ALLOCATE.replace("%s::text[], %s::bigint[]", "%(counted)s::text[], %(counts)s::bigint[]")
+    + "), e AS ("
+    + _INSERT_EVENTS.replace("RETURNING id, event_id", "RETURNING id, event_id, created_at")
+    + "), r AS ("
+    "INSERT INTO notify_recipient (user_id, seq, event_ref, created_at) "
+    "SELECT r.u, a.last_id - r.k, e.id, e.created_at "
+    "FROM unnest(%(users)s::text[], %(backs)s::bigint[], %(refs)s::uuid[]) AS r(u, k, ev) "
+    "JOIN a ON a.user_id = r.u JOIN e ON e.event_id = r.ev"
+    ") SELECT user_id, last_id FROM a"
+)
 _COPY_ROWS = "COPY notify_recipient (user_id, seq, event_ref, created_at) FROM STDIN"
 
 # Above this many recipient rows in a group, the rows go by COPY after the
@@ -85,11 +102,35 @@ def allocate_ids(users: Sequence[str], counts: Sequence[int]) -> list[tuple[str,
         return [(user, last) for user, last in cursor.fetchall()]
 
 
-def insert_publications(
+def allocate_and_insert(
+    users: Sequence[str],
+    counts: Sequence[int],
     publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
-) -> None:
-    """One event row per publication and one row per (recipient, seq), in one
-    statement; a recipient row copies its event's ``created_at``."""
+) -> list[tuple[str, int]]:
+    """The group's writes in one statement: ``users`` (sorted, distinct) and
+    their ``counts`` as ``allocate_ids`` takes them, ``publications`` as
+    ``insert_publications`` takes them but with each row's (user, rows of that
+    user after it in the group) instead of its seq. (user, new last id) per user.
+
+    With the transaction's ``BEGIN`` and ``COMMIT``, three round trips per
+    group where the counters and the rows as statements of their own took
+    four. Not in psycopg's pipeline mode, which would send the ``BEGIN`` with
+    it: psycopg 3.3 waits for a pipeline's results by polling for read or
+    write, and a socket is always writable, so the writer thread spun through
+    the round trip (measured: docs/performance.md, "Cost per notification").
+    """
+    params = _publication_params(publications)
+    params["backs"] = params.pop("seqs")
+    params["counted"] = list(users)
+    params["counts"] = list(counts)
+    with _cursor() as cursor:
+        cursor.execute(_PUBLISH, params, prepare=False)
+        return [(user, last) for user, last in cursor.fetchall()]
+
+
+def _publication_params(
+    publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
+) -> dict[str, list[Any]]:
     users: list[str] = []
     seqs: list[int] = []
     refs: list[uuid.UUID] = []
@@ -99,7 +140,7 @@ def insert_publications(
             users.append(user)
             seqs.append(seq)
             refs.append(event_id)
-    params = {
+    return {
         "ids": [shared["event_id"] for shared, _rows in publications],
         "types": [shared["type"] for shared, _rows in publications],
         "titles": [shared["title"] for shared, _rows in publications],
@@ -111,6 +152,15 @@ def insert_publications(
         "seqs": seqs,
         "refs": refs,
     }
+
+
+def insert_publications(
+    publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
+) -> None:
+    """One event row per publication and one row per (recipient, seq), in one
+    statement; a recipient row copies its event's ``created_at``."""
+    params = _publication_params(publications)
+    users, seqs, refs = params["users"], params["seqs"], params["refs"]
     with _cursor() as cursor:
         if len(users) <= COMBINED_MAX_ROWS:
             cursor.execute(_INSERT, params, prepare=False)

@@ -73,7 +73,39 @@ def notifications_publish_many(
     """
     now = timezone.now()
     outcomes: list[PublishResult | IdempotencyConflict | None] = [None] * len(publications)
-    accepted: list[tuple[int, Publication, list[str], uuid.UUID]] = []
+    accepted = _claim_all(publications, outcomes, now)
+    wanted, planned = _plan(accepted, now)
+    for index, _publication, users, event_id in accepted:
+        outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
+    last_ids = _store(wanted, [(stored, backs) for _shared, stored, backs in planned])
+    pushes: list[tuple[str, NotificationDict]] = []
+    owed: list[tuple[str, NotificationDict, str]] = []  # Web Push, by mode
+    for (shared, _stored, backs), (_index, publication, _users, _event) in zip(
+        planned, accepted, strict=True
+    ):
+        for user, back in backs:
+            pushes.append((user, with_id(last_ids[user] - back, shared)))
+            owed.append((user, pushes[-1][1], publication.push))
+    push_services.record_owed(owed, committed_at=now)  # same transaction: durable debt
+    if pushes:
+        transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+_Accepted = tuple[int, Publication, list[str], uuid.UUID]
+# Per publication: its wire fields, its event row, and its rows as (user,
+# rows of that user after it in the group).
+_Planned = tuple[NotificationDict, dict[str, Any], list[tuple[str, int]]]
+
+
+def _claim_all(
+    publications: Sequence[Publication],
+    outcomes: list[PublishResult | IdempotencyConflict | None],
+    now: Any,
+) -> list[_Accepted]:
+    """Claim the idempotency keys in one global order; the publications to
+    store, in arrival order (the others get their outcome in ``outcomes``)."""
+    accepted: list[_Accepted] = []
     claim_order = sorted(
         range(len(publications)),
         key=lambda i: (publications[i].source, publications[i].idempotency_key or ""),
@@ -99,15 +131,16 @@ def notifications_publish_many(
                 outcomes[index] = earlier
                 continue
         accepted.append((index, publication, users, event_id))
-
     accepted.sort(key=lambda item: item[0])  # ids follow arrival order
+    return accepted
+
+
+def _plan(accepted: list[_Accepted], now: Any) -> tuple[Counter[str], list[_Planned]]:
+    """Rows per user, and each publication's content and rows, before any id is known."""
     wanted = Counter(user for _i, _p, users, _e in accepted for user in users)
-    last_ids = _allocate_ids(wanted)
-    next_id = {user: last_ids[user] - count + 1 for user, count in wanted.items()}
-    inserts: list[tuple[dict[str, Any], list[tuple[str, int]]]] = []
-    pushes: list[tuple[str, NotificationDict]] = []
-    owed: list[tuple[str, NotificationDict, str]] = []  # Web Push, by mode
-    for index, publication, users, event_id in accepted:
+    after = dict(wanted)  # per user: rows of that user still to come in the group
+    planned: list[_Planned] = []
+    for _index, publication, users, event_id in accepted:
         shared = wire_fields(
             type=publication.type,
             title=publication.title,
@@ -117,21 +150,12 @@ def notifications_publish_many(
             created_at=now,
             read_at=None,
         )
-        rows: list[tuple[str, int]] = []
+        backs: list[tuple[str, int]] = []
         for user in users:
-            seq = next_id[user]
-            next_id[user] = seq + 1
-            rows.append((user, seq))
-            pushes.append((user, with_id(seq, shared)))
-            owed.append((user, pushes[-1][1], publication.push))
-        stored = {**shared, "event_id": event_id, "created_at": now}
-        inserts.append((stored, rows))
-        outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
-    insert_notifications(inserts)
-    push_services.record_owed(owed, committed_at=now)  # same transaction: durable debt
-    if pushes:
-        transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
-    return [outcome for outcome in outcomes if outcome is not None]
+            after[user] -= 1
+            backs.append((user, after[user]))
+        planned.append((shared, {**shared, "event_id": event_id, "created_at": now}, backs))
+    return wanted, planned
 
 
 PublishOutcome = PublishResult | IdempotencyConflict | RateLimited
@@ -200,6 +224,30 @@ def _idempotency_claim(
     if record.request_hash != request_hash:
         raise IdempotencyConflict()
     return PublishResult(event_id=record.event_id, recipients=record.recipients, replayed=True)
+
+
+def _store(
+    wanted: Counter[str], publications: list[tuple[dict[str, Any], list[tuple[str, int]]]]
+) -> dict[str, int]:
+    """The counters and rows of a group; user -> new last id. Each row comes
+    as (user, rows of that user after it in the group): its seq is the new
+    last id less that. PostgreSQL writes a group of up to
+    ``pg_writes.COMBINED_MAX_ROWS`` rows in one statement."""
+    if connection.vendor == "postgresql":
+        from notifications import pg_writes  # psycopg: PostgreSQL deployments only
+
+        if sum(wanted.values()) <= pg_writes.COMBINED_MAX_ROWS:
+            ordered = sorted(wanted)
+            counts = [wanted[user] for user in ordered]
+            return dict(pg_writes.allocate_and_insert(ordered, counts, publications))
+    last_ids = _allocate_ids(wanted)
+    insert_notifications(
+        [
+            (stored, [(user, last_ids[user] - back) for user, back in backs])
+            for stored, backs in publications
+        ]
+    )
+    return last_ids
 
 
 def _allocate_ids(wanted: Counter[str]) -> dict[str, int]:

@@ -174,7 +174,7 @@ def test_failure_mid_publish_stores_nothing_and_keeps_counters(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(publishing, "insert_notifications", explode)
+    monkeypatch.setattr(publishing, "_store", explode)
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError, match="disk on fire"),
@@ -431,6 +431,36 @@ def test_a_group_stores_each_publication_with_its_own_content_and_ids(pushed: Re
     }
     # The publication without recipients still has its event.
     assert NotificationEvent.objects.filter(event_id=ids[2], type="t2").exists()
+
+
+@pytest.mark.django_db  # on-commit callbacks are captured inside the test transaction
+def test_a_groups_pushes_carry_the_ids_stored_in_arrival_order(
+    pushed: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Users with earlier rows and repeats within the group: on PostgreSQL the
+    # counters and rows are one statement, each row's seq derived from its
+    # user's new last id; the pushes must name exactly the rows stored.
+    commit(["a"])
+    commit(["b", "a"])
+    publications = [
+        publishing.Publication(source="shop", recipients=users, type=f"t{n}")
+        for n, users in enumerate([["a", "c"], ["a"], ["c", "b", "a"]])
+    ]
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        publishing.notifications_publish_many(publications=publications)
+    (pushes,), _kwargs = pushed.calls[-1]
+    assert [(user, n["id"], n["type"]) for user, n in pushes] == [
+        ("a", "3", "t0"),
+        ("c", "1", "t0"),
+        ("a", "4", "t1"),
+        ("c", "2", "t2"),
+        ("b", "2", "t2"),
+        ("a", "5", "t2"),
+    ]
+    for user, notification in pushes:
+        stored = selectors.notification_get(user_id=user, seq=int(notification["id"]))
+        assert stored == notification
+    assert last_ids() == {"a": 5, "b": 2, "c": 2}
 
 
 def test_a_large_group_stores_each_row_with_its_own_event(pushed: Recorder) -> None:
