@@ -27,11 +27,17 @@ class ProcessState:
         # Live traffic, for the push worker's throttle (notifications/push/
         # throttle.py), kept by realtime/outbox.py: frames written to
         # connections so far, connections with frames still queued, and the
-        # live notifications written with their total delay since commit.
+        # live notifications written with their total delay since commit;
+        # and by service/asgi_live.py: HTTP requests being served.
+        self.live_requests = 0
         self.live_frames = 0
         self.live_writers = 0
         self.live_delays = 0
         self.live_delay_sum = 0.0
+
+    def live_in_progress(self) -> bool:
+        """A request being served or frames queued for a connection."""
+        return self.live_requests > 0 or self.live_writers > 0
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

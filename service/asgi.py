@@ -33,6 +33,7 @@ from realtime.cors import ClientScriptCors  # noqa: E402
 from realtime.sse import StreamEndpoint  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
+from service.asgi_live import LiveRequests  # noqa: E402
 from service.logs import install_uvicorn_scrubbing  # noqa: E402
 from service.middleware import RequestIdScope  # noqa: E402
 from service.static import StaticFiles  # noqa: E402
@@ -62,7 +63,9 @@ websocket_app = SocketEntry("/ws/notifications", NotificationConsumer)
 # The stream endpoint inside RequestIdScope (which leaves ``send`` alone): it
 # ends slow streams through uvicorn's own send.
 http_app = RequestIdScope(
-    StreamEndpoint(BodyLimit(PublishEndpoint(ClientScriptCors(StaticFiles(django_http)))))
+    StreamEndpoint(
+        LiveRequests(BodyLimit(PublishEndpoint(ClientScriptCors(StaticFiles(django_http)))))
+    )
 )
 
 

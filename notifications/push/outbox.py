@@ -134,6 +134,11 @@ def claim(limit: int) -> list[Owed]:
     return rows
 
 
+def renew(row_ids: Sequence[int]) -> None:
+    """Extend the lease of rows still being sent (worker.py)."""
+    PushOutbox.objects.filter(pk__in=list(row_ids)).update(next_attempt_at=timezone.now() + LEASE)
+
+
 def targets(
     users: Iterable[str], subscription_ids: Iterable[int]
 ) -> tuple[dict[str, list[Target]], dict[int, tuple[str, Target]], dict[str, list[str]]]:

@@ -45,6 +45,9 @@ IN_FLIGHT = 64  # messages being encrypted or sent at once, all hosts together
 POLL = 1.0  # seconds between looks at the outbox when nobody wakes us
 GAUGE_EVERY = 5.0
 HELD_POLL = 0.1  # seconds between looks, while held back, for a lane to claim again
+HELD_BATCH = 20  # rows a lane claims while live traffic runs (throttle.py)
+RESOLVE_SLICE = 25  # rows resolved between turns of the loop
+RENEW_EVERY = outbox.LEASE.total_seconds() / 3  # a batch still sending keeps its lease
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class PushWorker:
         """Stop claiming; batches in flight finish (or are released) within ``grace`` s."""
         self._stopping = True
         self._wake.set()
+        self.throttle.open()  # what is claimed goes out within the grace
         if self._tasks:
             self._tasks[-1].cancel()  # the gauges
             lanes = self._tasks[:-1]
@@ -103,14 +107,15 @@ class PushWorker:
 
     async def _lane(self) -> None:
         while not self._stopping:
-            # Held back for live traffic (throttle.py): one batch at a time,
-            # so few rows sit leased while sends trickle out.
-            if self.throttle.limit is not None and self._batches:
+            # Live traffic first (throttle.py): one small batch at a time, so
+            # few rows sit leased and each batch's work on the loop is short.
+            held = self.throttle.limited
+            if held and self._batches:
                 await asyncio.sleep(HELD_POLL)
                 continue
             self._batches += 1
             try:
-                worked = await self.run_once()
+                worked = await self.run_once(HELD_BATCH if held else self.batch)
             except Exception:
                 logger.exception("push worker batch failed; retrying after %.0fs", POLL)
                 worked = 0
@@ -121,9 +126,9 @@ class PushWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL)
 
-    async def run_once(self) -> int:
+    async def run_once(self, batch: int | None = None) -> int:
         """One batch: claim, resolve, send, settle. Returns the rows claimed."""
-        rows: list[Owed] = await self._db(outbox.claim, self.batch)
+        rows: list[Owed] = await self._db(outbox.claim, batch or self.batch)
         if not rows:
             return 0
         settlement = Settlement()
@@ -133,10 +138,27 @@ class PushWorker:
             await self._db(outbox.settle, settlement)
             return len(rows)
         now = timezone.now()
-        outcomes = await asyncio.gather(*(self._send(job, now) for job in jobs))
+        sends = asyncio.gather(*(self._send(job, now) for job in jobs))
+        outcomes = await self._keeping_lease(rows, sends)
         self._record(jobs, outcomes, settlement)
         await self._db(outbox.settle, settlement)
         return len(rows)
+
+    async def _keeping_lease(
+        self, rows: list[Owed], sends: asyncio.Future[list[Outcome]]
+    ) -> list[Outcome]:
+        """The outcomes of ``sends``, renewing the rows' lease while they
+        take long (held back for live traffic): another worker must not
+        claim rows this one is still sending."""
+        try:
+            while True:
+                done, _ = await asyncio.wait((sends,), timeout=RENEW_EVERY)
+                if done:
+                    return await sends
+                await self._db(outbox.renew, outbox.ids(rows))
+        except asyncio.CancelledError:
+            sends.cancel()
+            raise
 
     async def _send(self, job: Job, now: datetime) -> Outcome:
         # Encrypted here, on the loop, one message per step: the crypto
@@ -164,7 +186,9 @@ class PushWorker:
         )
         now = timezone.now()
         jobs: list[Job] = []
-        for row in rows:
+        for n, row in enumerate(rows, 1):
+            if n % RESOLVE_SLICE == 0:
+                await asyncio.sleep(0)  # a turn of the loop for live traffic
             notification = orjson.loads(row.payload)
             chosen = self._targets_of(row, notification, online, by_user, by_id, muted, now)
             if not chosen:

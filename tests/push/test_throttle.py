@@ -1,65 +1,23 @@
-"""Live traffic first (notifications/push/throttle.py): the push worker's
-sends are held back while live traffic waits (the event loop lags while
-live frames are written, or live deliveries are late after their commit),
-never stopped, and released once live traffic keeps up.
+"""Live traffic first (notifications/push/throttle.py): while live traffic
+runs, the push worker's sends go only in the time it leaves idle (never
+while a request is being served), at a small floor when it leaves none, one
+per turn of the loop, and without any limit once live traffic ends.
 
 The loop's lag is real: a callback blocks the loop for a while each time it
 runs. The live frames go through the real connection outbox
-(realtime/outbox.py) into a transport that keeps them. Nothing waits on
+(realtime/outbox.py) into a transport that keeps them; requests in progress
+go through the real ASGI wrapper (service/asgi_live.py). Nothing waits on
 wall-clock luck: each step waits (generously bounded) for the state it needs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
-from notifications import metrics
-from notifications.push.throttle import FLOOR, Throttle
-from realtime import frames
-from realtime.frames import CloseCode, ServerFrame
-from realtime.outbox import Outbox
-
-BLOCK = 0.03  # seconds the loop is blocked each time (LAG_LIMIT is 5 ms)
-
-
-class Kept:
-    """A transport that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.frames: list[ServerFrame] = []
-
-    async def write(self, frame: ServerFrame) -> None:
-        self.frames.append(frame)
-
-    async def end(self, code: CloseCode) -> None:
-        pass
-
-
-class Connection(Outbox):
-    async def close(self, code: CloseCode) -> None:
-        self._closed = True
-
-
-class Load:
-    """Blocks the loop ``BLOCK`` s at a time, writing a live frame each time
-    when ``live``, until stopped."""
-
-    def __init__(self, *, live: bool) -> None:
-        self.transport = Kept()
-        self.connection = Connection(self.transport)
-        self.live = live
-        self.running = True
-        asyncio.get_running_loop().call_soon(self._step)
-
-    def _step(self) -> None:
-        if not self.running:
-            return
-        if self.live:
-            self.connection._put(frames.KEEPALIVE, None)
-        time.sleep(BLOCK)  # the loop is busy: nothing else runs meanwhile
-        asyncio.get_running_loop().call_soon(self._step)
+from notifications.push.throttle import CREDIT_CAP, Throttle
+from notifications.runtime import state
+from service.asgi_live import LiveRequests
+from tests.push.liveload import Deliveries, Load, held_seconds, until
 
 
 class Sends:
@@ -76,18 +34,6 @@ class Sends:
             await asyncio.sleep(0)
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        await asyncio.sleep(0.005)
-
-
-def held_seconds() -> float:
-    value: float = metrics.PUSH_HELD._value.get()
-    return value
-
-
 async def test_sends_are_held_back_while_live_frames_wait_and_resume_after() -> None:
     throttle = Throttle()
     throttle.start()
@@ -95,19 +41,19 @@ async def test_sends_are_held_back_while_live_frames_wait_and_resume_after() -> 
     held_before = held_seconds()
     try:
         await until(lambda: throttle.ticks >= 3, "the throttle to tick")
-        assert throttle.limit is None, "held back with an idle loop"
+        assert not throttle.limited, "held back with an idle loop"
 
         load = Load(live=True)
-        await until(lambda: throttle.limit == FLOOR, "sends held back to the floor")
+        await until(lambda: throttle.behind and throttle.held, "sends held back")
         # Held back, not stopped: sends still start, at the floor's pace.
         admitted = sends.count
         await until(lambda: sends.count > admitted + 2, "sends to go on while held back")
-        assert throttle.limit == FLOOR
+        assert throttle.limited
         assert load.transport.frames, "the live frames were written"
-        assert held_seconds() > held_before
+        await until(lambda: held_seconds() > held_before, "the held time to be counted")
 
         load.running = False
-        await until(lambda: throttle.limit is None, "the limit to be lifted")
+        await until(lambda: not throttle.limited, "the limit to be lifted")
         admitted = sends.count
         await until(lambda: sends.count > admitted + 1000, "sends at full pace again")
     finally:
@@ -122,27 +68,11 @@ async def test_a_lagging_loop_without_live_traffic_does_not_hold_pushes_back() -
     load = Load(live=False)
     try:
         await until(lambda: throttle.ticks >= 20, "twenty ticks of a lagging loop")
-        assert throttle.limit is None
+        assert not throttle.limited
     finally:
         load.running = False
         sends.task.cancel()
         await throttle.stop()
-
-
-class Deliveries:
-    """Writes a live notification every few milliseconds through a real
-    connection outbox, committed ``age`` seconds before; the loop stays free."""
-
-    def __init__(self, age: float) -> None:
-        self.connection = Connection(Kept())
-        self.age = age
-        self.running = True
-        self._step()
-
-    def _step(self) -> None:
-        if self.running:
-            self.connection._put(frames.KEEPALIVE, time.time() - self.age)
-            asyncio.get_running_loop().call_later(0.002, self._step)
 
 
 async def test_late_live_deliveries_hold_pushes_back_with_a_free_loop() -> None:
@@ -151,9 +81,10 @@ async def test_late_live_deliveries_hold_pushes_back_with_a_free_loop() -> None:
     sends = Sends(throttle)
     late = Deliveries(age=1.0)  # a second after their commit: live traffic waits
     try:
-        await until(lambda: throttle.limit == FLOOR, "sends held back to the floor")
+        await until(lambda: throttle.behind, "sends held back to the floor")
+        assert throttle.credit == 0.0, "idle time granted while live traffic waits"
         late.running = False
-        await until(lambda: throttle.limit is None, "the limit to be lifted")
+        await until(lambda: not throttle.limited, "the limit to be lifted")
     finally:
         late.running = False
         sends.task.cancel()
@@ -161,11 +92,72 @@ async def test_late_live_deliveries_hold_pushes_back_with_a_free_loop() -> None:
 
 
 async def test_a_held_send_that_is_cancelled_leaves_the_queue() -> None:
-    throttle = Throttle()
-    throttle.limit = 1
-    await throttle.admit()  # the tick's one send
+    throttle = Throttle()  # limited until its first tick (not started here)
+    throttle.floor = 1.0
+    await throttle.admit()  # the floor's one send
     waiting = asyncio.ensure_future(throttle.admit())
     await until(lambda: len(throttle._waiters) == 1, "the second send to wait")
     waiting.cancel()
     await until(waiting.done, "the cancellation")
     assert not throttle._waiters
+
+
+class Request:
+    """An HTTP request in progress through the real wrapper until ``finish``."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+
+        async def app(scope: dict[str, object], receive: object, send: object) -> None:
+            await self.done.wait()
+
+        self.task = asyncio.ensure_future(LiveRequests(app)({"type": "http"}, None, None))
+
+    def finish(self) -> None:
+        self.done.set()
+
+
+async def test_no_push_starts_beyond_the_floor_while_a_request_is_served() -> None:
+    throttle = Throttle()
+    throttle.start()
+    fresh = Deliveries(age=0.0)  # live traffic that keeps up
+    request = Request()
+    try:
+        await until(lambda: state.live_requests > 0, "the request to be in progress")
+        await until(lambda: throttle.limited, "live traffic seen")
+        # Idle time granted (as a tick grants it on idle cores; how much the
+        # machine's load lets it grant is no part of this test), the floor spent.
+        throttle.credit, throttle.floor = CREDIT_CAP, -1e9
+        waiting = asyncio.ensure_future(throttle.admit())
+        await until(lambda: throttle.held == 1, "the send to wait")
+        ticks = throttle.ticks
+        await until(lambda: throttle.ticks >= ticks + 5, "five more ticks")
+        assert not waiting.done(), "a push started while a request was being served"
+        request.finish()
+        throttle.credit, throttle.floor = CREDIT_CAP, 0.0  # a lagging tick may have spent it
+        await until(waiting.done, "the send to start once the request is served")
+    finally:
+        fresh.running = False
+        request.finish()
+        await request.task
+        await throttle.stop()
+
+
+async def test_requests_alone_are_no_live_traffic() -> None:
+    """A process without sockets (publishes only, as ``bench push``) sends
+    without limit: the publishes that owe the pushes do not hold them."""
+    throttle = Throttle()
+    throttle.start()
+    sends = Sends(throttle)
+    request = Request()
+    try:
+        await until(lambda: state.live_requests > 0, "the request to be in progress")
+        await until(lambda: throttle.ticks >= 5, "five ticks")
+        admitted = sends.count
+        await until(lambda: sends.count > admitted + 1000, "sends at full pace")
+        assert not throttle.limited
+    finally:
+        request.finish()
+        await request.task
+        sends.task.cancel()
+        await throttle.stop()
