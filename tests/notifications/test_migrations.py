@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from notifications import services
 from notifications.models import Notification, NotificationEvent
 from notifications.selectors import notifications_after
+from tests.support.migrations import latest, migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,23 +28,13 @@ CONTRACTED_BEFORE = [("notifications", "0003_copy_legacy_rows")]
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def migrate(target: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(target)
-
-
 @pytest.fixture
 def old_schema() -> Iterator[None]:
     migrate(OLD)
     try:
         yield
     finally:
-        migrate(executor_leaves())
-
-
-def executor_leaves() -> list[tuple[str, str]]:
-    return MigrationExecutor(connection).loader.graph.leaf_nodes("notifications")
+        migrate(latest())
 
 
 def legacy_insert(rows: list[dict[str, Any]]) -> None:
@@ -96,7 +86,7 @@ def legacy_rows(count: int, *, first_seq: int = 1) -> list[dict[str, Any]]:
 
 def test_old_rows_become_events_and_recipient_rows(old_schema: None) -> None:
     legacy_insert(legacy_rows(7))
-    migrate(executor_leaves())
+    migrate(latest())
 
     assert NotificationEvent.objects.count() == 7  # content once per publish
     assert Notification.objects.count() == 14
@@ -137,7 +127,7 @@ def test_backfill_command_copies_what_old_processes_wrote_later(old_schema: None
     assert NotificationEvent.objects.count() == 7
     # The contract step's own catch-up copies a row written after that.
     legacy_insert(legacy_rows(1, first_seq=8))
-    migrate(executor_leaves())
+    migrate(latest())
     assert [n["id"] for n in notifications_after(user_id="bob", after=0)] == [
         str(i) for i in range(1, 9)
     ]
@@ -174,7 +164,7 @@ def test_rolling_back_the_contract_step_copies_every_row_back(old_schema: None) 
             "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "
             "VALUES ('alice', 2, 0), ('bob', 2, 0)"
         )
-    migrate(executor_leaves())
+    migrate(latest())
     services.notifications_publish(
         source="shop", recipients=["alice", "carol"], type="t.new", title="new", data={"k": 1}
     )
@@ -200,7 +190,7 @@ def test_rolling_back_the_contract_step_copies_every_row_back(old_schema: None) 
 
     # The previous release writes on its table meanwhile; then forward again.
     legacy_insert([{**legacy_rows(1)[0], "user_id": "dave", "seq": 1}])
-    migrate(executor_leaves())
+    migrate(latest())
     assert Notification.objects.count() == 7
     assert NotificationEvent.objects.count() == 4
     assert [n["id"] for n in notifications_after(user_id="alice", after=0)] == ["1", "2", "3"]

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import DatabaseError, connection, connections
-from django.db.migrations.executor import MigrationExecutor
 
 from notifications import publishing, user_keys
 from notifications.models import UserSequence
+from tests.support.migrations import latest, migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,19 +28,13 @@ def _postgres_only() -> None:
         pytest.skip("the user key is PostgreSQL's (NOTIFY_TEST_DATABASE=postgres)")
 
 
-def migrate(target: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(target)
-
-
 @pytest.fixture
 def before_key() -> Iterator[None]:
     migrate(BEFORE_KEY)
     try:
         yield
     finally:
-        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes("notifications"))
+        migrate(latest())
 
 
 def keys() -> dict[str, int | None]:
