@@ -1,19 +1,47 @@
-"""Stored notifications written directly (no publish, no push), for tests
-that need rows in a given state: each row's content goes into an event
-row, shared by the rows given the same ``event_id``, as publishing does."""
+"""Stored notifications, for tests: written directly (no publish, no push)
+in a given state, and read back.
+
+Every test that looks at stored rows goes through this module instead of
+querying ``Notification`` itself: the per-recipient table's layout may
+differ between databases (SQLite keeps the simple table, docs/scaling.md),
+and this is the one place that knows it. Rows are read as ``Stored`` values: the
+recipient's user id, id and read state with its event's content.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
+
+from django.db.models import QuerySet
 
 from notifications.models import Notification, NotificationEvent
 
 _CONTENT = ("type", "title", "body", "data", "source")
 
 
-def store(rows: Iterable[dict[str, Any]]) -> list[Notification]:
+@dataclass(frozen=True)
+class Stored:
+    """One recipient's stored notification, as the wire would show it."""
+
+    user_id: str
+    seq: int
+    read_at: datetime | None
+    created_at: datetime  # the event's (the wire's)
+    day: date  # the UTC day the row is kept under (retention, partitions)
+    event_id: uuid.UUID  # the public event id
+    event_ref: int  # the event row's primary key
+    type: str
+    title: str
+    body: str
+    data: Any
+    source: str
+
+
+def store(rows: Iterable[dict[str, Any]]) -> None:
     """``rows``: user_id, seq, created_at, and optionally read_at, event_id
     (a UUID), type, title, body, data, source."""
     events: dict[uuid.UUID, NotificationEvent] = {}
@@ -37,4 +65,81 @@ def store(rows: Iterable[dict[str, Any]]) -> list[Notification]:
                 read_at=row.get("read_at"),
             )
         )
-    return Notification.objects.bulk_create(made)
+    Notification.objects.bulk_create(made)
+
+
+def stored(
+    user_id: str | None = None,
+    *,
+    seqs: Collection[int] | None = None,
+    event_id: uuid.UUID | None = None,
+) -> list[Stored]:
+    """The stored rows (of one user, of some ids, of one public event),
+    ordered by user id, then id."""
+    return [
+        Stored(
+            user_id=row.user_id,
+            seq=row.seq,
+            read_at=row.read_at,
+            created_at=row.event.created_at,
+            day=_day(row.created_at),
+            event_id=row.event.event_id,
+            event_ref=row.event.pk,
+            type=row.event.type,
+            title=row.event.title,
+            body=row.event.body,
+            data=row.event.data,
+            source=row.event.source,
+        )
+        for row in _rows(user_id, seqs, event_id).select_related("event").order_by("user_id", "seq")
+    ]
+
+
+def count(user_id: str | None = None, *, unread: bool = False) -> int:
+    """How many rows are stored (of one user; only the unread ones)."""
+    rows = _rows(user_id, None, None)
+    return (rows.filter(read_at__isnull=True) if unread else rows).count()
+
+
+def read_state(user_id: str) -> dict[int, bool]:
+    """Each of the user's ids: read or not."""
+    return {row.seq: row.read_at is not None for row in stored(user_id)}
+
+
+def seqs_of(user_id: str) -> list[int]:
+    """The user's stored ids, ascending."""
+    return [row.seq for row in stored(user_id)]
+
+
+def set_read_at(user_id: str, seqs: Collection[int], when: datetime | None) -> None:
+    """Mark the user's rows ``seqs`` read at ``when`` (None: unread)."""
+    _rows(user_id, seqs, None).update(read_at=when)
+
+
+def age(user_id: str, seqs: Collection[int], when: datetime) -> None:
+    """Keep the user's rows ``seqs`` as if written at ``when`` (what the
+    retention purge goes by); their events are left as they are."""
+    _rows(user_id, seqs, None).update(created_at=when)
+
+
+def move_event(event_ref: int, when: datetime) -> None:
+    """Give one event, and every row of it, the creation time ``when``."""
+    NotificationEvent.objects.filter(pk=event_ref).update(created_at=when)
+    Notification.objects.filter(event_id=event_ref).update(created_at=when)
+
+
+def _rows(
+    user_id: str | None, seqs: Collection[int] | None, event_id: uuid.UUID | None
+) -> QuerySet[Notification]:
+    rows = Notification.objects.all()
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    if seqs is not None:
+        rows = rows.filter(seq__in=list(seqs))
+    if event_id is not None:
+        rows = rows.filter(event__event_id=event_id)
+    return rows
+
+
+def _day(when: datetime) -> date:
+    return when.astimezone(UTC).date()
