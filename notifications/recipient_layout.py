@@ -14,10 +14,12 @@ and a 28-byte index entry (docs/scaling.md, "Toward 100 bytes per row"):
 * ``(user_key, seq)`` for a user's rows in id order, and the same over the
   unread rows only.
 
-``convert`` is migration 0006 on PostgreSQL: the new table beside the old,
-every row copied in one transaction, the old one dropped. It holds the old
-table's lock for the copy's duration, which suits a new install or a small
-table; docs/migrations.md says what a large live table takes instead.
+``convert`` is migration 0006 on PostgreSQL. Where ``manage.py
+notify_prepare_recipients`` has built the new table beside a live one
+(notifications/recipient_switch.py), it swaps the names, a catalog change;
+otherwise it copies every row in one transaction, holding the old table's
+lock for the copy's duration, which suits a new install or a small table
+(docs/migrations.md, "0006").
 SQLite keeps the simple table, whose rows carry the user id.
 """
 
@@ -77,9 +79,13 @@ def is_compact(cursor: Any) -> bool:
 def convert(connection: Any) -> int:
     """Migration 0006 forwards; returns the rows copied (0 when the table
     has the new layout already, so a re-run does nothing)."""
+    from notifications import recipient_switch  # it builds on this module
+
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         if is_compact(cursor):
             return 0
+        if recipient_switch.prepared(cursor):
+            return _swap(cursor, recipient_switch)
         cursor.execute(f"LOCK TABLE {TABLE} IN SHARE MODE")  # writes wait; reads go on
         _rename(cursor, TABLE, _OLD)
         for statement in CREATE:
@@ -91,6 +97,20 @@ def convert(connection: Any) -> int:
         copied = int(cursor.rowcount)
         cursor.execute(f"DROP TABLE {_OLD}")
     return copied
+
+
+def _swap(cursor: Any, switch: Any) -> int:
+    left = switch.remaining(cursor)
+    if left:
+        raise RuntimeError(
+            f"the compact recipient table is not filled yet ({len(left)} old partitions "
+            "left, first "
+            f"{left[0]}): run `python manage.py notify_prepare_recipients` to the end first"
+        )
+    cursor.execute(f"SET LOCAL lock_timeout = '{switch.LOCK_TIMEOUT}'")
+    cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
+    switch.swap(cursor)
+    return 0
 
 
 def revert(connection: Any) -> None:
