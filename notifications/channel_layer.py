@@ -163,6 +163,10 @@ class RedisNotifyLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
             channel = layer._get_group_channel_name(group)
             packed = pack_publish(channel.encode(), serialize(message))
             by_shard[layer._get_shard(channel)].append(packed)
+        if len(by_shard) == 1:  # no task of its own for the one shard
+            [(shard, parts)] = by_shard.items()
+            await shard.publish_many(b"".join(parts), len(parts))
+            return
         await asyncio.gather(
             *(shard.publish_many(b"".join(parts), len(parts)) for shard, parts in by_shard.items())
         )

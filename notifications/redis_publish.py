@@ -7,8 +7,9 @@ about as much CPU per recipient as the layer's own work. Here the RESP bytes
 of a whole batch are built by ``pack_publish`` (one ``%``-format per
 message) and written at once on one of the shard's pooled connections, and
 the replies are taken from hiredis's reader as they come (docs/performance.md,
-"Fan-out path, fourth round"). The connection, its pool, its reconnects and
-Sentinel's master lookup stay redis-py's.
+"Fan-out path, fourth round"). The connection (kept by its shard: a checkout
+from the pool probes the socket each time), its reconnects and Sentinel's
+master lookup stay redis-py's.
 """
 
 from __future__ import annotations
@@ -40,23 +41,26 @@ def pack_publishes(items: Iterable[tuple[str, bytes]], command: bytes = PUBLISH)
     return b"".join(pack_publish(channel.encode(), data, command) for channel, data in items)
 
 
-async def publish_packed(pool: Any, payload: bytes, count: int) -> None:
-    """Send ``count`` packed PUBLISHes on a connection of ``pool`` and read
-    their replies; raises the first error reply (after reading them all, so
-    the connection stays in step) or the connection's error.
+async def publish_packed(conn: Any, payload: bytes, count: int) -> None:
+    """Send ``count`` packed PUBLISHes on ``conn`` and read their replies;
+    raises the first error reply (after reading them all, so the connection
+    stays in step) or the connection's error.
 
-    A connection error is retried as redis-py retries a pipeline (the
-    connection's ``retry``: reconnect, send again); a message may then reach
-    Redis twice, which the stream engine drops as a duplicate id.
+    A connection that breaks is connected again and the batch sent once
+    more: a kept connection may have been closed by a Redis restart since the
+    last batch. A message may then reach Redis twice, which the stream engine
+    drops as a duplicate id (and a ``read`` frame repeated changes nothing).
     """
-    conn = await pool.get_connection()
+    reader = conn._reader
+    if reader is not None and (reader.at_eof() or reader.exception() is not None):
+        # Seen closed while idle: connect again first, as a checkout from
+        # the pool would.
+        await conn.disconnect()
     try:
-        error = await conn.retry.call_with_retry(
-            lambda: _send_and_read(conn, payload, count),
-            lambda _error: conn.disconnect(),
-        )
-    finally:
-        await pool.release(conn)
+        error = await _send_and_read(conn, payload, count)
+    except (RedisConnectionError, OSError):
+        await conn.disconnect()
+        error = await _send_and_read(conn, payload, count)
     if error is not None:
         raise error
 

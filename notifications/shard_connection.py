@@ -71,6 +71,9 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
     _sender: asyncio.Task[None] | None = None
     _outgoing: _Publishes | None = None
     _publisher: asyncio.Task[None] | None = None
+    # The connection PUBLISHes go out on, out of the client's pool (and the
+    # pool): kept, since a checkout probes the socket for unread data first.
+    _publishing: tuple[Any, Any] | None = None
 
     async def publish_many(self, packed: bytes, count: int) -> None:
         """Publish ``count`` packed PUBLISHes (redis_publish.pack_publishes).
@@ -95,9 +98,8 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
             if batch is None:
                 return
             try:
-                self._ensure_redis()
                 await publish_packed(
-                    self._redis.connection_pool, b"".join(batch.parts), batch.count
+                    await self._publishing_connection(), b"".join(batch.parts), batch.count
                 )
             except asyncio.CancelledError:
                 batch.done.cancel()
@@ -137,6 +139,16 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
                 batch.done.exception()  # retrieved: nobody may be waiting any more
             else:
                 batch.done.set_result(None)
+
+    async def _publishing_connection(self) -> Any:
+        """Under the lock: the pool's connection kept for PUBLISHes (a new
+        one when the client was replaced after a break)."""
+        self._ensure_redis()
+        pool = self._redis.connection_pool
+        kept = self._publishing
+        if kept is None or kept[0] is not pool:
+            kept = self._publishing = (pool, await pool.get_connection())
+        return kept[1]
 
     async def unsubscribe(self, channel: str) -> None:
         async with self._lock:
@@ -193,6 +205,7 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
     async def _forget_connection(self) -> None:
         async with self._lock:
             redis, self._redis, self._pubsub = self._redis, None, None
+            self._publishing = None  # closed with the client's pool below
             self._subscribed_to = set()
         if redis is not None:
             try:
