@@ -13,8 +13,7 @@ small.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
@@ -27,9 +26,15 @@ from realtime.frames import CloseCode, ServerFrame
 
 logger = logging.getLogger(__name__)
 
-# Where the server's protocol hands over its synchronous writer
+# Where the server's protocol hands itself over for its synchronous writer
 # (service/ws_protocol.py SEND_NOW_KEY; a transport may not import service/).
 SEND_NOW_KEY = "notify_send_now"
+
+
+class SendsNow(Protocol):
+    def send_text_now(self, payload: bytes) -> bool:
+        """Write a text frame of ``payload`` without waiting, or answer False."""
+
 
 Send = Any
 Receive = Any
@@ -42,8 +47,8 @@ class NotificationConsumer:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         self._send = send
-        # The server's synchronous frame writer (service/ws_protocol.py), if it has one.
-        self._send_now: Callable[[bytes], bool] | None = scope.pop(SEND_NOW_KEY, None)
+        # The server's protocol, if it writes frames synchronously (service/ws_protocol.py).
+        self._send_now: SendsNow | None = scope.pop(SEND_NOW_KEY, None)
         # One budget per socket for every frame the client sends: the server's
         # protocol (service/ws_guards.py) charges PINGs and PONGs to it.
         self._bucket = scope.get("notify_frame_budget") or TokenBucket(
@@ -104,8 +109,8 @@ class NotificationConsumer:
     # -- the engine's transport ---------------------------------------------
 
     def write_now(self, frame: ServerFrame) -> bool:
-        send_now = self._send_now
-        return send_now is not None and send_now(frames.ws_bytes(frame))
+        protocol = self._send_now
+        return protocol is not None and protocol.send_text_now(frames.ws_bytes(frame))
 
     async def write(self, frame: ServerFrame) -> None:
         await self._send({"type": "websocket.send", "text": frames.ws_text(frame)})

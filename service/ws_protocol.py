@@ -16,7 +16,7 @@ Serve with ``--ws service.ws_protocol:LeanWebSocketProtocol`` (the Dockerfile,
   instead of two timers per socket; a read that is exactly the PONG it awaits
   is taken without websockets' parser;
 * the application may write a text frame synchronously (``send_text_now``,
-  handed over in the scope): a live notification becomes bytes in the
+  the protocol handed over in the scope): a live notification becomes bytes in the
   loop iteration's corked write without an ASGI message or a task.
 
 It also closes what uvicorn leaves open to a client that sends but never reads
@@ -56,7 +56,9 @@ from service.ws_shared import install, per_server
 HANDSHAKE_ATTRIBUTES = ("request", "response", "scope")
 # The scope key that hands the socket's frame budget to the application.
 FRAME_BUDGET_KEY = "notify_frame_budget"
-# The scope key that hands the application a synchronous text-frame writer.
+# The scope key that hands the application this protocol, for its
+# synchronous text-frame writer (``send_text_now``): the object itself, not a
+# bound method, which an open socket would keep (64 bytes).
 SEND_NOW_KEY = "notify_send_now"
 # Where the websockets state machine logs (its errors and, at INFO, a line per
 # open and per close that only repeats uvicorn's "[accepted]").
@@ -197,7 +199,7 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
         scope = self.__dict__.get("scope")
         if scope is not None:
             scope[FRAME_BUDGET_KEY] = self.frame_budget
-            scope[SEND_NOW_KEY] = self.send_text_now
+            scope[SEND_NOW_KEY] = self
 
     def data_received(self, data: bytes) -> None:
         wheel = self.keepalive_wheel

@@ -28,7 +28,7 @@ answers: list[bool] = []
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert (await receive())["type"] == "websocket.connect"
-    send_now: Callable[[bytes], bool] = scope[SEND_NOW_KEY]
+    send_now: Callable[[bytes], bool] = scope[SEND_NOW_KEY].send_text_now
     await send({"type": "websocket.accept"})
     while True:
         message = await receive()
