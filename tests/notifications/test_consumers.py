@@ -27,11 +27,12 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from notifications import delivery, services
-from notifications.models import Notification, UserSequence
+from notifications.models import UserSequence
 from realtime import engine
 from realtime.expiry import expiries
 from service.asgi import websocket_app
 from tests.support.keys import api_keys_setting
+from tests.support.rows import read_state as stored_read_state
 from tests.support.rows import store
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -260,10 +261,7 @@ def store_rows(user: str, seqs: list[int], *, purged_through: int = 0) -> dict[i
 
 @database_sync_to_async
 def read_state(user: str) -> dict[str, bool]:
-    return {
-        str(seq): read_at is not None
-        for seq, read_at in Notification.objects.filter(user_id=user).values_list("seq", "read_at")
-    }
+    return {str(seq): read for seq, read in stored_read_state(user).items()}
 
 
 async def push(group_user: str, payload_user: str, notification: dict[str, Any]) -> None:
