@@ -23,14 +23,8 @@ from typing import Self
 
 import psycopg
 
-from tests.support.servers import (
-    LOCALHOST,
-    PostgresServer,
-    _log_tail,
-    _shutdown,
-    _spawn,
-    free_port,
-)
+from tests.support.postgres_server import PostgresServer
+from tests.support.processes import LOCALHOST, _log_tail, _shutdown, _spawn, free_port
 
 EXECUTABLE = "/usr/sbin/pgbouncer"
 
