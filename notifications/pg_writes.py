@@ -1,10 +1,12 @@
 """PostgreSQL: the publish transaction's writes as SQL of their own.
 
 Each statement has one text for any number of rows (``unnest`` of arrays, each
-array one parameter) and goes through a psycopg cursor that binds its
-parameters on the server: no per-value quoting into the query text, which
-Django's client-side binding did for every value of every group (8 % of a
-process's GIL time at 500 POSTs/s, docs/performance.md). ``prepare=False``
+array one parameter; the small groups' one statement reads JSON texts with
+``json_to_recordset`` instead, which psycopg binds as plain strings) and goes
+through a psycopg cursor that binds its parameters on the server: no
+per-value quoting into the query text, which Django's client-side binding did
+for every value of every group (8 % of a process's GIL time at 500 POSTs/s,
+docs/performance.md). ``prepare=False``
 keeps the statements unnamed, so they work through PgBouncer in transaction
 mode. Up to ``COMBINED_MAX_ROWS`` recipients, the counters, the event rows
 and their recipients' rows are one statement, one round trip; larger groups
