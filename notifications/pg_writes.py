@@ -6,11 +6,11 @@ array one parameter; the small groups' one statement reads JSON texts with
 through a psycopg cursor that binds its parameters on the server: no
 per-value quoting into the query text, which Django's client-side binding did
 for every value of every group (8 % of a process's GIL time at 500 POSTs/s,
-docs/performance.md). ``prepare=False``
-keeps the statements unnamed, so they work through PgBouncer in transaction
-mode. Up to ``COMBINED_MAX_ROWS`` recipients, the counters, the event rows
-and their recipients' rows are one statement, one round trip; larger groups
-allocate, insert their events, and send their rows by ``COPY``.
+docs/performance.md). ``prepare=False`` keeps the statements unnamed, so they
+work through PgBouncer in transaction mode. Up to ``COMBINED_MAX_ROWS``
+recipients, the counters, the event rows and their recipients' rows are one
+statement, one round trip; larger groups allocate, insert their events, and
+send their rows by ``COPY``.
 """
 
 from __future__ import annotations
