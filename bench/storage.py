@@ -120,9 +120,10 @@ def timed(func: Callable[[], Any]) -> float:
 
 
 def fill(args: argparse.Namespace) -> None:
-    """Day by day: the events, then their recipient rows, each day one
-    transaction. Row k: user k % U, id k // U + 1 (so every user's ids rise
-    with time), event k // fanout, created as its event."""
+    """The users' counters (user u keyed u + 1), then day by day: the
+    events, then their recipient rows, each day one transaction. Row k: user
+    k % U, id k // U + 1 (so every user's ids rise with time), event k //
+    fanout, kept under its event's day."""
     from datetime import UTC, datetime, timedelta
 
     from notifications import partitions
@@ -131,6 +132,18 @@ def fill(args: argparse.Namespace) -> None:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - timedelta(days=args.days - 1)
     partitions.ensure_partitions(first=first.date(), days=args.days + 1)
+    execute(
+        "INSERT INTO notify_user_sequence (user_id, last_id, purged_through, key) "
+        "SELECT 'user-' || u, (%(n)s - 1 - u) / %(u)s + 1, 0, u + 1 "
+        "FROM generate_series(0, %(last)s) u",
+        {"n": args.rows, "u": users, "last": users - 1},
+    )
+    execute(
+        "INSERT INTO notify_user_sequence (user_id, last_id, purged_through, key) "
+        "VALUES (%s, %s, 0, %s)",
+        [HEAVY_USER, HEAVY_UNREAD, users + 1],
+    )
+    execute("SELECT setval('notify_user_key_seq', %s)", [users + 1])
     per_day = max(args.fanout, args.rows // args.days // args.fanout * args.fanout)
     step = 86_400 / per_day  # seconds between rows within a day
     for day in range(args.days):
@@ -150,32 +163,22 @@ def fill(args: argparse.Namespace) -> None:
             {**params, "e0": k0 // args.fanout, "e1": (k1 - 1) // args.fanout},
         )
         execute(
-            "INSERT INTO notify_recipient (id, seq, event_ref, created_at, read_at, user_id) "
-            "SELECT k, k / %(u)s + 1, k / %(f)s, c, "
-            "CASE WHEN random() < 0.8 THEN c + interval '1 hour' END, 'user-' || (k %% %(u)s) "
+            "INSERT INTO notify_recipient (user_key, day, seq, event_ref, read_at) "
+            "SELECT k %% %(u)s + 1, (c AT TIME ZONE 'UTC')::date, k / %(u)s + 1, k / %(f)s, "
+            "CASE WHEN random() < 0.8 THEN c + interval '1 hour' END "
             "FROM generate_series(%(k0)s, %(k1)s) AS k, LATERAL (SELECT %(start)s + "
             "((k / %(f)s * %(f)s - %(k0)s) * %(step)s) * interval '1 second' AS c) AS t",
             {**params, "k1": k1 - 1},
         )
-    execute(
-        "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "
-        "SELECT 'user-' || u, (%(n)s - 1 - u) / %(u)s + 1, 0 FROM generate_series(0, %(last)s) u",
-        {"n": args.rows, "u": users, "last": users - 1},
-    )
     # One user with 10,000 unread, spread over the days.
     execute(
-        "INSERT INTO notify_recipient (seq, event_ref, created_at, read_at, user_id) "
-        "SELECT s, 0, %s + (s * %s) * interval '1 second', NULL, %s "
+        "INSERT INTO notify_recipient (user_key, day, seq, event_ref, read_at) "
+        "SELECT %s, ((%s + (s * %s) * interval '1 second') AT TIME ZONE 'UTC')::date, s, 0, NULL "
         "FROM generate_series(1, %s) s",
-        [first, args.days * 86_000 / HEAVY_UNREAD, HEAVY_USER, HEAVY_UNREAD],
+        [users + 1, first, args.days * 86_000 / HEAVY_UNREAD, HEAVY_UNREAD],
     )
-    execute("INSERT INTO notify_user_sequence VALUES (%s, %s, 0)", [HEAVY_USER, HEAVY_UNREAD])
     execute(
         "SELECT setval(pg_get_serial_sequence('notify_event', 'id'), max(id)) FROM notify_event"
-    )
-    execute(
-        "SELECT setval(pg_get_serial_sequence('notify_recipient', 'id'), max(id)) "
-        "FROM notify_recipient"
     )
     execute("VACUUM (ANALYZE) notify_recipient")
     execute("VACUUM (ANALYZE) notify_event")
@@ -334,10 +337,13 @@ def legacy_sizes(args: argparse.Namespace) -> dict[str, Any]:
     execute("CREATE INDEX ON bench_legacy (created_at)")
     execute(
         "INSERT INTO bench_legacy (user_id, seq, event_id, type, title, body, data, source, "
-        "created_at, read_at) SELECT r.user_id, r.seq, e.event_id, e.type, e.title, e.body, "
-        "e.data, e.source, r.created_at, r.read_at FROM notify_recipient r "
-        "JOIN notify_event e ON e.id = r.event_ref AND e.created_at = r.created_at "
-        "ORDER BY r.created_at LIMIT %s",
+        "created_at, read_at) SELECT s.user_id, r.seq, e.event_id, e.type, e.title, e.body, "
+        "e.data, e.source, e.created_at, r.read_at FROM notify_recipient r "
+        "JOIN notify_user_sequence s ON s.key = r.user_key "
+        "JOIN notify_event e ON e.id = r.event_ref "
+        "AND e.created_at >= (r.day::timestamp AT TIME ZONE 'UTC') "
+        "AND e.created_at < ((r.day + 1)::timestamp AT TIME ZONE 'UTC') "
+        "ORDER BY r.day LIMIT %s",
         [args.legacy_rows],
     )
     execute("VACUUM (ANALYZE) bench_legacy")

@@ -6,7 +6,12 @@ Nothing here writes: change data through the API, so that sockets and streams
 hear of it. Writes the admin does make (staff accounts in ``auth``) are
 logged by ``log_admin_write``. Every list is one query for its rows whatever
 the page size (no per-row lookups), and searches are exact matches; a plain
-term is a user id, which the (user_id, seq) index serves.
+term is a user id, which the per-user index serves.
+
+Notifications are read through ``notify_recipient_view`` (models.
+NotificationRow): on PostgreSQL the recipient table has neither an id nor
+the user id (the compact layout), and the admin refuses composite primary
+keys. A notification's object id is ``user_id:seq``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.models import IdempotencyRecord, NotificationRow, UserSequence
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +86,17 @@ class ReadFilter(admin.SimpleListFilter):
         return queryset
 
 
-@admin.register(Notification)
+@admin.register(NotificationRow)
 class NotificationAdmin(ReadOnlyAdmin):
-    list_display = ("user_id", "seq", "type", "source", "title", "created_at", "is_read")
-    list_filter = (ReadFilter, "created_at")
+    list_display = ("user_id", "seq", "type", "source", "title", "created", "is_read")
+    list_filter = (ReadFilter, "day")
     # Custom terms (get_search_results): a plain term is a user id, served by
     # the (user_id, seq) index; an OR over several columns would scan the table.
     search_fields = ("=user_id",)
     search_help_text = (
         "A user id, an event id (UUID), type:<type> or source:<publisher> (exact matches)."
     )
-    ordering = ("-id",)
+    ordering = ("-day", "-seq")
     list_select_related = ("event",)  # the content, in the list's one query
     fields = (
         "user_id",
@@ -102,7 +107,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "title",
         "body",
         "data",
-        "created_at",
+        "created",
         "read_at",
     )
     readonly_fields = fields
@@ -111,12 +116,30 @@ class NotificationAdmin(ReadOnlyAdmin):
         rows: QuerySet[Any] = super().get_queryset(request)
         return rows.select_related("event")
 
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> NotificationRow | None:
+        """``user_id:seq`` (a user id may hold colons: the id is after the
+        last), looked up by user and id: the per-user index, not a scan of
+        the view's computed id."""
+        user_id, _colon, seq = object_id.rpartition(":")
+        if not seq.isdigit() or not seq.isascii():
+            return None
+        found: NotificationRow | None = (
+            self.get_queryset(request).filter(user_id=user_id, seq=int(seq)).first()
+        )
+        return found
+
     @admin.display(description="event id")
-    def event_uuid(self, obj: Notification) -> str:
+    def event_uuid(self, obj: NotificationRow) -> str:
         return str(obj.event.event_id)
 
+    @admin.display(description="created at", ordering="day")
+    def created(self, obj: NotificationRow) -> Any:
+        return obj.event.created_at
+
     @admin.display(boolean=True, description="read", ordering="read_at")
-    def is_read(self, obj: Notification) -> bool:
+    def is_read(self, obj: NotificationRow) -> bool:
         return obj.read_at is not None
 
     def get_search_results(
@@ -141,10 +164,10 @@ class NotificationAdmin(ReadOnlyAdmin):
 
 def _unread_count() -> Subquery:
     unread = (
-        Notification.objects.filter(user_id=OuterRef("user_id"), read_at__isnull=True)
+        NotificationRow.objects.filter(user_id=OuterRef("user_id"), read_at__isnull=True)
         .order_by()
         .values("user_id")
-        .annotate(count=Count("id"))
+        .annotate(count=Count("seq"))
         .values("count")
     )
     return Subquery(unread, output_field=IntegerField())
@@ -172,7 +195,7 @@ class UserSequenceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="notifications")
     def notifications(self, obj: UserSequence) -> str:
-        url = reverse("admin:notifications_notification_changelist")
+        url = reverse("admin:notifications_notificationrow_changelist")
         return format_html(
             '<a href="{}?{}">notifications of {}</a>',
             url,
@@ -209,7 +232,7 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
 
     @admin.display(description="notifications")
     def notifications(self, obj: IdempotencyRecord) -> str:
-        url = reverse("admin:notifications_notification_changelist")
+        url = reverse("admin:notifications_notificationrow_changelist")
         return format_html(
             '<a href="{}?{}">the notifications of this publish</a>',
             url,

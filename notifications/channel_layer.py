@@ -3,8 +3,9 @@
 ``RedisNotifyLayer`` is channels-redis's pub/sub layer (one Redis PUBLISH per
 group message, no per-process inbox to overflow; docs/operations.md keeps
 the measurement against channels-redis's list-based ``RedisChannelLayer``) plus ``group_send_many``,
-which pipelines the PUBLISHes of a whole batch: one round trip per shard
-instead of one per recipient. It uses channels-redis internals
+which packs the PUBLISHes of a whole batch into one write per shard
+(notifications/redis_publish.py; batches queued meanwhile share it) instead
+of a round trip per recipient. It uses channels-redis internals
 (``_get_shard``, ``_ensure_redis``), so channels-redis is pinned exactly.
 """
 
@@ -22,6 +23,7 @@ from channels.layers import InMemoryChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
 from channels_redis.utils import _wrap_close
 
+from notifications.redis_publish import pack_publish
 from notifications.shard_connection import ResettingShardConnection, subscriber_lost_listeners
 
 logger = logging.getLogger(__name__)
@@ -155,11 +157,19 @@ class RedisNotifyLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
 
     async def group_send_many(self, messages: Sequence[GroupMessage]) -> None:
         layer = self._get_layer()
-        by_shard: dict[Any, list[tuple[str, bytes]]] = defaultdict(list)
+        by_shard: dict[Any, list[bytes]] = defaultdict(list)
+        serialize = self.serialize
         for group, message in messages:
             channel = layer._get_group_channel_name(group)
-            by_shard[layer._get_shard(channel)].append((channel, self.serialize(message)))
-        await asyncio.gather(*(_publish_all(shard, items) for shard, items in by_shard.items()))
+            packed = pack_publish(channel.encode(), serialize(message))
+            by_shard[layer._get_shard(channel)].append(packed)
+        if len(by_shard) == 1:  # no task of its own for the one shard
+            [(shard, parts)] = by_shard.items()
+            await shard.publish_many(b"".join(parts), len(parts))
+            return
+        await asyncio.gather(
+            *(shard.publish_many(b"".join(parts), len(parts)) for shard, parts in by_shard.items())
+        )
 
     async def health(self) -> str | None:
         """None when every shard answers PING and the subscriber task runs."""
@@ -176,12 +186,3 @@ class RedisNotifyLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
             if task is not None and task.done():
                 return "subscriber task stopped"
         return None
-
-
-async def _publish_all(shard: Any, items: list[tuple[str, bytes]]) -> None:
-    async with shard._lock:
-        shard._ensure_redis()
-        pipe = shard._redis.pipeline(transaction=False)
-        for channel, data in items:
-            pipe.publish(channel, data)
-        await pipe.execute()

@@ -13,7 +13,7 @@ small.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
@@ -26,6 +26,16 @@ from realtime.frames import CloseCode, ServerFrame
 
 logger = logging.getLogger(__name__)
 
+# Where the server's protocol hands itself over for its synchronous writer
+# (service/ws_protocol.py SEND_NOW_KEY; a transport may not import service/).
+SEND_NOW_KEY = "notify_send_now"
+
+
+class SendsNow(Protocol):
+    def send_text_now(self, payload: bytes) -> bool:
+        """Write a text frame of ``payload`` without waiting, or answer False."""
+
+
 Send = Any
 Receive = Any
 
@@ -33,10 +43,12 @@ Receive = Any
 class NotificationConsumer:
     """One socket: uvicorn's messages to the engine, the engine's frames to uvicorn."""
 
-    __slots__ = ("__weakref__", "_bucket", "_send", "session")
+    __slots__ = ("__weakref__", "_bucket", "_send", "_send_now", "session")
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         self._send = send
+        # The server's protocol, if it writes frames synchronously (service/ws_protocol.py).
+        self._send_now: SendsNow | None = scope.pop(SEND_NOW_KEY, None)
         # One budget per socket for every frame the client sends: the server's
         # protocol (service/ws_guards.py) charges PINGs and PONGs to it.
         self._bucket = scope.get("notify_frame_budget") or TokenBucket(
@@ -95,6 +107,10 @@ class NotificationConsumer:
         await session.client_frame(frames.decode_client(text, max_read_ids=MAX_READ_IDS))
 
     # -- the engine's transport ---------------------------------------------
+
+    def write_now(self, frame: ServerFrame) -> bool:
+        protocol = self._send_now
+        return protocol is not None and protocol.send_text_now(frames.ws_bytes(frame))
 
     async def write(self, frame: ServerFrame) -> None:
         await self._send({"type": "websocket.send", "text": frames.ws_text(frame)})

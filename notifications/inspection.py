@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Max, Min
 
-from notifications import processes, redis_clients, selectors
+from notifications import processes, recipients_pg, redis_clients, selectors
 from notifications.models import Notification, NotificationEvent
 from notifications.presence import key_for as presence_key
 from notifications.push.endpoints import masked
@@ -88,19 +90,16 @@ def latest(user_id: str, limit: int = LATEST) -> list[dict[str, Any]]:
     """The newest notifications, newest first, with read state. The rows,
     then their events by (id, created_at): a join would have PostgreSQL's
     planner weigh every day's event partition (notifications/selectors.py)."""
-    rows = [
-        (seq, int(ref), created, read_at)
-        for seq, ref, created, read_at in Notification.objects.filter(user_id=user_id)
-        .order_by("-seq")
-        .values_list("seq", "event_id", "created_at", "read_at")[:limit]
-    ]
+    rows = _latest_rows(user_id, limit)
     if not rows:
         return []
+    first, last = min(r[2] for r in rows), max(r[2] for r in rows)
     events = {
         event.pk: event
         for event in NotificationEvent.objects.filter(
-            pk__in=[ref for _s, ref, _c, _r in rows],
-            created_at__range=(min(r[2] for r in rows), max(r[2] for r in rows)),
+            pk__in=[ref for _s, ref, _d, _r in rows],
+            created_at__gte=_midnight(first),
+            created_at__lt=_midnight(last + timedelta(days=1)),
         )
     }
     return [
@@ -110,12 +109,28 @@ def latest(user_id: str, limit: int = LATEST) -> list[dict[str, Any]]:
             "title": events[ref].title,
             "source": events[ref].source,
             "event_id": str(events[ref].event_id),
-            "created_at": created.isoformat(),
+            "created_at": events[ref].created_at.isoformat(),
             "read": read_at is not None,
             "read_at": read_at.isoformat() if read_at else None,
         }
-        for seq, ref, created, read_at in rows
+        for seq, ref, _day, read_at in rows
     ]
+
+
+def _latest_rows(user_id: str, limit: int) -> list[tuple[int, int, date, Any]]:
+    """(seq, event ref, UTC day, read_at), newest first."""
+    if connection.vendor == "postgresql":
+        return recipients_pg.latest(user_id, limit)
+    return [
+        (seq, int(ref), created.astimezone(UTC).date(), read_at)
+        for seq, ref, created, read_at in Notification.objects.filter(user_id=user_id)
+        .order_by("-seq")
+        .values_list("seq", "event_id", "created_at", "read_at")[:limit]
+    ]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def push_state(user_id: str) -> PushState:

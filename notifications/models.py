@@ -53,10 +53,42 @@ class NotificationEvent(models.Model):
         return f"{self.event_id} {self.type}"
 
 
-class Notification(models.Model):
+class EventContent:
+    """The content of a recipient row's event, read through it (selectors
+    and the admin join it in the row's query)."""
+
+    event: NotificationEvent
+
+    @property
+    def type(self) -> str:
+        return self.event.type
+
+    @property
+    def title(self) -> str:
+        return self.event.title
+
+    @property
+    def body(self) -> str:
+        return self.event.body
+
+    @property
+    def data(self) -> Any:
+        return self.event.data
+
+    @property
+    def source(self) -> str:
+        return self.event.source
+
+
+class Notification(EventContent, models.Model):
     """One recipient's notification: its id (``seq``), read state, and a
     reference to the shared content. Kept small: it is the row that grows
-    with recipients (docs/scaling.md)."""
+    with recipients (docs/scaling.md).
+
+    SQLite's table. On PostgreSQL, migration 0006 replaces it with the
+    compact layout (notifications/recipient_layout.py), which this model
+    does not describe: every PostgreSQL read and write of recipient rows is
+    SQL of its own (pg_writes, wire_sql, recipients_pg, openings)."""
 
     user_id = models.CharField(max_length=128)
     seq = models.BigIntegerField()  # the public id, per user
@@ -91,26 +123,34 @@ class Notification(models.Model):
     def __str__(self) -> str:
         return f"{self.user_id}#{self.seq}"
 
-    # The content, read through the event (selectors join it in one query).
-    @property
-    def type(self) -> str:
-        return self.event.type
 
-    @property
-    def title(self) -> str:
-        return self.event.title
+class NotificationRow(EventContent, models.Model):
+    """A recipient's notification as the admin reads it: a view over the
+    recipient table (migration 0006) with the user id and an object id of
+    ``user_id:seq``. On PostgreSQL the table has no id and no user id (the
+    compact layout, notifications/recipient_layout.py), and the admin
+    refuses composite primary keys (Django 5.2); the view gives it both."""
 
-    @property
-    def body(self) -> str:
-        return self.event.body
+    id = models.CharField(max_length=160, primary_key=True)  # user_id:seq
+    user_id = models.CharField(max_length=128)
+    seq = models.BigIntegerField()
+    event = models.ForeignKey(
+        NotificationEvent,
+        on_delete=models.DO_NOTHING,
+        db_column="event_ref",
+        db_constraint=False,
+        related_name="+",
+    )
+    day = models.DateField()  # the UTC day of created_at: what retention goes by
+    read_at = models.DateTimeField(null=True, blank=True)
 
-    @property
-    def data(self) -> Any:
-        return self.event.data
+    class Meta:
+        managed = False
+        db_table = "notify_recipient_view"
+        verbose_name = "notification"
 
-    @property
-    def source(self) -> str:
-        return self.event.source
+    def __str__(self) -> str:
+        return f"{self.user_id}#{self.seq}"
 
 
 class IdempotencyRecord(models.Model):
@@ -150,18 +190,13 @@ def insert_notifications(
     """Insert, per publication, one event row with the values its recipients
     share, and one small row per recipient's (user_id, seq).
 
-    On PostgreSQL both in one statement bound on the server
-    (notifications/pg_writes.py). Elsewhere events go through ``bulk_create``
+    SQLite's path: PostgreSQL writes through notifications/pg_writes.py,
+    where the rows carry the user key. Events go through ``bulk_create``
     (one statement, ids returned) and recipient rows through ``executemany``
     (sqlite3 loops in C): ``bulk_create``'s SQL compiler was a quarter of the
     writer's time at 100 recipients per publish (docs/performance.md).
     """
     if not publications:
-        return
-    if connection.vendor == "postgresql":
-        from notifications import pg_writes  # psycopg: PostgreSQL deployments only
-
-        pg_writes.insert_publications(publications)
         return
     events = NotificationEvent.objects.bulk_create(
         NotificationEvent(**{name: shared[name] for name in _EVENT_COLUMNS})

@@ -39,7 +39,7 @@ MAX_BATCH = 200
 # so the page is what stream_start reads when last_id > since.
 _SQL = (
     "SELECT q.i, s.last_id, s.purged_through, "  # noqa: S608 - fixed text only
-    "(SELECT COUNT(*) FROM notify_recipient r WHERE r.user_id = q.u AND r.read_at IS NULL), "
+    "(SELECT COUNT(*) FROM notify_recipient r WHERE r.user_key = s.key AND r.read_at IS NULL), "
     "CASE WHEN q.since IS NOT NULL THEN ("
     + wire_sql.correlated(user="q.u", where="AND seq > q.since", limit="q.lim")
     + ") END "

@@ -1,7 +1,9 @@
 """PostgreSQL: the event and recipient tables partitioned by day of
 ``created_at`` (UTC), so that retention drops whole days (docs/scaling.md).
 
-* ``create_tables`` is migration 0002's DDL on PostgreSQL. A unique index of
+* ``create_tables`` is migration 0002's DDL on PostgreSQL (0006 then
+  replaces the recipient table with the compact one keyed by ``(user_key,
+  seq)`` and partitioned by ``day``, notifications/recipient_layout.py). A unique index of
   a partitioned table must contain the partition key, so the primary keys are
   ``(id, created_at)`` and the per-user uniqueness is ``(user_id, seq,
   created_at)``: ``id`` comes from one identity sequence and ``seq`` from the
@@ -10,7 +12,7 @@
 * ``ensure_partitions`` creates the days ahead (the purge runs it, and the
   migration); a ``_default`` partition takes any row no day partition covers,
   so an insert never fails for a missing partition.
-* ``drop_expired`` records, per user, the highest id of a day before it goes
+* ``drop_expired`` records, per user key, the highest id of a day before it goes
   (``purged_through``, so ``ready.complete`` stays right), then detaches and
   drops it: no row-by-row delete, no vacuum debt.
 * ``compact_closed`` rebuilds each closed day's recipient indexes once
@@ -62,6 +64,10 @@ _DDL = (
     " WHERE read_at IS NULL",
     "CREATE TABLE notify_recipient_default PARTITION OF notify_recipient DEFAULT",
 )
+# Migration 0002's recipient table, which 0006 replaces on PostgreSQL with
+# the compact one (notifications/recipient_layout.py; 0006 backwards
+# re-creates it).
+RECIPIENT_DDL_0002 = _DDL[3:]
 
 
 def create_tables() -> None:
@@ -98,14 +104,30 @@ def ensure_partitions(*, first: date | None = None, days: int = DAYS_AHEAD + 1) 
             try:
                 with transaction.atomic(), connection.cursor() as cursor:
                     cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                    cursor.execute(
-                        f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM (%s) TO (%s)",
-                        [_midnight(day), _midnight(day + timedelta(days=1))],
-                    )
+                    create_partition(cursor, table, day)
             except DatabaseError:
                 continue  # rows of that day in the default partition, or the lock: next run
             created.append(name)
     return created
+
+
+def create_partition(cursor: Any, table: str, day: date) -> None:
+    """``table``'s partition for ``day``: bounds of dates where the table is
+    partitioned by a ``date`` (the compact recipient table,
+    notifications/recipient_layout.py), else of UTC midnights."""
+    cursor.execute("SELECT pg_get_partkeydef(%s::regclass)", [table])
+    by_date = cursor.fetchone()[0] == "RANGE (day)"
+    end = day + timedelta(days=1)
+    cursor.execute(
+        f"CREATE TABLE {partition_name(table, day)} PARTITION OF {table} "
+        "FOR VALUES FROM (%s) TO (%s)",
+        [day, end] if by_date else [_midnight(day), _midnight(end)],
+    )
+
+
+def day_of(suffix: str) -> date:
+    """The day of a partition name's suffix (``pYYYYMMDD``)."""
+    return datetime.strptime(suffix.removeprefix("p"), "%Y%m%d").replace(tzinfo=UTC).date()
 
 
 def drop_expired(*, before: date) -> int:
@@ -134,10 +156,10 @@ def _record_purged(partition: str) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {partition} IN SHARE MODE")
         cursor.execute(
-            "WITH top AS (SELECT user_id, max(seq) AS seq, count(*) AS n "  # noqa: S608
-            f"FROM {partition} GROUP BY user_id), "
+            "WITH top AS (SELECT user_key, max(seq) AS seq, count(*) AS n "  # noqa: S608
+            f"FROM {partition} GROUP BY user_key), "
             "moved AS (UPDATE notify_user_sequence u SET purged_through = top.seq FROM top "
-            "WHERE u.user_id = top.user_id AND u.purged_through < top.seq) "
+            "WHERE u.key = top.user_key AND u.purged_through < top.seq) "
             "SELECT coalesce(sum(n), 0) FROM top"
         )
         row = cursor.fetchone()
@@ -216,7 +238,7 @@ def _partitions() -> dict[str, date]:
     for name in names:
         stem, _sep, suffix = name.rpartition("_p")
         if stem in TABLES and len(suffix) == 8 and suffix.isdigit():
-            found[name] = datetime.strptime(suffix, "%Y%m%d").replace(tzinfo=UTC).date()
+            found[name] = day_of(suffix)
     return found
 
 

@@ -11,6 +11,10 @@ work through PgBouncer in transaction mode. Up to ``COMBINED_MAX_ROWS``
 recipients, the counters, the event rows and their recipients' rows are one
 statement, one round trip; larger groups allocate, insert their events, and
 send their rows by ``COPY``.
+
+Recipient rows have the compact layout (notifications/recipient_layout.py):
+each carries the user key the counter upsert returns, and the UTC day of
+its event's ``created_at``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -36,8 +41,10 @@ _ALLOCATE = (
     "FROM unnest(%s::text[], %s::bigint[]) AS t(u, c) ORDER BY u "
     "ON CONFLICT (user_id) DO UPDATE "
     "SET last_id = s.last_id + EXCLUDED.last_id, key = coalesce(s.key, EXCLUDED.key) "
-    "RETURNING user_id, last_id"
+    "RETURNING user_id, last_id, key"
 )
+# A row's partition key: the UTC day of its event's created_at.
+_DAY = "(e.created_at AT TIME ZONE 'UTC')::date"
 
 # The events, then one row per recipient joined to its event's new id by the
 # public event id (unique per publish). A data-modifying CTE runs whole even
@@ -50,15 +57,6 @@ _INSERT_EVENTS = (
     "AS x(i, t, ti, b, d, s, c) "
     "RETURNING id, event_id"
 )
-_INSERT = (
-    "WITH e AS ("
-    + _INSERT_EVENTS.replace("RETURNING id, event_id", "RETURNING id, event_id, created_at")
-    + ") "
-    "INSERT INTO notify_recipient (user_id, seq, event_ref, created_at) "
-    "SELECT r.u, r.q, e.id, e.created_at "
-    "FROM unnest(%(users)s::text[], %(seqs)s::bigint[], %(refs)s::uuid[]) AS r(u, q, ev) "
-    "JOIN e ON e.event_id = r.ev"
-)
 # The whole group in one statement: the counters (locked in user order, as
 # _ALLOCATE does), the events, and the recipients' rows, each row's seq its
 # user's new last id less the rows of that user after it in the group
@@ -69,27 +67,27 @@ _INSERT = (
 # made, every element quoted), which cost the writer thread more than the
 # statement's round trip (docs/performance.md, "fourth round").
 _PUBLISH = (
-    "WITH a AS ("
+    "WITH a AS ("  # noqa: S608 - constant texts only
     "INSERT INTO notify_user_sequence AS s (user_id, last_id, purged_through, key) "
     "SELECT u, c, 0, coalesce((SELECT k.key FROM notify_user_sequence k WHERE k.user_id = u), "
     "nextval('notify_user_key_seq')) "
     "FROM json_to_recordset(%(counters)s::json) AS t(u text, c bigint) ORDER BY u "
     "ON CONFLICT (user_id) DO UPDATE "
     "SET last_id = s.last_id + EXCLUDED.last_id, key = coalesce(s.key, EXCLUDED.key) "
-    "RETURNING user_id, last_id"
+    "RETURNING user_id, last_id, key"
     "), e AS ("
     "INSERT INTO notify_event (event_id, type, title, body, data, source, created_at) "
     "SELECT i, t, ti, b, d, s, c FROM json_to_recordset(%(events)s::json) "
     "AS x(i uuid, t text, ti text, b text, d jsonb, s text, c timestamptz) "
     "RETURNING id, event_id, created_at"
     "), r AS ("
-    "INSERT INTO notify_recipient (user_id, seq, event_ref, created_at) "
-    "SELECT r.u, a.last_id - r.k, e.id, e.created_at "
+    "INSERT INTO notify_recipient (user_key, day, seq, event_ref) "
+    "SELECT a.key, " + _DAY + ", a.last_id - r.k, e.id "
     "FROM json_to_recordset(%(rows)s::json) AS r(u text, k bigint, ev uuid) "
     "JOIN a ON a.user_id = r.u JOIN e ON e.event_id = r.ev"
-    ") SELECT user_id, last_id FROM a"
+    ") SELECT user_id, last_id, key FROM a"
 )
-_COPY_ROWS = "COPY notify_recipient (user_id, seq, event_ref, created_at) FROM STDIN"
+_COPY_ROWS = "COPY notify_recipient (user_key, day, seq, event_ref) FROM STDIN"
 
 # Above this many recipient rows in a group, the rows go by COPY after the
 # events' statement: the server ingests COPY into the partitioned table in
@@ -109,12 +107,28 @@ def _cursor() -> Iterator[psycopg.Cursor[Any]]:
         yield cursor
 
 
-def allocate_ids(users: Sequence[str], counts: Sequence[int]) -> list[tuple[str, int]]:
-    """Add each count to its user's counter (rows locked in user order);
-    (user, new last id) per user."""
+def allocate_and_copy(
+    users: Sequence[str],
+    counts: Sequence[int],
+    publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
+) -> list[tuple[str, int]]:
+    """``allocate_and_insert`` for a group of any size, in three statements:
+    the counters (each user's new last id and key), the events, then the
+    recipients' rows by ``COPY``."""
     with _cursor() as cursor:
         cursor.execute(_ALLOCATE, [list(users), list(counts)], prepare=False)
-        return [(user, last) for user, last in cursor.fetchall()]
+        allocated = {user: (last, key) for user, last, key in cursor.fetchall()}
+        params = _publication_params(publications)
+        cursor.execute(_INSERT_EVENTS, params, prepare=False)
+        ref_of = {event_id: ref for ref, event_id in cursor.fetchall()}
+        with cursor.copy(_COPY_ROWS) as copy:
+            for shared, rows in publications:
+                ref = ref_of[shared["event_id"]]
+                day = shared["created_at"].astimezone(UTC).date()
+                for user, back in rows:
+                    last, key = allocated[user]
+                    copy.write_row((key, day, last - back, ref))
+    return [(user, last) for user, (last, _key) in allocated.items()]
 
 
 def allocate_and_insert(
@@ -122,10 +136,11 @@ def allocate_and_insert(
     counts: Sequence[int],
     publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
 ) -> list[tuple[str, int]]:
-    """The group's writes in one statement: ``users`` (sorted, distinct) and
-    their ``counts`` as ``allocate_ids`` takes them, ``publications`` as
-    ``insert_publications`` takes them but with each row's (user, rows of that
-    user after it in the group) instead of its seq. (user, new last id) per user.
+    """The group's writes in one statement: ``users`` (sorted, distinct),
+    their ``counts`` (rows per user), and ``publications``: each event's
+    shared values and its rows as (user, rows of that user after it in the
+    group), its seq being the user's new last id less that. (user, new last
+    id) per user.
 
     With the transaction's ``BEGIN`` and ``COMMIT``, three round trips per
     group where the counters and the rows as statements of their own took
@@ -162,7 +177,7 @@ def allocate_and_insert(
     }
     with _cursor() as cursor:
         cursor.execute(_PUBLISH, params, prepare=False)
-        return [(user, last) for user, last in cursor.fetchall()]
+        return [(user, last) for user, last, _key in cursor.fetchall()]
 
 
 def _json(value: Any) -> str:
@@ -195,22 +210,3 @@ def _publication_params(
         "seqs": seqs,
         "refs": refs,
     }
-
-
-def insert_publications(
-    publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
-) -> None:
-    """One event row per publication and one row per (recipient, seq), in one
-    statement; a recipient row copies its event's ``created_at``."""
-    params = _publication_params(publications)
-    users, seqs, refs = params["users"], params["seqs"], params["refs"]
-    with _cursor() as cursor:
-        if len(users) <= COMBINED_MAX_ROWS:
-            cursor.execute(_INSERT, params, prepare=False)
-            return
-        cursor.execute(_INSERT_EVENTS, params, prepare=False)
-        ref_of = {event_id: ref for ref, event_id in cursor.fetchall()}
-        created = {shared["event_id"]: shared["created_at"] for shared, _rows in publications}
-        with cursor.copy(_COPY_ROWS) as copy:
-            for user, seq, event_id in zip(users, seqs, refs, strict=True):
-                copy.write_row((user, seq, ref_of[event_id], created[event_id]))

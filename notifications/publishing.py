@@ -232,14 +232,16 @@ def _store(
     """The counters and rows of a group; user -> new last id. Each row comes
     as (user, rows of that user after it in the group): its seq is the new
     last id less that. PostgreSQL writes a group of up to
-    ``pg_writes.COMBINED_MAX_ROWS`` rows in one statement."""
+    ``pg_writes.COMBINED_MAX_ROWS`` rows in one statement, a larger one in
+    three (its rows by ``COPY``)."""
     if connection.vendor == "postgresql":
         from notifications import pg_writes  # psycopg: PostgreSQL deployments only
 
-        if sum(wanted.values()) <= pg_writes.COMBINED_MAX_ROWS:
-            ordered = sorted(wanted)
-            counts = [wanted[user] for user in ordered]
+        ordered = sorted(wanted)
+        counts = [wanted[user] for user in ordered]
+        if sum(counts) <= pg_writes.COMBINED_MAX_ROWS:
             return dict(pg_writes.allocate_and_insert(ordered, counts, publications))
+        return dict(pg_writes.allocate_and_copy(ordered, counts, publications))
     last_ids = _allocate_ids(wanted)
     insert_notifications(
         [
@@ -254,16 +256,12 @@ def _allocate_ids(wanted: Counter[str]) -> dict[str, int]:
     """Add each user's count to their counter in this transaction; user -> new last id.
 
     Rows are locked in sorted order, so concurrent multi-recipient publishes
-    cannot deadlock on each other's counters. PostgreSQL takes every user in
-    one statement (arrays); SQLite in chunks of ``VALUES`` (its parameter limit).
+    cannot deadlock on each other's counters. SQLite's path, in chunks of
+    ``VALUES`` (its parameter limit); PostgreSQL's is pg_writes'.
     """
     ordered = sorted(wanted)
     if not ordered:
         return {}
-    if connection.vendor == "postgresql":
-        from notifications import pg_writes  # psycopg: PostgreSQL deployments only
-
-        return dict(pg_writes.allocate_ids(ordered, [wanted[user] for user in ordered]))
     result: dict[str, int] = {}
     with connection.cursor() as cursor:
         for start in range(0, len(ordered), _SEQ_CHUNK):

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model, QuerySet
 
-from notifications import wire_sql
+from notifications import recipients_pg, wire_sql
 from notifications.models import Notification, NotificationEvent, UserSequence
 from notifications.rendering import NotificationDict, wire_fields, with_id
 
@@ -93,6 +93,8 @@ def notification_get(*, user_id: str, seq: int) -> NotificationDict | None:
 
 
 def unread_count(*, user_id: str) -> int:
+    if connection.vendor == "postgresql":
+        return recipients_pg.unread_count(user_id)
     return Notification.objects.filter(user_id=user_id, read_at__isnull=True).count()
 
 
@@ -233,7 +235,8 @@ def _opening(user_id: str) -> tuple[SequenceState, int]:
     compiling the two querysets cost about four times the CPU of the
     statement itself (docs/performance.md, "Handshakes")."""
     with connection.cursor() as cursor:
-        cursor.execute(_opening_sql(connection.vendor), [user_id, user_id])
+        params = [user_id] if connection.vendor == "postgresql" else [user_id, user_id]
+        cursor.execute(_opening_sql(connection.vendor), params)
         last_id, purged_through, unread = cursor.fetchone()
     return SequenceState(last_id=last_id or 0, purged_through=purged_through or 0), int(unread)
 
@@ -241,7 +244,10 @@ def _opening(user_id: str) -> tuple[SequenceState, int]:
 @cache
 def _opening_sql(vendor: str) -> str:
     """The statement, with the models' table and column names (quoted for
-    ``vendor``; cached per vendor, as the names are fixed)."""
+    ``vendor``; cached per vendor, as the names are fixed). PostgreSQL's
+    rows are the user key's (recipients_pg)."""
+    if vendor == "postgresql":
+        return recipients_pg.OPENING
     seq, rows = UserSequence._meta, Notification._meta
     return (
         f"SELECT s.{_q(seq, 'last_id')}, s.{_q(seq, 'purged_through')}, "  # noqa: S608

@@ -21,7 +21,7 @@ from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.utils import timezone
 
-from notifications import delivery, partitions
+from notifications import delivery, partitions, recipients_pg
 from notifications.db import with_kept_connection
 from notifications.errors import NotificationNotFound
 from notifications.group_commit import AsyncGroupCommitter
@@ -102,30 +102,41 @@ def notifications_mark_read(
     ``strict``, an id the user does not have raises NotificationNotFound and
     nothing changes.
     """
-    unread = Notification.objects.filter(user_id=user_id, read_at__isnull=True)
-    if ids is not None:
-        wanted = sorted(set(ids))
-        if strict and wanted:
-            found = set(
-                Notification.objects.filter(user_id=user_id, seq__in=wanted).values_list(
-                    "seq", flat=True
-                )
-            )
-            missing = [i for i in wanted if i not in found]
-            if missing:
-                raise NotificationNotFound(missing[0])
-        unread = unread.filter(seq__in=wanted)
-    changed = sorted(unread.select_for_update().values_list("seq", flat=True))
+    wanted = None if ids is None else sorted(set(ids))
+    if strict and wanted:
+        found = _existing(user_id, wanted)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotificationNotFound(missing[0])
+    changed = _mark_read(user_id, wanted, timezone.now())
     if not changed:
         return []
-    now = timezone.now()
+    transaction.on_commit(
+        lambda: delivery.push_read(user_id, changed, exclude_channel=origin_channel)
+    )
+    return changed
+
+
+def _existing(user_id: str, wanted: list[int]) -> set[int]:
+    if connection.vendor == "postgresql":
+        return recipients_pg.existing(user_id, wanted)
+    rows = Notification.objects.filter(user_id=user_id, seq__in=wanted)
+    return set(rows.values_list("seq", flat=True))
+
+
+def _mark_read(user_id: str, wanted: list[int] | None, now: Any) -> list[int]:
+    """The user's unread rows of ``wanted`` (None: all) marked read; the ids
+    that changed, sorted. PostgreSQL: one UPDATE through the user key."""
+    if connection.vendor == "postgresql":
+        return recipients_pg.mark_read(user_id, wanted, now)
+    unread = Notification.objects.filter(user_id=user_id, read_at__isnull=True)
+    if wanted is not None:
+        unread = unread.filter(seq__in=wanted)
+    changed = sorted(unread.select_for_update().values_list("seq", flat=True))
     for start in range(0, len(changed), _INSERT_BATCH):
         Notification.objects.filter(
             user_id=user_id, seq__in=changed[start : start + _INSERT_BATCH]
         ).update(read_at=now)
-    transaction.on_commit(
-        lambda: delivery.push_read(user_id, changed, exclude_channel=origin_channel)
-    )
     return changed
 
 
@@ -147,7 +158,11 @@ def notifications_purge(*, older_than_days: int, batch_size: int = 5000) -> int:
         cutoff = datetime(day.year, day.month, day.day, tzinfo=UTC)
         total += partitions.drop_expired(before=day)
     while True:
-        deleted = _purge_batch(cutoff=cutoff, batch_size=batch_size)
+        if connection.vendor == "postgresql":
+            with transaction.atomic():
+                deleted = recipients_pg.purge_batch(before=day, batch_size=batch_size)
+        else:
+            deleted = _purge_batch(cutoff=cutoff, batch_size=batch_size)
         total += deleted
         if deleted < batch_size:
             break

@@ -1,6 +1,7 @@
-"""The standalone Redis layer's shard connection: batched SUBSCRIBEs, and a
-subscriber that starts afresh on a broken connection (channel_layer.py
-builds its per-loop layer on it).
+"""The standalone Redis layer's shard connection: batched SUBSCRIBEs and
+PUBLISHes, a subscriber that reads every message a read brought at once, and
+starts afresh on a broken connection (channel_layer.py builds its per-loop
+layer on it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Any
 
 from channels_redis.pubsub import RedisSingleShardConnection
 from channels_redis.utils import _close_redis
+
+from notifications.redis_publish import publish_packed
+from notifications.subscriber_reads import read_messages
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,17 @@ class _Subscribes:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.channels: dict[str, None] = {}
+        self.done: asyncio.Future[None] = loop.create_future()
+
+
+class _Publishes:
+    """PUBLISHes (packed) waiting for the shard's next write, and its outcome."""
+
+    __slots__ = ("count", "done", "parts")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.parts: list[bytes] = []
+        self.count = 0
         self.done: asyncio.Future[None] = loop.create_future()
 
 
@@ -54,6 +69,46 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
     _lock: asyncio.Lock
     _next: _Subscribes | None = None
     _sender: asyncio.Task[None] | None = None
+    _outgoing: _Publishes | None = None
+    _publisher: asyncio.Task[None] | None = None
+    # The connection PUBLISHes go out on, out of the client's pool (and the
+    # pool): kept, since a checkout probes the socket for unread data first.
+    _publishing: tuple[Any, Any] | None = None
+
+    async def publish_many(self, packed: bytes, count: int) -> None:
+        """Publish ``count`` packed PUBLISHes (redis_publish.pack_publishes).
+
+        Batches queued while a write is in flight (or in the same loop
+        iteration) share the next write and its read: one syscall each way
+        for all of them. They go out in the order they were queued, which is
+        commit order (delivery.py hands them over in that order), and each
+        caller learns its batch's outcome.
+        """
+        batch = self._outgoing
+        if batch is None:
+            batch = self._outgoing = _Publishes(asyncio.get_running_loop())
+            self._publisher = asyncio.ensure_future(self._publish_next())
+        batch.parts.append(packed)
+        batch.count += count
+        await asyncio.shield(batch.done)
+
+    async def _publish_next(self) -> None:
+        async with self._lock:
+            batch, self._outgoing = self._outgoing, None
+            if batch is None:
+                return
+            try:
+                await publish_packed(
+                    await self._publishing_connection(), b"".join(batch.parts), batch.count
+                )
+            except asyncio.CancelledError:
+                batch.done.cancel()
+                raise
+            except Exception as exc:
+                batch.done.set_exception(exc)
+                batch.done.exception()  # retrieved: nobody may be waiting any more
+            else:
+                batch.done.set_result(None)
 
     async def subscribe(self, channel: str) -> None:
         batch = self._next
@@ -85,6 +140,16 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
             else:
                 batch.done.set_result(None)
 
+    async def _publishing_connection(self) -> Any:
+        """Under the lock: the pool's connection kept for PUBLISHes (a new
+        one when the client was replaced after a break)."""
+        self._ensure_redis()
+        pool = self._redis.connection_pool
+        kept = self._publishing
+        if kept is None or kept[0] is not pool:
+            kept = self._publishing = (pool, await pool.get_connection())
+        return kept[1]
+
     async def unsubscribe(self, channel: str) -> None:
         async with self._lock:
             # A group emptied and joined again since: its SUBSCRIBE may have
@@ -101,11 +166,11 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
     async def _do_receiving(self) -> None:
         while True:
             try:
-                if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=0.1
-                    )
-                    self._receive_message(message)
+                pubsub = self._pubsub
+                if pubsub and pubsub.subscribed and pubsub.connection is not None:
+                    # Until the connection breaks: every message a read
+                    # brings, handed on at once (subscriber_reads.py).
+                    await read_messages(pubsub, self._receive_data)
                 else:
                     await asyncio.sleep(0.1)
             except (asyncio.CancelledError, GeneratorExit):
@@ -120,9 +185,27 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
                         logger.exception("subscriber-lost listener failed")
                 await asyncio.sleep(0.5)
 
+    def _receive_data(self, name: bytes, data: bytes) -> None:
+        """One message: to the local channels of its group (channels-redis's
+        ``_receive_message`` without the dict redis-py builds around it)."""
+        layer = self.channel_layer
+        channel = name.decode()
+        direct = layer.channels.get(channel)
+        if direct is not None:
+            direct.put_nowait(data)
+            return
+        members = layer.groups.get(channel)
+        if members:
+            channels = layer.channels
+            for member in list(members):
+                target = channels.get(member)
+                if target is not None:
+                    target.put_nowait(data)
+
     async def _forget_connection(self) -> None:
         async with self._lock:
             redis, self._redis, self._pubsub = self._redis, None, None
+            self._publishing = None  # closed with the client's pool below
             self._subscribed_to = set()
         if redis is not None:
             try:

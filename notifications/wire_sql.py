@@ -1,17 +1,20 @@
 """PostgreSQL: stored notifications read as wire JSON built by the server.
 
-One statement per page: the user's rows (the ``(user_id, seq)`` index, in
-id order), each row's event by ``(id, created_at)`` in a ``LATERAL``
-subquery, and ``json_agg`` of the wire shape (rendering.py) with the
-timestamps already formatted. Python then parses one JSON text (orjson)
-instead of converting and re-formatting every value: a 500-row replay spent
-most of its time there (docs/scaling.md, "Replays and pages in one statement").
+One statement per page: the user's rows (the ``(user_key, seq)`` index,
+in id order; the user's key from ``notify_user_sequence``), each row's
+event by ``(id, created_at)`` in a ``LATERAL`` subquery, and ``json_agg``
+of the wire shape (rendering.py) with the timestamps already formatted.
+Python then parses one JSON text (orjson) instead of converting and
+re-formatting every value: a 500-row replay spent most of its time there
+(docs/scaling.md, "Replays and pages in one statement").
 
 The ``LATERAL`` subquery (``LIMIT 1`` keeps the planner from flattening it
 into a join) is a nested loop whose inner ``Append`` over the event
-partitions is pruned at run time to the one day of ``created_at``: each row
-costs one index probe in one partition, where a plain join had the planner
-price every day's partition per row and pick a scan of all events.
+partitions is pruned at run time to the row's ``day`` (its event's UTC
+day, bounds written as UTC midnights so that the session's time zone does
+not matter): each row costs one index probe in one partition, where a
+plain join had the planner price every day's partition per row and pick a
+scan of all events.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ _SQL = (
     "SELECT coalesce(json_agg(json_build_object("  # noqa: S608 - fixed text only
     "'id', r.seq::text, 'type', e.type, 'title', e.title, 'body', e.body, "
     "'data', e.data, 'source', e.source, "
-    f"'created_at', {_TS.format('r.created_at')}, 'read_at', {_TS.format('r.read_at')}"
+    f"'created_at', {_TS.format('e.created_at')}, 'read_at', {_TS.format('r.read_at')}"
     ") ORDER BY r.seq {order}), '[]')::text "
-    "FROM (SELECT seq, event_ref, created_at, read_at FROM notify_recipient "
-    "WHERE user_id = {user} {where} ORDER BY seq {order} LIMIT {limit}) r "
-    "CROSS JOIN LATERAL (SELECT type, title, body, data, source FROM notify_event e "
-    "WHERE e.id = r.event_ref AND e.created_at = r.created_at LIMIT 1) e"
+    "FROM (SELECT seq, event_ref, day, read_at FROM notify_recipient "
+    "WHERE user_key = (SELECT key FROM notify_user_sequence WHERE user_id = {user}) "
+    "{where} ORDER BY seq {order} LIMIT {limit}) r "
+    "CROSS JOIN LATERAL (SELECT type, title, body, data, source, created_at "
+    "FROM notify_event e WHERE e.id = r.event_ref "
+    "AND e.created_at >= (r.day::timestamp AT TIME ZONE 'UTC') "
+    "AND e.created_at < ((r.day + 1)::timestamp AT TIME ZONE 'UTC') LIMIT 1) e"
 )
 
 

@@ -101,6 +101,26 @@ def ws_text(frame: ServerFrame) -> str:
     return orjson.dumps(frame).decode()
 
 
+# The last notification encoded, and its frame: a user's sockets of this
+# process get the same notification object from the layer one after the
+# other, so the JSON is built once for all of them.
+_last_encoded: tuple[NotificationDict, bytes] | None = None
+
+
+def ws_bytes(frame: ServerFrame) -> bytes:
+    """``ws_text`` as UTF-8 bytes, once per notification for all its sockets."""
+    global _last_encoded
+    if frame["type"] != "notification":
+        return orjson.dumps(frame)
+    notification = frame["notification"]
+    last = _last_encoded
+    if last is not None and last[0] is notification:
+        return last[1]
+    data = orjson.dumps(frame)
+    _last_encoded = (notification, data)
+    return data
+
+
 def sse_event(frame: ServerFrame) -> bytes:
     """The SSE encoding: the frame's type as the event, the rest as one line
     of JSON data; a notification carries its id (Last-Event-ID)."""

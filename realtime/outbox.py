@@ -29,6 +29,10 @@ SEND_TIMEOUT = 30.0  # replay and ready: how long a client may leave them unread
 
 
 class Transport(Protocol):
+    def write_now(self, frame: ServerFrame) -> bool:
+        """Write one frame without waiting, if the transport can (nothing of
+        its own queued, the client's buffer not full); False otherwise."""
+
     async def write(self, frame: ServerFrame) -> None:
         """Write one frame; waits while the client's buffer is full."""
 
@@ -69,6 +73,12 @@ class Outbox:
             return
         outbox = self._outbox
         if outbox is None:
+            # Nothing queued: most frames go out at once, without a task.
+            if self.transport.write_now(frame):
+                state.live_frames += 1
+                if committed_at is not None:
+                    _delivered(committed_at)
+                return
             outbox = self._outbox = deque()
         elif len(outbox) >= settings.NOTIFY_WS_SEND_QUEUE:
             metrics.DROPPED.inc()
@@ -109,11 +119,7 @@ class Outbox:
                 await self.transport.write(frame)
                 state.live_frames += 1
                 if committed_at is not None:
-                    delay = max(0.0, time.time() - committed_at)
-                    metrics.DELIVERED.inc()
-                    metrics.DELIVERY_SECONDS.observe(delay)
-                    state.live_delays += 1
-                    state.live_delay_sum += delay
+                    _delivered(committed_at)
         except Exception:  # the client is gone; the transport reports it
             logger.debug("send after disconnect", exc_info=True)
         finally:
@@ -122,3 +128,11 @@ class Outbox:
             self._writer = None
             self._outbox = None
             state.live_writers -= 1
+
+
+def _delivered(committed_at: float) -> None:
+    delay = max(0.0, time.time() - committed_at)
+    metrics.DELIVERED.inc()
+    metrics.DELIVERY_SECONDS.observe(delay)
+    state.live_delays += 1
+    state.live_delay_sum += delay

@@ -170,6 +170,10 @@ class SseTransport:
     def __init__(self, send: Any) -> None:
         self.send = send
 
+    def write_now(self, frame: ServerFrame) -> bool:
+        """Never: an HTTP response's body goes through uvicorn's ``send``."""
+        return False
+
     async def write(self, frame: ServerFrame) -> None:
         body = frames.sse_event(frame)
         await self.send({"type": "http.response.body", "body": body, "more_body": True})

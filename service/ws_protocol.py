@@ -14,7 +14,10 @@ Serve with ``--ws service.ws_protocol:LeanWebSocketProtocol`` (the Dockerfile,
   parser (which holds the request), are let go once the handshake is answered;
 * the keepalive ping is one timer wheel per process (service/ws_keepalive.py)
   instead of two timers per socket; a read that is exactly the PONG it awaits
-  is taken without websockets' parser.
+  is taken without websockets' parser;
+* the application may write a text frame synchronously (``send_text_now``,
+  the protocol handed over in the scope): a live notification becomes bytes in the
+  loop iteration's corked write without an ASGI message or a task.
 
 It also closes what uvicorn leaves open to a client that sends but never reads
 (service/ws_guards.py, its base class: control frames charged to the frame
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from typing import Any
 
 from uvicorn.config import Config
@@ -52,6 +56,10 @@ from service.ws_shared import install, per_server
 HANDSHAKE_ATTRIBUTES = ("request", "response", "scope")
 # The scope key that hands the socket's frame budget to the application.
 FRAME_BUDGET_KEY = "notify_frame_budget"
+# The scope key that hands the application this protocol, for its
+# synchronous text-frame writer (``send_text_now``): the object itself, not a
+# bound method, which an open socket would keep (64 bytes).
+SEND_NOW_KEY = "notify_send_now"
 # Where the websockets state machine logs (its errors and, at INFO, a line per
 # open and per close that only repeats uvicorn's "[accepted]").
 CONNECTION_LOGGER = logging.getLogger("websockets.server")
@@ -147,6 +155,17 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.close_transport)
 
+    def send_text_now(self, payload: bytes) -> bool:
+        """A text frame of ``payload`` (UTF-8), corked at once, when ``send``
+        would write it without waiting; False otherwise (the caller then
+        goes through ``send``). Skips the ASGI message, the coroutine and
+        websockets' ``Frame``: an unmasked server frame without extensions
+        is its header and the payload (RFC 6455, 5.2)."""
+        if self.cut or not self.can_cork() or self.conn.state is not State.OPEN:
+            return False
+        self.cork([text_frame_header(len(payload)), payload])
+        return True
+
     def can_cork(self) -> bool:
         """A data frame of an open connection whose writing is not paused (as
         uvicorn's own send would write it at once)."""
@@ -180,6 +199,7 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
         scope = self.__dict__.get("scope")
         if scope is not None:
             scope[FRAME_BUDGET_KEY] = self.frame_budget
+            scope[SEND_NOW_KEY] = self
 
     def data_received(self, data: bytes) -> None:
         wheel = self.keepalive_wheel
@@ -201,6 +221,15 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_transport()
+
+
+def text_frame_header(length: int) -> bytes:
+    """FIN, opcode text, no mask, and the payload length (7, 16 or 64 bits)."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 0x10000:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)
 
 
 install(LeanWebSocketProtocol)

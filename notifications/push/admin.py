@@ -22,7 +22,7 @@ from notifications.push.models import PushOutbox, PushSubscription
 
 
 def _notifications_link(user_id: str) -> str:
-    url = reverse("admin:notifications_notification_changelist")
+    url = reverse("admin:notifications_notificationrow_changelist")
     return format_html(
         '<a href="{}?{}">notifications of {}</a>', url, urlencode({"user_id": user_id}), user_id
     )

@@ -22,8 +22,9 @@ from typing import Any
 import jwt
 import pytest
 
-from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.models import IdempotencyRecord, UserSequence
 from notifications.ratelimit import publisher_limiter
+from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
 from tests.support.keys import api_keys_setting, api_keys_spec
 
@@ -79,7 +80,7 @@ def unsigned_token(sub: str = "alice", exp_in: int = 3600) -> str:
 def counts() -> tuple[int, int, int]:
     """(notifications, user sequences, idempotency records) stored right now."""
     return (
-        Notification.objects.count(),
+        stored_rows.count(),
         UserSequence.objects.count(),
         IdempotencyRecord.objects.count(),
     )

@@ -11,7 +11,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from notifications import services
-from notifications.models import Notification
 from tests.api.conftest import (
     ME_URL,
     OTHER_JWT_SECRET,
@@ -22,6 +21,7 @@ from tests.api.conftest import (
     make_token,
     unsigned_token,
 )
+from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,7 +34,7 @@ UserClient = Callable[[str], AsgiClient]
 
 def seed(user: str, count: int, *, type: str = "t") -> None:
     """``count`` notifications for ``user``, titled n1, n2, ... in id order."""
-    start = Notification.objects.filter(user_id=user).count()
+    start = stored_rows.count(user)
     for i in range(start + 1, start + count + 1):
         services.notifications_publish(
             source="shop", recipients=[user], type=type, title=f"n{i}", data={"i": i}
@@ -46,10 +46,7 @@ def ids(results: list[dict[str, Any]]) -> list[int]:
 
 
 def read_state(user: str) -> dict[int, bool]:
-    return {
-        seq: read_at is not None
-        for seq, read_at in Notification.objects.filter(user_id=user).values_list("seq", "read_at")
-    }
+    return stored_rows.read_state(user)
 
 
 def walk(client: AsgiClient, url: str) -> tuple[list[list[int]], list[str]]:
@@ -237,11 +234,11 @@ def test_mark_read_counts_only_changed(user_client: UserClient) -> None:
     seed("alice", 3)
     client = user_client("alice")
     client.post(READ_URL, {"ids": ["2"]}, format="json")
-    first_read_at = Notification.objects.get(user_id="alice", seq=2).read_at
+    [first] = stored_rows.stored("alice", seqs=[2])
     response = client.post(READ_URL, {"ids": ["1", "2", "2", "1"]}, format="json")
     assert response.json() == {"updated": 1}
     # Re-marking does not move the first read time.
-    assert Notification.objects.get(user_id="alice", seq=2).read_at == first_read_at
+    assert stored_rows.stored("alice", seqs=[2]) == [first]
 
 
 def test_mark_all_read(user_client: UserClient) -> None:
@@ -462,4 +459,4 @@ def test_user_token_never_works_on_publisher_endpoints(
     )
     assert response.status_code == 401, response.content
     assert set(response.json()) == {"detail"}
-    assert Notification.objects.count() == 0
+    assert stored_rows.count() == 0

@@ -40,7 +40,9 @@ def test_without_redis_presence_is_reported_as_unknown(settings: Any) -> None:
         }
         for i in range(3, 8)
     )
-    UserSequence.objects.create(user_id="zoe", last_id=7, purged_through=2)
+    UserSequence.objects.update_or_create(
+        user_id="zoe", defaults={"last_id": 7, "purged_through": 2}
+    )
     report = json.loads(run("zoe", "--json"))
     assert report["presence"] == {"shared": False, "connections": None, "processes": []}
     assert (report["last_id"], report["purged_through"], report["unread"]) == (7, 2, 4)

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from notifications import db_loop, openings, selectors, services
-from notifications.models import Notification, NotificationEvent, UserSequence
+from notifications.models import UserSequence
 from notifications.rendering import timestamp, wire_fields
+from tests.support import rows as stored_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,7 +122,7 @@ def test_timestamp_is_utc_with_z() -> None:
 def test_stream_start_reads_sequence_first_page_and_unread_together() -> None:
     seed("a", 6)
     seed("b", 2)
-    Notification.objects.filter(user_id="a", seq__lte=2).update(read_at=datetime.now(UTC))
+    stored_rows.set_read_at("a", [1, 2], datetime.now(UTC))
     opening = selectors.stream_start(user_id="a", since=1, limit=3)
     assert opening.sequence == selectors.SequenceState(6, 0)
     assert ids(opening.replay) == [2, 3, 4]  # the first page; the engine reads on
@@ -143,7 +144,7 @@ def test_stream_start_reads_what_sequence_state_and_unread_count_read() -> None:
     for user, count in (("a", 4), ("b", 3), (odd, 2)):
         seed(user, count)
     UserSequence.objects.filter(user_id="a").update(purged_through=2)
-    Notification.objects.filter(user_id="a", seq=4).update(read_at=datetime.now(UTC))
+    stored_rows.set_read_at("a", [4], datetime.now(UTC))
     for user in ("a", "b", odd, "ghost"):
         opening = selectors.stream_start(user_id=user, since=None)
         assert opening.sequence == selectors.sequence_state(user_id=user), user
@@ -160,7 +161,7 @@ def test_stream_start_on_the_loop_answers_as_stream_start() -> None:
     for user, count in (("a", 6), ("b", 3), (odd, 2), (wide, 4)):
         seed(user, count)
     UserSequence.objects.filter(user_id="a").update(purged_through=1)
-    Notification.objects.filter(user_id="a", seq__in=[3, 5]).update(read_at=datetime.now(UTC))
+    stored_rows.set_read_at("a", [3, 5], datetime.now(UTC))
     cases = [(u, s) for u in ("a", "b", odd, wide, "ghost") for s in (None, 0, 1, 4, 6, 99)]
 
     async def on_the_loop() -> tuple[list[selectors.StreamStart], list[selectors.StreamStart]]:
@@ -198,9 +199,8 @@ def test_a_replay_across_days_reads_each_days_events_with_their_content() -> Non
     for seq, days in ((1, 2), (2, 1)):
         when = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
         when -= timedelta(days=days)
-        row = Notification.objects.get(user_id="a", seq=seq)
-        NotificationEvent.objects.filter(pk=row.event_id).update(created_at=when)
-        Notification.objects.filter(event_id=row.event_id).update(created_at=when)
+        [row] = stored_rows.stored("a", seqs=[seq])
+        stored_rows.move_event(row.event_ref, when)
     replay = selectors.notifications_after(user_id="a", after=0)
     assert ids(replay) == [1, 2, 3]
     assert [item["title"] for item in replay] == ["title 0", "title 1", "title 2"]
@@ -230,11 +230,8 @@ def test_stored_wire_dicts_match_the_python_rendering_field_for_field() -> None:
     )
     services.notifications_publish(source="shop", recipients=["a"], type="t.y")
     read_when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)  # 6 µs: zero-padded
-    Notification.objects.filter(user_id="a", seq=2).update(read_at=read_when)
-    expected = {
-        row.seq: {"id": str(row.seq), **render(row)}
-        for row in Notification.objects.filter(user_id="a").select_related("event")
-    }
+    stored_rows.set_read_at("a", [2], read_when)
+    expected = {row.seq: {"id": str(row.seq), **render(row)} for row in stored_rows.stored("a")}
     assert expected[1]["data"] == tricky
     assert expected[2]["read_at"] == "2026-01-02T03:04:05.000006Z"
     assert selectors.notifications_after(user_id="a", after=0) == [expected[1], expected[2]]
@@ -245,7 +242,7 @@ def test_stored_wire_dicts_match_the_python_rendering_field_for_field() -> None:
     assert list(selectors.notification_get(user_id="a", seq=1) or {}) == list(expected[1])
 
 
-def render(row: Notification) -> dict[str, object]:
+def render(row: stored_rows.Stored) -> dict[str, object]:
     return wire_fields(
         type=row.type,
         title=row.title,

@@ -39,10 +39,13 @@ def pair(module_pool: ServerPool, module_redis: RedisServer, module_db: str) -> 
 
 def age(postgres_server: PostgresServer, database_url: str, where: str, *args: object) -> int:
     with pg_connect(postgres_server, database_url) as conn:
-        # The recipient rows, then their events: a row keeps its event's time.
+        # The recipient rows, then their events: a row is kept under its
+        # event's UTC day (the compact layout: the user id through the key).
         events = conn.execute(
-            "UPDATE notify_recipient SET created_at = now() - interval '40 days' "
-            f"FROM notify_event e WHERE e.id = event_ref AND {where} RETURNING event_ref",
+            "UPDATE notify_recipient r "
+            "SET day = ((now() - interval '40 days') AT TIME ZONE 'UTC')::date "
+            "FROM notify_event e, notify_user_sequence s "
+            f"WHERE e.id = r.event_ref AND s.key = r.user_key AND {where} RETURNING r.event_ref",
             args,
         ).fetchall()
         conn.execute(
@@ -106,8 +109,9 @@ async def test_purge_under_traffic_removes_old_rows_only_and_resume_reports_comp
     # The aged rows are gone, and nothing else.
     with pg_connect(postgres_server, module_db) as conn:
         row = conn.execute(
-            "SELECT (SELECT count(*) FROM notify_recipient WHERE created_at < now() - "
-            "interval '30 days') + (SELECT count(*) FROM notify_event WHERE created_at < now() - "
+            "SELECT (SELECT count(*) FROM notify_recipient WHERE day < "
+            "((now() - interval '30 days') AT TIME ZONE 'UTC')::date) + "
+            "(SELECT count(*) FROM notify_event WHERE created_at < now() - "
             "interval '30 days')"
         ).fetchone()
         assert row == (0,)  # neither the rows nor their events

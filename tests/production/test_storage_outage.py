@@ -42,7 +42,7 @@ def stored_titles(postgres: PostgresServer, title_prefix: str) -> list[str]:
     with postgres.connect() as conn:
         rows = conn.execute(
             "SELECT title FROM notify_recipient r JOIN notify_event e ON e.id = r.event_ref "
-            "WHERE title LIKE %s ORDER BY r.id",
+            "WHERE title LIKE %s ORDER BY e.id",
             (title_prefix + "%",),
         ).fetchall()
     return [str(row[0]) for row in rows]

@@ -22,6 +22,10 @@ class Kept:
     def __init__(self) -> None:
         self.frames: list[ServerFrame] = []
 
+    def write_now(self, frame: ServerFrame) -> bool:
+        self.frames.append(frame)
+        return True
+
     async def write(self, frame: ServerFrame) -> None:
         self.frames.append(frame)
 

@@ -92,3 +92,19 @@ def test_client_frames_decode_to_a_frame_or_the_error_answering_it(
     if frame["type"] == "error":
         assert frame.pop("detail")
     assert frame == decoded
+
+
+def test_ws_bytes_is_ws_text_and_built_once_per_notification_object() -> None:
+    first = frames.notification(NOTIFICATION)
+    again = frames.notification(NOTIFICATION)  # another socket, the same layer message
+    encoded = frames.ws_bytes(first)
+    assert encoded.decode() == frames.ws_text(first)
+    assert frames.ws_bytes(again) is encoded
+    # An equal notification that is another object (a replayed row) is
+    # encoded on its own, and a different one gets its own bytes.
+    other = {**NOTIFICATION, "id": "1188"}
+    assert json.loads(frames.ws_bytes(frames.notification(other)))["notification"]["id"] == "1188"
+    copy = dict(NOTIFICATION)
+    copied = frames.ws_bytes(frames.notification(copy))
+    assert copied == encoded and copied is not encoded
+    assert frames.ws_bytes(frames.PONG) == b'{"type":"pong"}'

@@ -38,9 +38,10 @@ from hypothesis import strategies as st
 
 from api import serializers as s
 from notifications import services
-from notifications.models import IdempotencyRecord, Notification, UserSequence
+from notifications.models import IdempotencyRecord, UserSequence
 from notifications.ratelimit import publisher_limiter
 from tests.api.conftest import JWT_SECRET, ME_URL, PUBLISH_URL, READ_URL, SHOP_SECRET, UNREAD_URL
+from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
 
 PROPS = settings(
@@ -189,7 +190,7 @@ def test_read_ids_with_superscript_digits_are_refused() -> None:
 
 def counts() -> tuple[int, int, int]:
     return (
-        Notification.objects.count(),
+        stored_rows.count(),
         UserSequence.objects.count(),
         IdempotencyRecord.objects.count(),
     )
@@ -277,7 +278,7 @@ def test_publish_any_bytes(publisher: AsgiClient, raw: bytes, content_type: str)
 @HTTP_PROPS
 @given(body=json_values | near_read, raw=st.none() | st.binary(max_size=60))
 def test_mark_read_any_body(alice: AsgiClient, body: Any, raw: bytes | None) -> None:
-    unread = Notification.objects.filter(read_at__isnull=True).count()
+    unread = stored_rows.count(unread=True)
     if raw is None:
         response = _post_json(alice, READ_URL, body)
     else:
@@ -287,7 +288,7 @@ def test_mark_read_any_body(alice: AsgiClient, body: Any, raw: bytes | None) -> 
         response.content,
     )
     if response.status_code != 200:
-        assert Notification.objects.filter(read_at__isnull=True).count() == unread
+        assert stored_rows.count(unread=True) == unread
     else:
         assert isinstance(response.json()["updated"], int)
 

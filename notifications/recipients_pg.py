@@ -1,0 +1,92 @@
+"""PostgreSQL: a user's recipient rows through the user key.
+
+The compact table (notifications/recipient_layout.py) has no user id: a
+user's rows are ``user_key = (SELECT key FROM notify_user_sequence WHERE
+user_id = %s)``, one probe of the counter's primary key, then the
+``(user_key, seq)`` indexes. A user without a counter row has no key and so
+no rows. Plain SQL each: the ``Notification`` model describes SQLite's table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from django.db import connection
+
+_KEY = "(SELECT key FROM notify_user_sequence WHERE user_id = %s)"
+
+UNREAD_COUNT = f"SELECT count(*) FROM notify_recipient WHERE user_key = {_KEY} AND read_at IS NULL"  # noqa: S608
+# sequence_state and unread_count in one round trip (selectors._opening).
+OPENING = (
+    "SELECT s.last_id, s.purged_through, (SELECT count(*) FROM notify_recipient r "
+    "WHERE r.user_key = s.key AND r.read_at IS NULL) "
+    "FROM (SELECT 1) o LEFT JOIN notify_user_sequence s ON s.user_id = %s"
+)
+_EXISTING = f"SELECT seq FROM notify_recipient WHERE user_key = {_KEY} AND seq = ANY(%s)"  # noqa: S608
+_MARK = (
+    f"UPDATE notify_recipient SET read_at = %s WHERE user_key = {_KEY} "  # noqa: S608
+    "AND read_at IS NULL {seqs} RETURNING seq"
+)
+# One batch of the rows of days before the cutoff that no dropped day
+# partition held (the default partition's): each user's highest id goes
+# into purged_through in the same statement as the delete.
+_PURGE = (
+    "WITH gone AS (DELETE FROM notify_recipient r WHERE (r.user_key, r.seq) IN ("
+    "SELECT user_key, seq FROM notify_recipient WHERE day < %s LIMIT %s) AND r.day < %s "
+    "RETURNING r.user_key, r.seq), "
+    "top AS (SELECT user_key, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_key), "
+    "moved AS (UPDATE notify_user_sequence u SET purged_through = top.seq FROM top "
+    "WHERE u.key = top.user_key AND u.purged_through < top.seq) "
+    "SELECT coalesce(sum(n), 0) FROM top"
+)
+_LATEST = (
+    "SELECT seq, event_ref, day, read_at FROM notify_recipient "  # noqa: S608
+    f"WHERE user_key = {_KEY} ORDER BY seq DESC LIMIT %s"
+)
+
+
+def unread_count(user_id: str) -> int:
+    return int(_one(UNREAD_COUNT, [user_id]))
+
+
+def existing(user_id: str, seqs: Sequence[int]) -> set[int]:
+    """Which of ``seqs`` the user has."""
+    with connection.cursor() as cursor:
+        cursor.execute(_EXISTING, [user_id, list(seqs)])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def mark_read(user_id: str, seqs: Sequence[int] | None, when: datetime) -> list[int]:
+    """Mark the user's unread rows (of ``seqs``; None: all) read at
+    ``when``, in one statement (the rows' locks until commit); returns the
+    ids that changed, sorted."""
+    where = ""
+    params: list[Any] = [when, user_id]
+    if seqs is not None:
+        where = "AND seq = ANY(%s)"
+        params.append(list(seqs))
+    with connection.cursor() as cursor:
+        cursor.execute(_MARK.format(seqs=where), params)
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def purge_batch(*, before: date, batch_size: int) -> int:
+    """Delete up to ``batch_size`` rows of days before ``before``, recording
+    each user's highest such id; returns how many went."""
+    return int(_one(_PURGE, [before, batch_size, before]))
+
+
+def latest(user_id: str, limit: int) -> list[tuple[int, int, date, datetime | None]]:
+    """The user's newest rows: (seq, event ref, day, read_at), newest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LATEST, [user_id, limit])
+        return [(row[0], row[1], row[2], row[3]) for row in cursor.fetchall()]
+
+
+def _one(sql: str, params: list[Any]) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else 0
