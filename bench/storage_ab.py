@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     from notifications import selectors
 
     baseline = _load(Path(args.baseline) / "notifications" / "selectors.py")
+    # Its statements too: the selectors call wire_sql, which the import above
+    # resolved to this tree's module.
+    vars(baseline)["wire_sql"] = _load(Path(args.baseline) / "notifications" / "wire_sql.py")
     sides = {"baseline": baseline, "tree": selectors}
     result = {
         name: compare(sides, name, args.samples, args.users)
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("baseline_selectors", path)
+    spec = importlib.util.spec_from_file_location(f"baseline_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
