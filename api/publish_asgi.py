@@ -120,6 +120,6 @@ async def _send(send: Any, answer: Answer, rid: str) -> None:
         *((k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()),
     ]
     start = {"type": "http.response.start", "status": answer.status, "headers": response_headers}
-    metrics.PUBLISH_RESPONSES.labels(status=str(answer.status)).inc()
+    metrics.count_publish_response(answer.status)
     await send(start)
     await send({"type": "http.response.body", "body": answer.body})

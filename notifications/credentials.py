@@ -18,7 +18,6 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -57,33 +56,48 @@ class Publisher:
     types: tuple[str, ...] = ()
 
     def allows(self, notification_type: str) -> bool:
-        return PublisherKey(self.name, b"", self.types).allows(notification_type)
+        return not self.types or any(fnmatchcase(notification_type, p) for p in self.types)
 
 
-@lru_cache(maxsize=4)
-def _flatten(keys: tuple[tuple[str, tuple[Any, ...]], ...]) -> tuple[PublisherKey, ...]:
-    flat = tuple(entry for _, entries in keys for entry in entries)
-    for entry in flat:
-        # Settings hold only what start-up parsed (service.config_auth.api_keys):
-        # digests, never a raw secret.
-        if not isinstance(entry, PublisherKey):
-            raise TypeError(f"NOTIFY_API_KEYS holds {type(entry).__name__}, not PublisherKey")
-    return flat
+# The configured keys as (digest, the Publisher a match authenticates), built
+# once per settings value: rebuilding them (a sort, a tuple per name, hashing
+# every entry for a cache lookup, a Publisher per match) was a tenth of a
+# publish's own work. Keyed by the identity of ``settings.NOTIFY_API_KEYS``
+# (the cache holds it, so the identity cannot be reused): settings are
+# replaced, never edited in place (start-up, override_settings).
+_keyring: tuple[object, tuple[tuple[bytes, Publisher], ...]] = (object(), ())
 
 
-def publisher_keys() -> tuple[PublisherKey, ...]:
-    configured: Mapping[str, Iterable[PublisherKey]] = settings.NOTIFY_API_KEYS
-    return _flatten(tuple((name, tuple(keys)) for name, keys in sorted(configured.items())))
+def _flatten(configured: Mapping[str, Iterable[Any]]) -> tuple[tuple[bytes, Publisher], ...]:
+    flat: list[tuple[bytes, Publisher]] = []
+    for _name, entries in sorted(configured.items()):
+        for entry in entries:
+            # Settings hold only what start-up parsed (service.config_auth.api_keys):
+            # digests, never a raw secret.
+            if not isinstance(entry, PublisherKey):
+                raise TypeError(f"NOTIFY_API_KEYS holds {type(entry).__name__}, not PublisherKey")
+            flat.append((entry.digest, Publisher(name=entry.name, types=entry.types)))
+    return tuple(flat)
+
+
+def _configured_keys() -> tuple[tuple[bytes, Publisher], ...]:
+    global _keyring
+    configured: Mapping[str, Iterable[Any]] = settings.NOTIFY_API_KEYS
+    source, keys = _keyring
+    if source is not configured:
+        keys = _flatten(configured)
+        _keyring = (configured, keys)
+    return keys
 
 
 def publisher_for_secret(secret: str) -> Publisher | None:
     presented = secret_digest(secret)
-    found: PublisherKey | None = None
-    for key in publisher_keys():
+    found: Publisher | None = None
+    for digest, publisher in _configured_keys():
         # Every key is compared, whether or not an earlier one matched.
-        if hmac.compare_digest(presented, key.digest):
-            found = key
-    return Publisher(name=found.name, types=found.types) if found is not None else None
+        if hmac.compare_digest(presented, digest):
+            found = publisher
+    return found
 
 
 def bearer_credential(header: bytes) -> str | None:

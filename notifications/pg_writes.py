@@ -1,14 +1,16 @@
 """PostgreSQL: the publish transaction's writes as SQL of their own.
 
 Each statement has one text for any number of rows (``unnest`` of arrays, each
-array one parameter) and goes through a psycopg cursor that binds its
-parameters on the server: no per-value quoting into the query text, which
-Django's client-side binding did for every value of every group (8 % of a
-process's GIL time at 500 POSTs/s, docs/performance.md). ``prepare=False``
-keeps the statements unnamed, so they work through PgBouncer in transaction
-mode. Up to ``COMBINED_MAX_ROWS`` recipients, the counters, the event rows
-and their recipients' rows are one statement, one round trip; larger groups
-allocate, insert their events, and send their rows by ``COPY``.
+array one parameter; the small groups' one statement reads JSON texts with
+``json_to_recordset`` instead, which psycopg binds as plain strings) and goes
+through a psycopg cursor that binds its parameters on the server: no
+per-value quoting into the query text, which Django's client-side binding did
+for every value of every group (8 % of a process's GIL time at 500 POSTs/s,
+docs/performance.md). ``prepare=False`` keeps the statements unnamed, so they
+work through PgBouncer in transaction mode. Up to ``COMBINED_MAX_ROWS``
+recipients, the counters, the event rows and their recipients' rows are one
+statement, one round trip; larger groups allocate, insert their events, and
+send their rows by ``COPY``.
 
 Recipient rows have the compact layout (notifications/recipient_layout.py):
 each carries the user key the counter upsert returns, and the UTC day of
@@ -58,17 +60,30 @@ _INSERT_EVENTS = (
 # The whole group in one statement: the counters (locked in user order, as
 # _ALLOCATE does), the events, and the recipients' rows, each row's seq its
 # user's new last id less the rows of that user after it in the group
-# (``backs``). Data-modifying CTEs run to completion whether or not the
-# primary query reads them.
+# (``k``). Data-modifying CTEs run to completion whether or not the primary
+# query reads them. The group comes as three JSON documents (one text
+# parameter each, built by orjson) rather than twelve arrays: psycopg adapts
+# each list parameter in Python (its element type found, an array dumper
+# made, every element quoted), which cost the writer thread more than the
+# statement's round trip (docs/performance.md, "fourth round").
 _PUBLISH = (
     "WITH a AS ("  # noqa: S608 - constant texts only
-    + _ALLOCATE.replace("%s::text[], %s::bigint[]", "%(counted)s::text[], %(counts)s::bigint[]")
-    + "), e AS ("
-    + _INSERT_EVENTS.replace("RETURNING id, event_id", "RETURNING id, event_id, created_at")
-    + "), r AS ("
+    "INSERT INTO notify_user_sequence AS s (user_id, last_id, purged_through, key) "
+    "SELECT u, c, 0, coalesce((SELECT k.key FROM notify_user_sequence k WHERE k.user_id = u), "
+    "nextval('notify_user_key_seq')) "
+    "FROM json_to_recordset(%(counters)s::json) AS t(u text, c bigint) ORDER BY u "
+    "ON CONFLICT (user_id) DO UPDATE "
+    "SET last_id = s.last_id + EXCLUDED.last_id, key = coalesce(s.key, EXCLUDED.key) "
+    "RETURNING user_id, last_id, key"
+    "), e AS ("
+    "INSERT INTO notify_event (event_id, type, title, body, data, source, created_at) "
+    "SELECT i, t, ti, b, d, s, c FROM json_to_recordset(%(events)s::json) "
+    "AS x(i uuid, t text, ti text, b text, d jsonb, s text, c timestamptz) "
+    "RETURNING id, event_id, created_at"
+    "), r AS ("
     "INSERT INTO notify_recipient (user_key, day, seq, event_ref) "
     "SELECT a.key, " + _DAY + ", a.last_id - r.k, e.id "
-    "FROM unnest(%(users)s::text[], %(backs)s::bigint[], %(refs)s::uuid[]) AS r(u, k, ev) "
+    "FROM json_to_recordset(%(rows)s::json) AS r(u text, k bigint, ev uuid) "
     "JOIN a ON a.user_id = r.u JOIN e ON e.event_id = r.ev"
     ") SELECT user_id, last_id, key FROM a"
 )
@@ -134,13 +149,41 @@ def allocate_and_insert(
     write, and a socket is always writable, so the writer thread spun through
     the round trip (measured: docs/performance.md, "Cost per notification").
     """
-    params = _publication_params(publications)
-    params["backs"] = params.pop("seqs")
-    params["counted"] = list(users)
-    params["counts"] = list(counts)
+    params = {
+        "counters": _json(
+            [{"u": user, "c": count} for user, count in zip(users, counts, strict=True)]
+        ),
+        "events": _json(
+            [
+                {
+                    "i": shared["event_id"],
+                    "t": shared["type"],
+                    "ti": shared["title"],
+                    "b": shared["body"],
+                    "d": shared["data"],
+                    "s": shared["source"],
+                    "c": shared["created_at"],
+                }
+                for shared, _rows in publications
+            ]
+        ),
+        "rows": _json(
+            [
+                {"u": user, "k": back, "ev": shared["event_id"]}
+                for shared, rows in publications
+                for user, back in rows
+            ]
+        ),
+    }
     with _cursor() as cursor:
         cursor.execute(_PUBLISH, params, prepare=False)
         return [(user, last) for user, last, _key in cursor.fetchall()]
+
+
+def _json(value: Any) -> str:
+    """A parameter's JSON text: UUIDs and aware datetimes as PostgreSQL reads
+    them (``uuid``, ``timestamptz`` to the microsecond), text exactly as given."""
+    return orjson.dumps(value).decode()
 
 
 def _publication_params(

@@ -34,7 +34,7 @@ from realtime.sse import StreamEndpoint  # noqa: E402
 from service import lifecycle  # noqa: E402
 from service.asgi_limits import BodyLimit  # noqa: E402
 from service.asgi_live import LiveRequests  # noqa: E402
-from service.logs import install_uvicorn_scrubbing  # noqa: E402
+from service.logs import install_uvicorn_scrubbing, lighten_records  # noqa: E402
 from service.middleware import RequestIdScope  # noqa: E402
 from service.static import StaticFiles  # noqa: E402
 
@@ -56,6 +56,7 @@ if settings.DEBUG and "*" in settings.ALLOWED_HOSTS:
         "production (set DEBUG=false)."
     )
 install_uvicorn_scrubbing(settings.NOTIFY_LOG_FORMAT)
+lighten_records()
 
 # Sockets: Origin, token and path checks in one frame (no middleware chain
 # or router whose frames and scope copies would live as long as the socket).

@@ -780,3 +780,19 @@ def test_a_raw_secret_in_settings_is_refused_not_hashed(settings: Any) -> None:
     settings.NOTIFY_API_KEYS = {"shop": (SHOP_SECRET,)}
     with pytest.raises(TypeError, match="not PublisherKey"):
         credentials.publisher_for_secret(SHOP_SECRET)
+
+
+def test_the_keys_follow_each_settings_change(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys are kept between requests (credentials._configured_keys), but a
+    changed setting takes effect on the next request: a removed secret no longer
+    authenticates, a new one does, and a key's type scope moves with it."""
+    settings.NOTIFY_API_KEYS = configured_keys(monkeypatch, f"shop:{OLD_SECRET}")
+    found = credentials.publisher_for_secret(OLD_SECRET)
+    assert found is not None and found.name == "shop" and found.allows("billing.invoice")
+    settings.NOTIFY_API_KEYS = configured_keys(monkeypatch, f"ops:{NEW_SECRET}:order.*")
+    assert credentials.publisher_for_secret(OLD_SECRET) is None
+    found = credentials.publisher_for_secret(NEW_SECRET)
+    assert found is not None and found.name == "ops"
+    assert found.allows("order.shipped") and not found.allows("billing.invoice")

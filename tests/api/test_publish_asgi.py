@@ -9,6 +9,7 @@ holds the publish's rules, through the same application.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -127,6 +128,10 @@ async def test_request_id_is_echoed_or_made(asgi: httpx.AsyncClient) -> None:
     )
     assert given.headers["x-request-id"] == "abc-123"
     assert len(made.headers["x-request-id"]) == 32
+    # A made id is a random UUID's hex, as uuid.uuid4().hex: version 4, RFC 4122.
+    made_id = uuid.UUID(hex=made.headers["x-request-id"])
+    assert made_id.version == 4 and made_id.variant == uuid.RFC_4122
+    assert made_id.hex == made.headers["x-request-id"]
     assert unsafe.headers["x-request-id"] != "<script>"
 
 

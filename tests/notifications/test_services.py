@@ -387,6 +387,32 @@ def test_rows_keep_every_character_through_the_bulk_insert() -> None:
         assert row.source == "shop" and row.type == "t" and row.read_at is None
 
 
+def test_the_group_statement_keeps_values_and_instants_exact(pushed: Recorder) -> None:
+    # On PostgreSQL a small group goes as JSON documents (pg_writes._PUBLISH):
+    # numbers at the edges of 64 bits, floats, control and non-BMP characters,
+    # and the commit instant to the microsecond come back as they went in, in
+    # the row and in the push alike.
+    data = {
+        "max": 2**64 - 1,
+        "min": -(2**63),
+        "big": 1e19,
+        "tenth": 0.1,
+        "text": '\x01\x1f\u2028 \U0001f69a \\ "',
+        "nested": [{"": None, "t": True}],
+    }
+    title = "\x1f\u2028\U0001f69a"
+    users = ["a\x1f", "\U0001f69a", "b"]
+    result = commit(users, title=title, body=TRICKY, data=data)
+    rows = stored_rows.stored(event_id=result.event_id)
+    assert sorted(row.user_id for row in rows) == sorted(users)
+    (pushes,), _kwargs = pushed.calls[-1]
+    sent = dict(pushes)
+    for row in rows:
+        assert (row.title, row.body, row.data) == (title, TRICKY, data)
+        assert row.day == row.created_at.astimezone(UTC).date()
+        assert selectors.notification_get(user_id=row.user_id, seq=row.seq) == sent[row.user_id]
+
+
 def test_a_group_stores_each_publication_with_its_own_content_and_ids(pushed: Recorder) -> None:
     # One transaction, several publications sharing recipients: each row points
     # at its own event (PostgreSQL joins them by event id in one statement),
