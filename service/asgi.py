@@ -98,6 +98,7 @@ async def _startup() -> None:
     if settings.NOTIFY_PUSH_WORKER_IN_PROCESS:
         await push_runtime.start()  # Web Push (off without VAPID_PRIVATE_KEY)
     lifecycle.tune_gc()
+    lifecycle.tune_threads()
 
 
 async def _shutdown() -> None:
