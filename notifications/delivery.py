@@ -104,7 +104,7 @@ def _send(messages: list[tuple[str, dict[str, Any]]], *, counted: bool = True) -
     loop = _loop
     if loop is not None and loop.is_running():
         try:
-            loop.call_soon_threadsafe(_start_send, messages, counted)
+            loop.call_soon_threadsafe(_start_send, loop, messages, counted)
             return
         except RuntimeError:  # closed in the meantime
             pass
@@ -114,8 +114,12 @@ def _send(messages: list[tuple[str, dict[str, Any]]], *, counted: bool = True) -
         _failed(messages, counted)
 
 
-def _start_send(messages: list[tuple[str, dict[str, Any]]], counted: bool) -> None:
-    task = asyncio.ensure_future(_send_logged(messages, counted))
+def _start_send(
+    loop: asyncio.AbstractEventLoop, messages: list[tuple[str, dict[str, Any]]], counted: bool
+) -> None:
+    # The loop's own create_task: asyncio.ensure_future looks the running
+    # loop up first, a getpid() system call per push on Python 3.11.
+    task = loop.create_task(_send_logged(messages, counted))
     _in_flight.add(task)
     task.add_done_callback(_in_flight.discard)
 
