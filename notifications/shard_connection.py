@@ -84,13 +84,23 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
         commit order (delivery.py hands them over in that order), and each
         caller learns its batch's outcome.
         """
+        await asyncio.shield(self.publish_soon(asyncio.get_running_loop(), packed, count))
+
+    def publish_soon(
+        self, loop: asyncio.AbstractEventLoop, packed: bytes, count: int
+    ) -> asyncio.Future[None]:
+        """``publish_many`` without a coroutine of the caller's: queues the
+        PUBLISHes for the next write and returns that write's outcome (shared
+        with everything queued with them: callers only read it). The
+        delivery of a commit group takes this path (delivery.py): no task
+        per group."""
         batch = self._outgoing
         if batch is None:
-            batch = self._outgoing = _Publishes(asyncio.get_running_loop())
-            self._publisher = asyncio.ensure_future(self._publish_next())
+            batch = self._outgoing = _Publishes(loop)
+            self._publisher = loop.create_task(self._publish_next())
         batch.parts.append(packed)
         batch.count += count
-        await asyncio.shield(batch.done)
+        return batch.done
 
     async def _publish_next(self) -> None:
         async with self._lock:
