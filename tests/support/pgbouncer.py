@@ -17,18 +17,23 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import psycopg
 
 from tests.support.postgres_server import PostgresServer
-from tests.support.processes import LOCALHOST, _shutdown, _spawn, free_port, wait_until_ready
+from tests.support.processes import (
+    LOCALHOST,
+    Closing,
+    _shutdown,
+    _spawn,
+    free_port,
+    wait_until_ready,
+)
 
 EXECUTABLE = "/usr/sbin/pgbouncer"
 
 
-class PgBouncer:
+class PgBouncer(Closing):
     def __init__(self, postgres: PostgresServer, *, pool_size: int = 40) -> None:
         exe = EXECUTABLE if os.path.exists(EXECUTABLE) else shutil.which("pgbouncer")
         if exe is None:
@@ -115,14 +120,3 @@ class PgBouncer:
             with contextlib.suppress(Exception):
                 _shutdown(proc, signal.SIGTERM, 10.0)  # immediate shutdown
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -185,7 +185,25 @@ def _world_traversable(path: Path) -> bool:
     return True
 
 
-class ManagedServer:
+class Closing:
+    """``with`` support for what has a ``close()``: it is closed on the way out."""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ManagedServer(Closing):
     """What every server shares: one child process, a temp dir holding its log,
     registration for the exit-time cleanup, and ``with`` support.
 
@@ -277,14 +295,6 @@ class ManagedServer:
         if not self.is_running:
             self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -14,15 +14,13 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.support.processes import wait_until_ready
+from tests.support.processes import Closing, wait_until_ready
 from tests.support.servers import LOCALHOST, RedisServer, free_port
 
 # The Redis topologies the multi-process suites run on (see redis_env).
@@ -56,7 +54,7 @@ class Node:
         return f"{LOCALHOST}:{self.server.port}"
 
 
-class RedisCluster:
+class RedisCluster(Closing):
     """``url`` is any one node (what ``REDIS_CLUSTER_URL`` names)."""
 
     def __init__(self, *, masters: int = 3, replicas_per_master: int = 1) -> None:
@@ -95,17 +93,6 @@ class RedisCluster:
             raise RuntimeError(
                 f"redis-cli --cluster create failed:\n{result.stdout}\n{result.stderr}"
             )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         for server in self.servers:
