@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import jwt
 import pytest
 
 from notifications.models import IdempotencyRecord, UserSequence
@@ -27,6 +26,7 @@ from notifications.ratelimit import publisher_limiter
 from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
 from tests.support.keys import api_keys_setting, api_keys_spec
+from tests.support.tokens import user_token
 
 SHOP_SECRET = "shop-test-publisher-secret-4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a"
 BILLING_SECRET = "billing-test-publisher-secret-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -56,14 +56,7 @@ def make_token(
     **claims: Any,
 ) -> str:
     """A user JWT signed with PyJWT; ``exp_in=None`` leaves ``exp`` out."""
-    now = int(time.time())
-    payload: dict[str, Any] = {"iat": now}
-    if sub is not None:
-        payload["sub"] = sub
-    if exp_in is not None:
-        payload["exp"] = now + int(exp_in)
-    payload.update(claims)
-    return jwt.encode(payload, secret, algorithm=algorithm)
+    return user_token(secret, sub, exp_in=exp_in, algorithm=algorithm, **claims)
 
 
 def _b64(data: bytes) -> str:

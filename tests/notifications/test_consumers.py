@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
 from typing import Any
 
-import jwt
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -34,6 +33,7 @@ from service.asgi import websocket_app
 from tests.support.keys import api_keys_setting
 from tests.support.rows import read_state as stored_read_state
 from tests.support.rows import store
+from tests.support.tokens import user_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,13 +60,7 @@ def make_token(
     algorithm: str = "HS256",
     **claims: Any,
 ) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {"iat": now, **claims}
-    if sub is not None:
-        payload["sub"] = sub
-    if exp_in is not None:
-        payload["exp"] = now + int(exp_in)
-    return jwt.encode(payload, secret, algorithm=algorithm)
+    return user_token(secret, sub, exp_in=exp_in, algorithm=algorithm, **claims)
 
 
 def _b64(data: bytes) -> str:

@@ -31,6 +31,7 @@ from notifications.tokens import (
     verify_user_token_async,
 )
 from service.config_auth import jwt_settings
+from tests.support.tokens import user_token
 
 SECRET = "token-tests-hmac-secret-long-enough-for-hs512-0123456789abcdef0123"
 OTHER = "token-tests-some-other-secret-long-enough-for-hs512-0123456789abcd"
@@ -78,13 +79,7 @@ def token(
     algorithm: str = "HS256",
     **claims: Any,
 ) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {"sub": sub, "iat": now, **claims}
-    if sub is None:
-        del payload["sub"]
-    if exp_in is not None:
-        payload["exp"] = now + exp_in
-    return jwt.encode(payload, key, algorithm=algorithm)
+    return user_token(key, sub, exp_in=exp_in, algorithm=algorithm, **claims)
 
 
 def _b64(data: bytes) -> str:

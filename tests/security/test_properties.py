@@ -22,12 +22,10 @@ import contextlib
 import dataclasses
 import json
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import jwt
 import orjson
 import pytest
 from channels.db import database_sync_to_async
@@ -43,6 +41,7 @@ from notifications.ratelimit import publisher_limiter
 from tests.api.conftest import JWT_SECRET, ME_URL, PUBLISH_URL, READ_URL, SHOP_SECRET, UNREAD_URL
 from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
+from tests.support.tokens import user_token
 
 PROPS = settings(
     deadline=None,
@@ -197,8 +196,7 @@ def counts() -> tuple[int, int, int]:
 
 
 def token(user: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, JWT_SECRET, "HS256")
+    return user_token(JWT_SECRET, user)
 
 
 @pytest.fixture
