@@ -47,16 +47,9 @@ def presence_url(user_id: str) -> str:
     return f"/api/v1/users/{quote(user_id, safe='').replace('.', '%2E')}/presence"
 
 
-def make_token(
-    sub: Any = "alice",
-    *,
-    exp_in: float | None = 3600,
-    secret: str = JWT_SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    """A user JWT signed with PyJWT; ``exp_in=None`` leaves ``exp`` out."""
-    return user_token(secret, sub, exp_in=exp_in, algorithm=algorithm, **claims)
+def make_token(sub: Any = "alice", *, secret: str = JWT_SECRET, **options: Any) -> str:
+    """A user JWT (tests.support.tokens.user_token's options) signed with ``secret``."""
+    return user_token(secret, sub, **options)
 
 
 def _b64(data: bytes) -> str:

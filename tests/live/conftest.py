@@ -63,15 +63,9 @@ def server_env(database_url: str, redis_url: str | None = None, **extra: str) ->
     return env
 
 
-def make_token(
-    sub: Any = "alice",
-    *,
-    exp_in: float | None = 3600,
-    secret: str = JWT_SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    return user_token(secret, sub, exp_in=exp_in, algorithm=algorithm, **claims)
+def make_token(sub: Any = "alice", *, secret: str = JWT_SECRET, **options: Any) -> str:
+    """A user JWT (tests.support.tokens.user_token's options) signed with ``secret``."""
+    return user_token(secret, sub, **options)
 
 
 def publisher_headers() -> dict[str, str]:

@@ -52,15 +52,9 @@ WAIT = 30.0
 # --------------------------------------------------------------------------- helpers
 
 
-def make_token(
-    sub: Any = "alice",
-    *,
-    exp_in: float | None = 3600,
-    secret: str = JWT_SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    return user_token(secret, sub, exp_in=exp_in, algorithm=algorithm, **claims)
+def make_token(sub: Any = "alice", *, secret: str = JWT_SECRET, **options: Any) -> str:
+    """A user JWT (tests.support.tokens.user_token's options) signed with ``secret``."""
+    return user_token(secret, sub, **options)
 
 
 def _b64(data: bytes) -> str:

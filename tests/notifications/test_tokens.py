@@ -71,15 +71,8 @@ def hs256(settings: Any) -> None:
     configure(settings)
 
 
-def token(
-    sub: Any = "alice",
-    *,
-    exp_in: int | None = 3600,
-    key: str = SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    return user_token(key, sub, exp_in=exp_in, algorithm=algorithm, **claims)
+def token(sub: Any = "alice", *, key: str = SECRET, **options: Any) -> str:
+    return user_token(key, sub, **options)
 
 
 def _b64(data: bytes) -> str:
