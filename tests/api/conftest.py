@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from notifications.ratelimit import publisher_limiter
 from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
 from tests.support.keys import api_keys_setting, api_keys_spec
-from tests.support.tokens import user_token
+from tests.support.tokens import hs256_only, user_token
 
 SHOP_SECRET = "shop-test-publisher-secret-4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a"
 BILLING_SECRET = "billing-test-publisher-secret-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -79,15 +78,7 @@ def sequences() -> dict[str, int]:
 @pytest.fixture(autouse=True)
 def api_settings(settings: Any) -> Any:
     settings.NOTIFY_API_KEYS = api_keys_setting(api_keys_spec(API_KEYS))
-    settings.NOTIFY_JWT = dataclasses.replace(
-        settings.NOTIFY_JWT,
-        algorithms=("HS256",),
-        secret=JWT_SECRET,
-        public_key=None,
-        audience=None,
-        issuer=None,
-        leeway=0.0,
-    )
+    settings.NOTIFY_JWT = hs256_only(settings.NOTIFY_JWT, JWT_SECRET)
     settings.NOTIFY_PUBLISH_RATE = (1000.0, 2000.0)
     settings.NOTIFY_MAX_BODY_BYTES = 1024 * 1024  # not the default (6 MiB): bodies stay small
     return settings

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import json
 import time
 import uuid
@@ -33,7 +32,7 @@ from service.asgi import websocket_app
 from tests.support.keys import api_keys_setting
 from tests.support.rows import read_state as stored_read_state
 from tests.support.rows import store
-from tests.support.tokens import user_token
+from tests.support.tokens import hs256_only, user_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,15 +133,7 @@ Connect = Callable[..., Awaitable[tuple[bool, Any, Socket]]]
 
 @pytest.fixture(autouse=True)
 def ws_settings(settings: Any) -> Any:
-    settings.NOTIFY_JWT = dataclasses.replace(
-        settings.NOTIFY_JWT,
-        algorithms=("HS256",),
-        secret=JWT_SECRET,
-        public_key=None,
-        audience=None,
-        issuer=None,
-        leeway=0.0,
-    )
+    settings.NOTIFY_JWT = hs256_only(settings.NOTIFY_JWT, JWT_SECRET)
     settings.NOTIFY_API_KEYS = api_keys_setting(f"shop:{PUBLISHER_SECRET}")
     settings.NOTIFY_ALLOWED_ORIGINS = None
     settings.NOTIFY_WS_FRAME_RATE = (1000.0, 2000.0)

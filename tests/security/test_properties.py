@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ from notifications.ratelimit import publisher_limiter
 from tests.api.conftest import JWT_SECRET, ME_URL, PUBLISH_URL, READ_URL, SHOP_SECRET, UNREAD_URL
 from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
-from tests.support.tokens import user_token
+from tests.support.tokens import hs256_only, user_token
 
 PROPS = settings(
     deadline=None,
@@ -427,15 +426,7 @@ def websocket_app_() -> Any:
 
 @pytest.fixture
 def ws_settings(settings: Any) -> Any:
-    settings.NOTIFY_JWT = dataclasses.replace(
-        settings.NOTIFY_JWT,
-        algorithms=("HS256",),
-        secret=JWT_SECRET,
-        public_key=None,
-        audience=None,
-        issuer=None,
-        leeway=0.0,
-    )
+    settings.NOTIFY_JWT = hs256_only(settings.NOTIFY_JWT, JWT_SECRET)
     settings.NOTIFY_ALLOWED_ORIGINS = None
     settings.NOTIFY_WS_FRAME_RATE = (100000.0, 200000.0)
     settings.NOTIFY_WS_MAX_FRAME_BYTES = 64 * 1024
