@@ -16,7 +16,8 @@ from django.db import connection
 from notifications import partitions, selectors, wire_sql
 from notifications.models import UserSequence
 from notifications.services import notifications_purge
-from tests.support.migrations import latest, migrate
+from tests.support.databases import postgres_only
+from tests.support.migrations import migrated_to
 from tests.support.rows import set_read_at, store
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,11 +28,7 @@ NO_BOUND = 2**63 - 1
 ROUNDS = 8
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    # Known only once the test database is set up (tests/conftest.py).
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL's function (NOTIFY_TEST_DATABASE=postgres)")
+_postgres_only = postgres_only("PostgreSQL's function")
 
 
 def today() -> datetime:
@@ -152,11 +149,8 @@ def test_a_kept_plan_follows_the_days_the_purge_drops_and_creates() -> None:
 
 def test_the_migration_creates_and_drops_the_function() -> None:
     assert function_exists()
-    migrate([("notifications", "0006_compact_recipients")])
-    try:
+    with migrated_to([("notifications", "0006_compact_recipients")]):
         assert not function_exists()
-    finally:
-        migrate(latest())
     assert function_exists()
     assert through_function(user="ghost", descending=False, limit=1) == []
 
