@@ -45,7 +45,8 @@ def _dropped() -> float:
 
 
 def _idle(shard: Any) -> bool:
-    return shard._outgoing is None and (shard._publisher is None or shard._publisher.done())
+    publishes = shard._publishes
+    return publishes._pending is None and (publishes._task is None or publishes._task.done())
 
 
 async def _until(predicate: Any, what: str) -> None:
