@@ -14,7 +14,8 @@ does the rest:
 * another method is answered 405 with ``Allow: POST``, as DRF would;
 * an unexpected error is logged and answered 500 with a JSON body.
 
-Every other path goes to Django. There is no Django view for this route: the
+service/asgi.py hands it this path first; every other path goes to the
+other layers and Django. There is no Django view for this route: the
 OpenAPI document describes it through a schema-only view (api/schema.py).
 """
 
@@ -24,12 +25,15 @@ import logging
 from typing import Any
 
 import orjson
+from django.conf import settings
 from rest_framework.exceptions import MethodNotAllowed
 
 from api.publish import IDEMPOTENCY_HEADER, Answer, error_answer, publish_call
 from notifications import metrics
+from notifications.runtime import state
+from service.asgi_limits import BodyTooLarge, refused_as_declared, reply_413
 from service.logs import request_id
-from service.middleware import host_allowed, scope_headers, scope_request_id, security_headers
+from service.middleware import host_allowed, new_request_id, scope_headers, security_headers
 
 logger = logging.getLogger(__name__)
 
@@ -40,36 +44,52 @@ _SECURITY = [(k.encode(), v.encode()) for k, v in security_headers(PATH).items()
 
 
 class PublishEndpoint:
-    """Serves POST /api/v1/notifications; passes everything else to ``app``."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    """Serves POST /api/v1/notifications, and only that path: the ASGI
+    application hands it this path before any other layer
+    (service/asgi.py), so it does their work for it itself, once: the
+    request id (``RequestIdScope``), the live-request count
+    (``LiveRequests``) and the body limit (``BodyLimit``). Four layers of
+    coroutine calls and a second request-id lookup per publish fewer
+    (docs/performance.md, "Event loop per publish, fifth round")."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH:
-            await self.app(scope, receive, send)
-            return
         headers = scope_headers(scope, _WANTED)
-        # Set by service.middleware.RequestIdScope when it wraps this endpoint.
-        rid = scope_request_id(headers)
+        # Repeated X-Request-ID headers are joined with "," (then not sane:
+        # a new id), as RequestIdScope does for every other route.
+        rid = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
         token = request_id.set(rid)
+        state.live_requests += 1
         try:
-            answer = await _answer(scope, headers, receive)
+            limit: int = settings.NOTIFY_MAX_BODY_BYTES
+            if await refused_as_declared(scope, receive, send, limit):
+                return
+            try:
+                answer = await _answer(scope, headers, receive, limit)
+            except BodyTooLarge:
+                # A streamed (chunked) body has no announced end to drain to.
+                await reply_413(send, limit, PATH)
+                return
             if answer is not None:
                 await _send(send, answer, rid)
         finally:
+            state.live_requests -= 1
             request_id.reset(token)
 
 
-async def _read_body(receive: Any) -> bytes | None:
-    """The whole body (the size limit is BodyLimit's, around this app); None if
-    the client went away first."""
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The whole body; None if the client went away first. Raises
+    BodyTooLarge past ``limit`` bytes (a body without a Content-Length)."""
     chunks: list[bytes] = []
+    received = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
@@ -81,14 +101,14 @@ def _server_host(scope: dict[str, Any]) -> bytes:
 
 
 async def _answer(
-    scope: dict[str, Any], headers: dict[bytes, bytes], receive: Any
+    scope: dict[str, Any], headers: dict[bytes, bytes], receive: Any, limit: int
 ) -> Answer | None:
     if not host_allowed(headers.get(b"host") or _server_host(scope)):
         logger.warning("publish refused: Host header not in ALLOWED_HOSTS")
         return Answer(400, orjson.dumps({"detail": "Invalid Host header."}))
     if scope["method"] != "POST":
         return _method_not_allowed(scope["method"])
-    body = await _read_body(receive)
+    body = await _read_body(receive, limit)
     if body is None:
         return None
     key = headers.get(_IDEMPOTENCY)

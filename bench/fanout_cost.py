@@ -15,8 +15,12 @@ message (``time.process_time``) and the wall time, one JSON object per run:
 the send path from the layer message to the PUBLISH and the receive path to
 the socket's frame, without HTTP, the database or the socket write, and far
 less disturbed by other work on the machine than an end-to-end run
-(docs/performance.md, "Fan-out path, fourth round"). ``--tree DIR`` measures
-another checkout's layer (``git worktree add --detach ../baseline main``).
+(docs/performance.md, "Fan-out path, fourth round"). ``--via delivery``
+hands each send over as the writer thread does after a commit
+(``delivery.push_notifications`` from a thread of its own, the layer as the
+process's channel layer), so the hand-off to the event loop is measured too
+("Event loop per publish, fifth round"). ``--tree DIR`` measures another
+checkout's layer (``git worktree add --detach ../baseline main``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import json
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -48,13 +53,23 @@ async def measure(url: str, args: argparse.Namespace) -> None:
     received = 0
     done = asyncio.Event()
     expected = 0
+    credit = threading.Semaphore(0)  # --via delivery: messages the thread may still send
 
     def deliver(message: dict[str, Any]) -> None:
         nonlocal received
         frames.ws_text(frames.notification(message["n"]))
         received += 1
+        credit.release()
         if received >= expected:
             done.set()
+
+    if args.via == "delivery":
+        from channels.layers import channel_layers
+
+        from notifications import delivery
+
+        channel_layers.set("default", layer)
+        delivery.bind_loop(asyncio.get_running_loop())
 
     users = [f"user-{i}" for i in range(USERS)]
     for user in users:
@@ -79,11 +94,31 @@ async def measure(url: str, args: argparse.Namespace) -> None:
             out.append((group_name(user), message))
         return out
 
+    def writer(sends: int) -> None:
+        """As the writer thread: a group's pushes after its commit."""
+        from notifications import delivery
+
+        for i in range(sends):
+            for _ in range(args.group):
+                credit.acquire()
+            pushes = [(message["user"], message["n"]) for _g, message in batch(i * args.group)]
+            delivery.push_notifications(pushes, committed_at=time.time())
+
     async def run(messages: int) -> None:
         nonlocal received, expected
         received, expected = 0, messages
         done.clear()
         sends = messages // args.group
+        if args.via == "delivery":
+            for _ in range(args.inflight * args.group):
+                credit.release()
+            thread = threading.Thread(target=writer, args=(sends,))
+            thread.start()
+            await asyncio.wait_for(done.wait(), 60)
+            thread.join()
+            while credit.acquire(blocking=False):  # the next run starts from none
+                pass
+            return
         window = asyncio.Semaphore(args.inflight)
 
         async def one(i: int) -> None:
@@ -102,6 +137,7 @@ async def measure(url: str, args: argparse.Namespace) -> None:
             "group": args.group,
             "inflight": args.inflight,
             "messages": args.messages,
+            "via": args.via,
             "cpu_us_per_message": round((time.process_time() - cpu) * per, 2),
             "wall_us_per_message": round((time.perf_counter() - wall) * per, 2),
         }
@@ -116,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=20000, help="messages per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument(
+        "--via", choices=["layer", "delivery"], default="layer", help="how sends are handed over"
+    )
     parser.add_argument("--tree", type=Path, default=None, help="another checkout's code")
     args = parser.parse_args(argv)
     from tests.support.servers import RedisServer

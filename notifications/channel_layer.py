@@ -156,20 +156,28 @@ class RedisNotifyLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
         return layer
 
     async def group_send_many(self, messages: Sequence[GroupMessage]) -> None:
-        layer = self._get_layer()
+        outcomes = self.group_send_soon(asyncio.get_running_loop(), messages)
+        if len(outcomes) == 1:  # no task of its own for the one shard
+            await asyncio.shield(outcomes[0])
+            return
+        await asyncio.gather(*(asyncio.shield(outcome) for outcome in outcomes))
+
+    def group_send_soon(
+        self, loop: asyncio.AbstractEventLoop, messages: Sequence[GroupMessage]
+    ) -> list[asyncio.Future[None]]:
+        """Queue the PUBLISHes of ``messages`` for each shard's next write,
+        on ``loop`` (the running one); the outcome of each shard's write."""
+        layer = self._layers.get(loop) or self._get_layer()
         by_shard: dict[Any, list[bytes]] = defaultdict(list)
         serialize = self.serialize
         for group, message in messages:
             channel = layer._get_group_channel_name(group)
             packed = pack_publish(channel.encode(), serialize(message))
             by_shard[layer._get_shard(channel)].append(packed)
-        if len(by_shard) == 1:  # no task of its own for the one shard
-            [(shard, parts)] = by_shard.items()
-            await shard.publish_many(b"".join(parts), len(parts))
-            return
-        await asyncio.gather(
-            *(shard.publish_many(b"".join(parts), len(parts)) for shard, parts in by_shard.items())
-        )
+        return [
+            shard.publish_soon(loop, b"".join(parts), len(parts))
+            for shard, parts in by_shard.items()
+        ]
 
     async def health(self) -> str | None:
         """None when every shard answers PING and the subscriber task runs."""

@@ -104,7 +104,7 @@ def _send(messages: list[tuple[str, dict[str, Any]]], *, counted: bool = True) -
     loop = _loop
     if loop is not None and loop.is_running():
         try:
-            loop.call_soon_threadsafe(_start_send, messages, counted)
+            loop.call_soon_threadsafe(_start_send, loop, messages, counted)
             return
         except RuntimeError:  # closed in the meantime
             pass
@@ -114,10 +114,50 @@ def _send(messages: list[tuple[str, dict[str, Any]]], *, counted: bool = True) -
         _failed(messages, counted)
 
 
-def _start_send(messages: list[tuple[str, dict[str, Any]]], counted: bool) -> None:
-    task = asyncio.ensure_future(_send_logged(messages, counted))
-    _in_flight.add(task)
-    task.add_done_callback(_in_flight.discard)
+def _start_send(
+    loop: asyncio.AbstractEventLoop, messages: list[tuple[str, dict[str, Any]]], counted: bool
+) -> None:
+    soon = getattr(get_channel_layer(), "group_send_soon", None)
+    if soon is None:
+        # The loop's own create_task: asyncio.ensure_future looks the running
+        # loop up first, a getpid() system call per push on Python 3.11.
+        task = loop.create_task(_send_logged(messages, counted))
+        _in_flight.add(task)
+        task.add_done_callback(_in_flight.discard)
+        return
+    # The Redis layer queues the PUBLISHes at once and reports each shard's
+    # write: no task, coroutine chain or shield per commit group
+    # (docs/performance.md, "Event loop per publish, fifth round").
+    try:
+        outcomes = soon(loop, messages)
+    except Exception:
+        _failed(messages, counted)
+        return
+    _Outcome(messages, counted).watch(outcomes)
+
+
+class _Outcome:
+    """A push's shard writes: the first that failed counts the push as
+    failed, once (as the first error of a gather did)."""
+
+    __slots__ = ("counted", "failed", "messages")
+
+    def __init__(self, messages: list[tuple[str, dict[str, Any]]], counted: bool) -> None:
+        self.messages = messages
+        self.counted = counted
+        self.failed = False
+
+    def watch(self, outcomes: list[asyncio.Future[None]]) -> None:
+        for outcome in outcomes:
+            outcome.add_done_callback(self._done)
+
+    def _done(self, outcome: asyncio.Future[None]) -> None:
+        if self.failed or outcome.cancelled():  # cancelled: the process is stopping
+            return
+        error = outcome.exception()
+        if error is not None:
+            self.failed = True
+            _failed(self.messages, self.counted, error)
 
 
 async def _send_logged(messages: list[tuple[str, dict[str, Any]]], counted: bool) -> None:
@@ -127,10 +167,16 @@ async def _send_logged(messages: list[tuple[str, dict[str, Any]]], counted: bool
         _failed(messages, counted)
 
 
-def _failed(messages: list[tuple[str, dict[str, Any]]], counted: bool) -> None:
+def _failed(
+    messages: list[tuple[str, dict[str, Any]]],
+    counted: bool,
+    error: BaseException | None = None,
+) -> None:
     # The commit stands; the push is the fast path. Sockets recover the ids
     # from the database on their next message or reconnect.
-    logger.warning("channel layer push failed for %d messages", len(messages), exc_info=True)
+    logger.warning(
+        "channel layer push failed for %d messages", len(messages), exc_info=error or True
+    )
     if counted:
         metrics.DROPPED.inc(len(messages))
 

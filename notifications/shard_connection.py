@@ -81,12 +81,15 @@ class _NextCommand(Generic[B]):
         self._pending: B | None = None
         self._task: asyncio.Task[None] | None = None  # kept: a task only weakly held may vanish
 
-    def batch(self) -> B:
-        """The batch the next command sends, to add to (and wait for its ``done``)."""
+    def batch(self, loop: asyncio.AbstractEventLoop | None = None) -> B:
+        """The batch the next command sends, to add to (and wait for its
+        ``done``); ``loop`` is the running one, when the caller has it (a
+        lookup is a getpid() system call on Python 3.11)."""
         batch = self._pending
         if batch is None:
-            batch = self._pending = self._new(asyncio.get_running_loop())
-            self._task = asyncio.ensure_future(self._send_next())
+            loop = loop or asyncio.get_running_loop()
+            batch = self._pending = self._new(loop)
+            self._task = loop.create_task(self._send_next())
         return batch
 
     async def _send_next(self) -> None:
@@ -145,10 +148,20 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
         commit order (delivery.py hands them over in that order), and each
         caller learns its batch's outcome.
         """
-        batch = self._publishes.batch()
+        await asyncio.shield(self.publish_soon(asyncio.get_running_loop(), packed, count))
+
+    def publish_soon(
+        self, loop: asyncio.AbstractEventLoop, packed: bytes, count: int
+    ) -> asyncio.Future[None]:
+        """``publish_many`` without a coroutine of the caller's: queues the
+        PUBLISHes for the next write and returns that write's outcome (shared
+        with everything queued with them: callers only read it). The
+        delivery of a commit group takes this path (delivery.py): no task
+        per group."""
+        batch = self._publishes.batch(loop)
         batch.parts.append(packed)
         batch.count += count
-        await asyncio.shield(batch.done)
+        return batch.done
 
     async def _write_publishes(self, batch: _Publishes) -> None:
         """Under the lock: one write of every PUBLISH in ``batch``, one read of the replies."""

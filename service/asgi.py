@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
-from api.publish_asgi import PublishEndpoint  # noqa: E402
+from api import publish_asgi  # noqa: E402
 from notifications import (  # noqa: E402
     channel_layer,
     cluster_layer,
@@ -61,12 +61,13 @@ lighten_records()
 # Sockets: Origin, token and path checks in one frame (no middleware chain
 # or router whose frames and scope copies would live as long as the socket).
 websocket_app = SocketEntry("/ws/notifications", NotificationConsumer)
+# The publish endpoint first, on its own: it does the request id, the
+# live-request count and the body limit itself (api/publish_asgi.py).
+publish_app = publish_asgi.PublishEndpoint()
 # The stream endpoint inside RequestIdScope (which leaves ``send`` alone): it
 # ends slow streams through uvicorn's own send.
 http_app = RequestIdScope(
-    StreamEndpoint(
-        LiveRequests(BodyLimit(PublishEndpoint(ClientScriptCors(StaticFiles(django_http)))))
-    )
+    StreamEndpoint(LiveRequests(BodyLimit(ClientScriptCors(StaticFiles(django_http)))))
 )
 
 
@@ -119,7 +120,10 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if kind == "websocket":
         await websocket_app(scope, receive, send)
     elif kind == "http":
-        await http_app(scope, receive, send)
+        if scope["path"] == publish_asgi.PATH:
+            await publish_app(scope, receive, send)
+        else:
+            await http_app(scope, receive, send)
     elif kind == "lifespan":
         await lifecycle.lifespan(receive, send, on_startup=_startup, on_shutdown=_shutdown)
     else:

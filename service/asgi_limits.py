@@ -15,7 +15,7 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _reply_413(send: Any, limit: int, path: str) -> None:
+async def reply_413(send: Any, limit: int, path: str) -> None:
     body = orjson.dumps({"detail": f"Request body is over the {limit} byte limit."})
     await send(
         {
@@ -51,18 +51,26 @@ async def _drain(receive: Any, budget: int) -> None:
             return
 
 
+async def refused_as_declared(scope: dict[str, Any], receive: Any, send: Any, limit: int) -> bool:
+    """A Content-Length over ``limit`` (or not a number) is answered 413 here
+    (after draining what a client may still be uploading); True if it was."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+            if value.isdigit() and int(value) <= DRAIN_BYTES:
+                await _drain(receive, DRAIN_BYTES)
+            await reply_413(send, limit, scope.get("path", ""))
+            return True
+    return False
+
+
 class BodyLimit:
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         limit: int = settings.NOTIFY_MAX_BODY_BYTES
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                if value.isdigit() and int(value) <= DRAIN_BYTES:
-                    await _drain(receive, DRAIN_BYTES)
-                await _reply_413(send, limit, scope.get("path", ""))
-                return
+        if await refused_as_declared(scope, receive, send, limit):
+            return
         received = 0
 
         async def limited_receive() -> dict[str, Any]:
@@ -78,4 +86,4 @@ class BodyLimit:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
             # A streamed (chunked) body has no announced end to drain to.
-            await _reply_413(send, limit, scope.get("path", ""))
+            await reply_413(send, limit, scope.get("path", ""))

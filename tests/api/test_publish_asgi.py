@@ -8,6 +8,7 @@ holds the publish's rules, through the same application.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -19,9 +20,11 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from notifications import services
+from notifications.runtime import state
 from service.asgi import application
 from service.middleware import SECURITY_HEADERS
 from tests.api.conftest import PUBLISH_URL, SHOP_SECRET, counts
+from tests.push.liveload import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -182,3 +185,64 @@ async def test_a_bug_is_a_logged_json_500_and_stores_nothing(
     assert response.headers["x-content-type-options"] == "nosniff"
     assert any("publish failed" in r.getMessage() for r in caplog.records)
     assert await sync_to_async(counts)() == (0, 0, 0)
+
+
+class _Upload:
+    """An ASGI request whose body arrives when the test says so: the
+    application is called the way uvicorn calls it."""
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> None:
+        self.scope = {
+            "type": "http",
+            "method": "POST",
+            "path": PUBLISH_URL,
+            "headers": [(b"host", b"testserver"), *headers],
+            "server": ("testserver", 80),
+        }
+        self.chunks = chunks
+        self.go = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        await self.go.wait()
+        chunk = self.chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(self.chunks)}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+
+async def test_a_publish_in_progress_counts_as_a_live_request() -> None:
+    """The push worker's "live traffic first" rule sees a publish while it
+    is served (the endpoint counts it itself: no LiveRequests layer)."""
+    before = state.live_requests
+    upload = _Upload(
+        [(b"authorization", f"Bearer {SHOP_SECRET}".encode()), *_JSON_RAW], [orjson.dumps(VALID)]
+    )
+    served = asyncio.ensure_future(application(upload.scope, upload.receive, upload.send))
+    await until(lambda: state.live_requests == before + 1, "the publish to be counted")
+    upload.go.set()
+    await served
+    assert state.live_requests == before
+    assert upload.sent[0]["status"] == 202
+
+
+async def test_a_chunked_body_over_the_limit_is_413_and_stores_nothing(settings: Any) -> None:
+    """No Content-Length: the endpoint stops reading past the limit."""
+    settings.NOTIFY_MAX_BODY_BYTES = 100
+    raw = orjson.dumps({**VALID, "title": "x" * 200})
+    upload = _Upload(
+        [(b"authorization", f"Bearer {SHOP_SECRET}".encode()), *_JSON_RAW],
+        [raw[:60], raw[60:120], raw[120:]],
+    )
+    upload.go.set()
+    await application(upload.scope, upload.receive, upload.send)
+    assert upload.sent[0]["status"] == 413
+    assert orjson.loads(upload.sent[1]["body"]) == {
+        "detail": "Request body is over the 100 byte limit."
+    }
+    assert len(upload.chunks) == 1, "read on past the limit"
+    assert await sync_to_async(counts)() == (0, 0, 0)
+
+
+_JSON_RAW = [(b"content-type", b"application/json")]
