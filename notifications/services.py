@@ -25,9 +25,9 @@ from notifications import delivery, partitions, recipients_pg
 from notifications.db import with_kept_connection
 from notifications.errors import NotificationNotFound
 from notifications.group_commit import AsyncGroupCommitter
+from notifications.idempotency import IDEMPOTENCY_TTL
 from notifications.models import IdempotencyRecord, Notification, NotificationEvent, UserSequence
 from notifications.publishing import (
-    IDEMPOTENCY_TTL,
     Publication,
     PublishOutcome,
     PublishResult,
