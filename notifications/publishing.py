@@ -109,8 +109,9 @@ def _publish_plain(publications: Sequence[Publication]) -> list[PublishResult]:
     statement in autocommit, one round trip where ``BEGIN``, the statement
     and ``COMMIT`` took three. A single statement is atomic by itself in
     PostgreSQL (all of its data-modifying CTEs or none), and with
-    ``synchronous_commit`` on (the default; docs/operations.md) its implicit
-    commit is flushed to the WAL before the server answers it: the rows are
+    ``synchronous_commit`` on (PostgreSQL's default; docs/architecture.md,
+    "Publishing") its implicit commit is flushed to the WAL before the
+    server answers it: the rows are
     durable before the pushes start and before any 202, as with the
     transaction. A failure stores nothing, and the group committer retries
     each request alone."""

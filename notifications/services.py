@@ -2,6 +2,8 @@
 
 Each service is one transaction; pushes are scheduled with
 ``transaction.on_commit`` so nothing is announced that could still roll back.
+(A plain publish group on PostgreSQL is one statement in autocommit, which
+commits by itself; its pushes start when it returns: publishing._publish_plain.)
 
 Publishing has one path: requests wait on the event loop and one writer
 thread commits whatever is queued at that moment, with each publisher's rate
