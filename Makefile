@@ -25,7 +25,7 @@ help:
 	@echo "make install  - create $(VENV) and install the project with dev extras"
 	@echo "make run      - migrate, print dev credentials, serve on 127.0.0.1:\$$PORT ($(PORT))"
 	@echo "make test     - ensure redis/postgres binaries, run pytest (PYTEST_ARGS=...)"
-	@echo "make test-slow - the soak runs and the container image (markers endurance, image)"
+	@echo "make test-slow - the soak runs, the container image, the bench tools (markers endurance, image, bench)"
 	@echo "make lint     - ruff check, ruff format --check, mypy, lint-imports (the layers)"
 	@echo "make lock     - write $(LOCK) from the current venv"
 	@echo "make bench    - default benchmark suite on 2 spawned servers + Redis (BENCH_ARGS=...)"
@@ -59,9 +59,9 @@ run: install
 # The in-process consumer tests stay on SQLite: asgiref's test communicator
 # leaves each test's thread connection open, which exhausts psycopg's pool (not
 # seen under uvicorn, where the live tests cover the consumer on PostgreSQL).
-# The slow suites (markers endurance and image) are `make test-slow`; CI
+# The slow suites (markers endurance, image and bench) are `make test-slow`; CI
 # (.ci/run) runs both.
-FAST := not endurance and not image
+FAST := not endurance and not image and not bench
 test: install
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/pytest -m "$(FAST)" $(PYTEST_ARGS)
@@ -74,7 +74,7 @@ test: install
 # never read) and the image built and run with podman: a few minutes each.
 test-slow: install
 	bash scripts/ensure-system-deps.sh
-	$(BIN)/pytest -m "endurance or image" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "endurance or image or bench" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

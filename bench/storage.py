@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import random
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +29,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from bench.django_env import setup_django  # noqa: E402 - after the path above
 
 HEAVY_USER = "heavy-unread"
 HEAVY_UNREAD = 10_000
@@ -52,18 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
         server = PostgresServer(durable=True, settings={"shared_buffers": "1GB"})
         args.database_url = server.url
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
-    # DEBUG off whatever the environment says (make exports DEBUG=1): with it on,
-    # Django would keep every query it runs, and the reads would be a dev server's.
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(48))
-    os.environ.setdefault("JWT_SECRET", secrets.token_urlsafe(48))
-    os.environ.setdefault("NOTIFY_API_KEYS", "bench:" + secrets.token_urlsafe(32))
     try:
-        import django
-
-        django.setup()
+        setup_django(args.database_url)
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import random
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.django_env import setup_django  # noqa: E402 - after the path above
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.storage_ab", description=__doc__)
@@ -37,17 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--users", type=int, default=20_000, help="bench.storage's users")
     args = parser.parse_args(argv)
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
-    # DEBUG off whatever the environment says (make exports DEBUG=1): with it on,
-    # Django would keep every query it runs, and the reads would be a dev server's.
-    os.environ["DEBUG"] = "false"
-    for name in ("DJANGO_SECRET_KEY", "JWT_SECRET"):
-        os.environ.setdefault(name, secrets.token_urlsafe(48))
-    os.environ.setdefault("NOTIFY_API_KEYS", "bench:" + secrets.token_urlsafe(32))
-    import django
-
-    django.setup()
+    setup_django(args.database_url)
     from notifications import selectors
 
     baseline = _load(Path(args.baseline) / "notifications" / "selectors.py")

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import secrets
 import statistics
 import sys
 from pathlib import Path
@@ -27,6 +25,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from bench.django_env import setup_django  # noqa: E402 - after the path above
 
 _TIME = re.compile(r"^(Planning|Execution) Time: ([\d.]+) ms")
 _BUFFERS = re.compile(r"Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?")
@@ -38,15 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20, help="users to explain")
     parser.add_argument("--all-users", type=int, default=20_000, help="bench.storage's users")
     args = parser.parse_args(argv)
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
-    os.environ["DEBUG"] = "false"
-    for name in ("DJANGO_SECRET_KEY", "JWT_SECRET"):
-        os.environ.setdefault(name, secrets.token_urlsafe(48))
-    os.environ.setdefault("NOTIFY_API_KEYS", "bench:" + secrets.token_urlsafe(32))
-    import django
-
-    django.setup()
+    setup_django(args.database_url)
     rng = random.Random(3)  # noqa: S311 - which users to read, not a secret
     samples: dict[str, list[dict[str, float]]] = {"first": [], "again": []}
     for _ in range(args.users):

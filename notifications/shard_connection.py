@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from channels_redis.pubsub import RedisSingleShardConnection
 from channels_redis.utils import _close_redis
@@ -25,25 +25,85 @@ logger = logging.getLogger(__name__)
 subscriber_lost_listeners: list[Callable[[], Awaitable[None]]] = []
 
 
-class _Subscribes:
-    """Channels waiting for the shard's next SUBSCRIBE, and its outcome."""
+class _Batch:
+    """What the callers of one command queued, and its outcome (``done``)."""
 
-    __slots__ = ("channels", "done")
+    __slots__ = ("done",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.channels: dict[str, None] = {}
         self.done: asyncio.Future[None] = loop.create_future()
 
 
-class _Publishes:
-    """PUBLISHes (packed) waiting for the shard's next write, and its outcome."""
+class _Subscribes(_Batch):
+    """Channels waiting for the shard's next SUBSCRIBE."""
 
-    __slots__ = ("count", "done", "parts")
+    __slots__ = ("channels",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.channels: dict[str, None] = {}
+
+
+class _Publishes(_Batch):
+    """PUBLISHes (packed) waiting for the shard's next write."""
+
+    __slots__ = ("count", "parts")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self.parts: list[bytes] = []
         self.count = 0
-        self.done: asyncio.Future[None] = loop.create_future()
+
+
+B = TypeVar("B", bound=_Batch)
+
+
+class _NextCommand(Generic[B]):
+    """Callers queued while a command is in flight share the next command.
+
+    The first caller of a batch starts the task that sends it once ``lock``
+    is free; whoever comes before that adds to the same batch. Batches go out
+    in the order they were started, and every caller of one gets its outcome
+    (done, the exception, or cancelled).
+    """
+
+    __slots__ = ("_lock", "_new", "_pending", "_send", "_task")
+
+    def __init__(
+        self,
+        lock: asyncio.Lock,
+        new: Callable[[asyncio.AbstractEventLoop], B],
+        send: Callable[[B], Awaitable[None]],
+    ) -> None:
+        self._lock = lock
+        self._new = new
+        self._send = send
+        self._pending: B | None = None
+        self._task: asyncio.Task[None] | None = None  # kept: a task only weakly held may vanish
+
+    def batch(self) -> B:
+        """The batch the next command sends, to add to (and wait for its ``done``)."""
+        batch = self._pending
+        if batch is None:
+            batch = self._pending = self._new(asyncio.get_running_loop())
+            self._task = asyncio.ensure_future(self._send_next())
+        return batch
+
+    async def _send_next(self) -> None:
+        async with self._lock:
+            batch, self._pending = self._pending, None
+            if batch is None:
+                return
+            try:
+                await self._send(batch)
+            except asyncio.CancelledError:
+                batch.done.cancel()
+                raise
+            except Exception as exc:
+                batch.done.set_exception(exc)
+                batch.done.exception()  # retrieved: nobody may be waiting any more
+            else:
+                batch.done.set_result(None)
 
 
 class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc]
@@ -67,13 +127,14 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
     _pubsub: Any
     _subscribed_to: set[str]
     _lock: asyncio.Lock
-    _next: _Subscribes | None = None
-    _sender: asyncio.Task[None] | None = None
-    _outgoing: _Publishes | None = None
-    _publisher: asyncio.Task[None] | None = None
     # The connection PUBLISHes go out on, out of the client's pool (and the
     # pool): kept, since a checkout probes the socket for unread data first.
     _publishing: tuple[Any, Any] | None = None
+
+    def __init__(self, host: Any, channel_layer: Any) -> None:
+        super().__init__(host, channel_layer)
+        self._publishes = _NextCommand(self._lock, _Publishes, self._write_publishes)
+        self._subscribes = _NextCommand(self._lock, _Subscribes, self._write_subscribes)
 
     async def publish_many(self, packed: bytes, count: int) -> None:
         """Publish ``count`` packed PUBLISHes (redis_publish.pack_publishes).
@@ -84,61 +145,31 @@ class ResettingShardConnection(RedisSingleShardConnection):  # type: ignore[misc
         commit order (delivery.py hands them over in that order), and each
         caller learns its batch's outcome.
         """
-        batch = self._outgoing
-        if batch is None:
-            batch = self._outgoing = _Publishes(asyncio.get_running_loop())
-            self._publisher = asyncio.ensure_future(self._publish_next())
+        batch = self._publishes.batch()
         batch.parts.append(packed)
         batch.count += count
         await asyncio.shield(batch.done)
 
-    async def _publish_next(self) -> None:
-        async with self._lock:
-            batch, self._outgoing = self._outgoing, None
-            if batch is None:
-                return
-            try:
-                await publish_packed(
-                    await self._publishing_connection(), b"".join(batch.parts), batch.count
-                )
-            except asyncio.CancelledError:
-                batch.done.cancel()
-                raise
-            except Exception as exc:
-                batch.done.set_exception(exc)
-                batch.done.exception()  # retrieved: nobody may be waiting any more
-            else:
-                batch.done.set_result(None)
+    async def _write_publishes(self, batch: _Publishes) -> None:
+        """Under the lock: one write of every PUBLISH in ``batch``, one read of the replies."""
+        await publish_packed(
+            await self._publishing_connection(), b"".join(batch.parts), batch.count
+        )
 
     async def subscribe(self, channel: str) -> None:
-        batch = self._next
-        if batch is None:
-            batch = self._next = _Subscribes(asyncio.get_running_loop())
-            self._sender = asyncio.ensure_future(self._subscribe_next())
+        batch = self._subscribes.batch()
         batch.channels[channel] = None
         # Shielded: a socket closed meanwhile must not cancel the others' command.
         await asyncio.shield(batch.done)
 
-    async def _subscribe_next(self) -> None:
-        async with self._lock:
-            batch, self._next = self._next, None
-            if batch is None:
-                return
-            try:
-                new = [c for c in batch.channels if c not in self._subscribed_to]
-                if new:
-                    self._ensure_redis()
-                    self._ensure_receiver()
-                    await self._pubsub.subscribe(*new)
-                    self._subscribed_to.update(new)
-            except asyncio.CancelledError:
-                batch.done.cancel()
-                raise
-            except Exception as exc:
-                batch.done.set_exception(exc)
-                batch.done.exception()  # retrieved: nobody may be waiting any more
-            else:
-                batch.done.set_result(None)
+    async def _write_subscribes(self, batch: _Subscribes) -> None:
+        """Under the lock: one SUBSCRIBE of the channels in ``batch`` not subscribed yet."""
+        new = [c for c in batch.channels if c not in self._subscribed_to]
+        if new:
+            self._ensure_redis()
+            self._ensure_receiver()
+            await self._pubsub.subscribe(*new)
+            self._subscribed_to.update(new)
 
     async def _publishing_connection(self) -> Any:
         """Under the lock: the pool's connection kept for PUBLISHes (a new

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
+from tests.support.processes import wait_until_ready
 from tests.support.servers import PostgresServer, RedisServer, free_port
 
 pytestmark = pytest.mark.live
@@ -91,3 +93,55 @@ def test_postgres_create_database(postgres_server: PostgresServer) -> None:
     random_url = postgres_server.create_database()
     with psycopg.connect(random_url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_server_that_exits_at_start_says_so_with_its_log() -> None:
+    port = free_port()
+    with pytest.raises(RuntimeError) as raised:
+        RedisServer(port=port, extra_args=["--no-such-directive", "1"])
+    message = str(raised.value)
+    assert message.startswith(f"redis-server on port {port} exited with code ")
+    assert "no-such-directive" in message  # redis-server's own complaint, from its log
+
+
+class _NeverReady(RedisServer):
+    """A real redis-server whose readiness probe never passes."""
+
+    def _answers_ping(self) -> str | None:
+        return "still loading"
+
+
+def test_a_server_that_never_gets_ready_is_stopped_and_says_why() -> None:
+    server = _NeverReady(startup_timeout=0.5, autostart=False)
+    try:
+        with pytest.raises(RuntimeError) as raised:
+            server.start()
+        assert not server.is_running
+        message = str(raised.value)
+        head, tail = message.split(":\n", 1)
+        assert head == f"redis-server on port {server.port} did not answer PING within 0.5s" + (
+            " (still loading)"
+        )
+        assert server.log_text().startswith(tail)  # its log as it was then
+    finally:
+        server.close()
+
+
+def test_waiting_names_the_last_error_and_lets_others_through(tmp_path: Path) -> None:
+    log = tmp_path / "thing.log"
+    log.write_text("first line\nlast line\n")
+
+    def refused() -> str | None:
+        raise ConnectionRefusedError("nobody home")
+
+    with pytest.raises(RuntimeError) as raised:
+        wait_until_ready(
+            refused, what="the thing", goal="answer", timeout=0.2, retry_on=(OSError,),
+            log_path=log, interval=0.01,
+        )  # fmt: skip
+    assert str(raised.value) == (
+        "the thing did not answer within 0.2s (ConnectionRefusedError: nobody home):\n"
+        "first line\nlast line"
+    )
+    with pytest.raises(ConnectionRefusedError):  # not one to wait out
+        wait_until_ready(refused, what="the thing", goal="answer", timeout=5.0)

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import jwt
 import pytest
 
 from notifications.models import IdempotencyRecord, UserSequence
@@ -27,6 +25,7 @@ from notifications.ratelimit import publisher_limiter
 from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
 from tests.support.keys import api_keys_setting, api_keys_spec
+from tests.support.tokens import hs256_only, user_token
 
 SHOP_SECRET = "shop-test-publisher-secret-4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a"
 BILLING_SECRET = "billing-test-publisher-secret-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -47,23 +46,9 @@ def presence_url(user_id: str) -> str:
     return f"/api/v1/users/{quote(user_id, safe='').replace('.', '%2E')}/presence"
 
 
-def make_token(
-    sub: Any = "alice",
-    *,
-    exp_in: float | None = 3600,
-    secret: str = JWT_SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    """A user JWT signed with PyJWT; ``exp_in=None`` leaves ``exp`` out."""
-    now = int(time.time())
-    payload: dict[str, Any] = {"iat": now}
-    if sub is not None:
-        payload["sub"] = sub
-    if exp_in is not None:
-        payload["exp"] = now + int(exp_in)
-    payload.update(claims)
-    return jwt.encode(payload, secret, algorithm=algorithm)
+def make_token(sub: Any = "alice", *, secret: str = JWT_SECRET, **options: Any) -> str:
+    """A user JWT (tests.support.tokens.user_token's options) signed with ``secret``."""
+    return user_token(secret, sub, **options)
 
 
 def _b64(data: bytes) -> str:
@@ -93,15 +78,7 @@ def sequences() -> dict[str, int]:
 @pytest.fixture(autouse=True)
 def api_settings(settings: Any) -> Any:
     settings.NOTIFY_API_KEYS = api_keys_setting(api_keys_spec(API_KEYS))
-    settings.NOTIFY_JWT = dataclasses.replace(
-        settings.NOTIFY_JWT,
-        algorithms=("HS256",),
-        secret=JWT_SECRET,
-        public_key=None,
-        audience=None,
-        issuer=None,
-        leeway=0.0,
-    )
+    settings.NOTIFY_JWT = hs256_only(settings.NOTIFY_JWT, JWT_SECRET)
     settings.NOTIFY_PUBLISH_RATE = (1000.0, 2000.0)
     settings.NOTIFY_MAX_BODY_BYTES = 1024 * 1024  # not the default (6 MiB): bodies stay small
     return settings

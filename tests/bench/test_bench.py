@@ -24,6 +24,9 @@ from bench.pyspy import shares
 from bench.stats import percentile, summary
 from tests.support.servers import REPO_ROOT, LiveServerFactory, RedisServer
 
+# Real benchmarks in small sizes, a few minutes in all: `make test-slow`.
+pytestmark = pytest.mark.bench
+
 LATENCY_KEYS = {"count", "min", "mean", "p50", "p90", "p99", "max"}
 TOP_KEYS = {
     "bench", "run_id", "sweep_id", "time", "label", "command", "scenario", "mode", "params",

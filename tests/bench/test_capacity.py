@@ -17,6 +17,9 @@ from bench.capacity_lines import MEDIAN_FIELDS, cell_line
 from tests.bench.test_bench import run_bench
 from tests.support.servers import RedisServer
 
+# Real benchmarks in small sizes, a few minutes in all: `make test-slow`.
+pytestmark = pytest.mark.bench
+
 # A Lua loop long enough to show in used_cpu_user at any load.
 BUSY_SCRIPT = "local x = 0 for i = 1, 3000000 do x = x + i end return 1"
 

@@ -9,6 +9,9 @@ import pytest
 
 from bench.push import deployment
 
+# Real benchmarks in small sizes, a few minutes in all: `make test-slow`.
+pytestmark = pytest.mark.bench
+
 
 @pytest.mark.live
 def test_push_bench_service_runs_with_debug_off(monkeypatch: pytest.MonkeyPatch) -> None:

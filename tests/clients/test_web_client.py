@@ -361,6 +361,53 @@ def test_client_reconnects_with_a_fresh_token_on_4401(
     assert log["readies"][1]["complete"] is True
 
 
+# Holds each answer to GET .../unread-count while `window.holdCounts` is set,
+# until the test releases it; counts the answers the client got.
+HOLD_UNREAD_COUNTS = """
+(() => {
+  const realFetch = window.fetch.bind(window);
+  window.heldCounts = [];
+  window.countsAnswered = 0;
+  window.fetch = async (input, init) => {
+    const response = await realFetch(input, init);
+    if (String(input).includes("/unread-count")) {
+      if (window.holdCounts) await new Promise((release) => window.heldCounts.push(release));
+      window.countsAnswered += 1;
+    }
+    return response;
+  };
+})();
+"""
+
+
+def test_a_count_answered_before_a_live_frame_does_not_undo_the_frame(
+    server: LiveServer, context: BrowserContext
+) -> None:
+    # The server counts 1 unread; a live notification arrives while that answer
+    # is on its way. The frame's count (2) must stand: the answer may predate it.
+    user = new_user("web")
+    with publisher(server) as client:
+        client.publish([user], "t", title="stored 1")
+    context.add_init_script(HOLD_UNREAD_COUNTS)
+    page = harness(context, server, user, ttl=3600)
+    wait_js(page, "() => window.log.readies.length >= 1")
+    assert page.evaluate("window.client.unread") == 1
+    page.evaluate(
+        "() => { window.counts = []; window.client.onUnreadCount((c) => window.counts.push(c));"
+        " window.holdCounts = true; window.asked = window.client.unreadCount(); }"
+    )
+    wait_js(page, "() => window.heldCounts.length === 1")  # answered 1, held
+    with publisher(server) as client:
+        client.publish([user], "t", title="live 2")
+    wait_js(page, "() => window.client.unread === 2")
+    page.evaluate("() => { window.holdCounts = false; window.heldCounts.forEach((r) => r()); }")
+    assert page.evaluate("() => window.asked") == 1  # what the server said, then
+    # The client asks again rather than trust it; the second answer agrees.
+    wait_js(page, "() => window.countsAnswered >= 2")
+    assert page.evaluate("window.client.unread") == 2
+    assert page.evaluate("window.counts") == [2]
+
+
 def test_client_refetches_when_the_replay_is_incomplete_and_tracks_reads(
     server: LiveServer, context: BrowserContext
 ) -> None:

@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import jwt
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.deploy import support
 from tests.support.servers import LOCALHOST, PostgresServer, RedisServer, free_port
+from tests.support.tokens import user_token
 
 pytestmark = pytest.mark.live
 
@@ -238,8 +238,7 @@ def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: fl
 
 
 def token(user: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 600}, JWT_SECRET, algorithm="HS256")
+    return user_token(JWT_SECRET, user, exp_in=600)
 
 
 async def publish(client: httpx.AsyncClient, url: str, user: str, n: int) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import jwt
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -38,6 +36,7 @@ from tests.support.live import (  # noqa: F401 (re-exported to the tests)
 )
 from tests.support.redis_cluster import REDIS_TOPOLOGIES, redis_env
 from tests.support.servers import LOG_ERROR_MARKERS, LiveServer, PostgresServer
+from tests.support.tokens import user_token
 
 SHOP_SECRET = "live-shop-publisher-secret-7d1f0c9a8b6e5d4c3b2a1f0e9d8c7b6a"
 JWT_SECRET = "live-test-jwt-secret-0123456789abcdef-0123456789abcdef-0123456789ab"
@@ -64,21 +63,9 @@ def server_env(database_url: str, redis_url: str | None = None, **extra: str) ->
     return env
 
 
-def make_token(
-    sub: Any = "alice",
-    *,
-    exp_in: float | None = 3600,
-    secret: str = JWT_SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {"iat": now, **claims}
-    if sub is not None:
-        payload["sub"] = sub
-    if exp_in is not None:
-        payload["exp"] = now + int(exp_in)
-    return jwt.encode(payload, secret, algorithm=algorithm)
+def make_token(sub: Any = "alice", *, secret: str = JWT_SECRET, **options: Any) -> str:
+    """A user JWT (tests.support.tokens.user_token's options) signed with ``secret``."""
+    return user_token(secret, sub, **options)
 
 
 def publisher_headers() -> dict[str, str]:

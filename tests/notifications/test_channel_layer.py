@@ -150,3 +150,23 @@ async def test_a_failed_subscribe_fails_every_join_of_its_batch(
     await layer.group_send_many([(f"down{i}", {"type": "x", "n": i}) for i in range(3)])
     assert [(await asyncio.wait_for(layer.receive(c), 5))["n"] for c in channels] == [0, 1, 2]
     await layer.flush()
+
+
+async def test_a_join_cancelled_while_queued_leaves_the_others_subscribe_alone(
+    redis_server: RedisServer,
+) -> None:
+    layer = layer_for(redis_server.url)
+    channels = [await layer.new_channel() for _ in range(3)]
+    joins = [
+        asyncio.ensure_future(layer.group_add(f"queued{i}", c)) for i, c in enumerate(channels)
+    ]
+    # Each join has queued its group for the next SUBSCRIBE (tasks run in the
+    # order made, before this one resumes); the command is not sent yet.
+    await asyncio.sleep(0)
+    joins[0].cancel()  # its socket closed meanwhile
+    await asyncio.gather(*joins[1:])
+    with pytest.raises(asyncio.CancelledError):
+        await joins[0]
+    await layer.group_send_many([(f"queued{i}", {"type": "x", "n": i}) for i in (1, 2)])
+    assert [(await asyncio.wait_for(layer.receive(c), 5))["n"] for c in channels[1:]] == [1, 2]
+    await layer.flush()

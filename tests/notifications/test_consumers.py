@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import json
 import time
 import uuid
@@ -18,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
 from typing import Any
 
-import jwt
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -34,6 +32,7 @@ from service.asgi import websocket_app
 from tests.support.keys import api_keys_setting
 from tests.support.rows import read_state as stored_read_state
 from tests.support.rows import store
+from tests.support.tokens import hs256_only, user_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,21 +51,9 @@ WAIT = 30.0
 # --------------------------------------------------------------------------- helpers
 
 
-def make_token(
-    sub: Any = "alice",
-    *,
-    exp_in: float | None = 3600,
-    secret: str = JWT_SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {"iat": now, **claims}
-    if sub is not None:
-        payload["sub"] = sub
-    if exp_in is not None:
-        payload["exp"] = now + int(exp_in)
-    return jwt.encode(payload, secret, algorithm=algorithm)
+def make_token(sub: Any = "alice", *, secret: str = JWT_SECRET, **options: Any) -> str:
+    """A user JWT (tests.support.tokens.user_token's options) signed with ``secret``."""
+    return user_token(secret, sub, **options)
 
 
 def _b64(data: bytes) -> str:
@@ -146,15 +133,7 @@ Connect = Callable[..., Awaitable[tuple[bool, Any, Socket]]]
 
 @pytest.fixture(autouse=True)
 def ws_settings(settings: Any) -> Any:
-    settings.NOTIFY_JWT = dataclasses.replace(
-        settings.NOTIFY_JWT,
-        algorithms=("HS256",),
-        secret=JWT_SECRET,
-        public_key=None,
-        audience=None,
-        issuer=None,
-        leeway=0.0,
-    )
+    settings.NOTIFY_JWT = hs256_only(settings.NOTIFY_JWT, JWT_SECRET)
     settings.NOTIFY_API_KEYS = api_keys_setting(f"shop:{PUBLISHER_SECRET}")
     settings.NOTIFY_ALLOWED_ORIGINS = None
     settings.NOTIFY_WS_FRAME_RATE = (1000.0, 2000.0)

@@ -167,3 +167,17 @@ async def test_a_killed_subscriber_connection_tells_the_listeners(
     finally:
         subscriber_lost_listeners.remove(listener)
     await layer.flush()
+
+
+async def test_a_failed_write_fails_every_send_that_shared_it(acl_server: RedisServer) -> None:
+    layer = layer_for(f"redis://pub:pw@127.0.0.1:{acl_server.port}/0")
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    # Three senders in one loop iteration: one write for their PUBLISHes.
+    results = await asyncio.gather(
+        *(layer.group_send_many([("g", {"type": "x", "n": i})]) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], ResponseError), results
+    assert results[1] is results[0] and results[2] is results[0]  # the one write's outcome
+    await layer.flush()

@@ -19,7 +19,7 @@ from notifications import services
 from notifications.models import Notification, NotificationEvent
 from notifications.selectors import notifications_after
 from tests.support import rows as stored_rows
-from tests.support.migrations import latest, migrate
+from tests.support.migrations import latest, migrate, migrated_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,11 +31,8 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def old_schema() -> Iterator[None]:
-    migrate(OLD)
-    try:
+    with migrated_to(OLD):
         yield
-    finally:
-        migrate(latest())
 
 
 def legacy_insert(rows: list[dict[str, Any]]) -> None:

@@ -15,16 +15,13 @@ from notifications import partitions, selectors
 from notifications.models import NotificationEvent, UserSequence
 from notifications.selectors import notifications_after, sequence_state
 from notifications.services import notifications_compact, notifications_purge
+from tests.support.databases import postgres_only
 from tests.support.rows import store, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    # Known only once the test database is set up (tests/conftest.py).
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL partitions (NOTIFY_TEST_DATABASE=postgres)")
+_postgres_only = postgres_only("PostgreSQL partitions")
 
 
 def today() -> datetime:

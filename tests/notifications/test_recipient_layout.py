@@ -11,14 +11,12 @@ from django.db import connection
 
 from notifications import pg_writes, publishing, recipient_layout, selectors, services
 from tests.support import rows as stored_rows
+from tests.support.databases import postgres_only
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the compact layout is PostgreSQL's (NOTIFY_TEST_DATABASE=postgres)")
+_postgres_only = postgres_only("the compact layout is PostgreSQL's")
 
 
 def query(sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:

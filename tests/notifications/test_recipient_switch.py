@@ -18,7 +18,8 @@ from django.core.management import call_command
 from django.db import connection, connections
 
 from notifications import recipient_switch
-from tests.support.migrations import latest, migrate
+from tests.support.databases import postgres_only
+from tests.support.migrations import latest, migrate, migrated_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,23 +46,19 @@ OLD_MARK = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the compact layout is PostgreSQL's (NOTIFY_TEST_DATABASE=postgres)")
+_postgres_only = postgres_only("the compact layout is PostgreSQL's")
 
 
 @pytest.fixture
 def before_compact() -> Iterator[None]:
-    migrate(BEFORE_COMPACT)
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            left = recipient_switch.prepared(cursor) and recipient_switch.remaining(cursor)
-        if left:  # a failed test: leave the database as the next test expects
-            recipient_switch.abandon(connection)
-        migrate(latest())
+    with migrated_to(BEFORE_COMPACT):
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                left = recipient_switch.prepared(cursor) and recipient_switch.remaining(cursor)
+            if left:  # a failed test: leave the database as the next test expects
+                recipient_switch.abandon(connection)
 
 
 def old_publish(cursor: Any, users: list[str]) -> list[tuple[str, int]]:

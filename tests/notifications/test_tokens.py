@@ -31,6 +31,7 @@ from notifications.tokens import (
     verify_user_token_async,
 )
 from service.config_auth import jwt_settings
+from tests.support.tokens import user_token
 
 SECRET = "token-tests-hmac-secret-long-enough-for-hs512-0123456789abcdef0123"
 OTHER = "token-tests-some-other-secret-long-enough-for-hs512-0123456789abcd"
@@ -70,21 +71,8 @@ def hs256(settings: Any) -> None:
     configure(settings)
 
 
-def token(
-    sub: Any = "alice",
-    *,
-    exp_in: int | None = 3600,
-    key: str = SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {"sub": sub, "iat": now, **claims}
-    if sub is None:
-        del payload["sub"]
-    if exp_in is not None:
-        payload["exp"] = now + exp_in
-    return jwt.encode(payload, key, algorithm=algorithm)
+def token(sub: Any = "alice", *, key: str = SECRET, **options: Any) -> str:
+    return user_token(key, sub, **options)
 
 
 def _b64(data: bytes) -> str:

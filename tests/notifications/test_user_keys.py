@@ -14,7 +14,8 @@ from django.db import DatabaseError, connection, connections
 
 from notifications import publishing, user_keys
 from notifications.models import UserSequence
-from tests.support.migrations import latest, migrate
+from tests.support.databases import postgres_only
+from tests.support.migrations import latest, migrate, migrated_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,19 +23,13 @@ TABLE = user_keys.TABLE
 BEFORE_KEY = [("notifications", "0004_drop_legacy_table")]
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the user key is PostgreSQL's (NOTIFY_TEST_DATABASE=postgres)")
+_postgres_only = postgres_only("the user key is PostgreSQL's")
 
 
 @pytest.fixture
 def before_key() -> Iterator[None]:
-    migrate(BEFORE_KEY)
-    try:
+    with migrated_to(BEFORE_KEY):
         yield
-    finally:
-        migrate(latest())
 
 
 def keys() -> dict[str, int | None]:

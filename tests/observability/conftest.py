@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
@@ -24,6 +23,7 @@ from tests.push.conftest import SUBJECT, Vapid
 from tests.support.live import PUBLISH_PATH, WS_PATH, new_user
 from tests.support.push_service import PushService
 from tests.support.servers import LiveServer, RedisServer
+from tests.support.tokens import user_token
 
 SUBSCRIPTIONS = "/api/v1/me/push-subscriptions"
 SHOP_SECRET = "observability-shop-secret-4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c"
@@ -31,8 +31,7 @@ JWT_SECRET = "observability-jwt-secret-0123456789abcdef-0123456789abcdef-0123"
 
 
 def _token(user: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 600}, JWT_SECRET, "HS256")
+    return user_token(JWT_SECRET, user, exp_in=600)
 
 
 @pytest.fixture(scope="package")

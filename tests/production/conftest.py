@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import jwt
 import psycopg
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -49,6 +48,7 @@ from tests.support.live import (  # noqa: F401 (re-exported to the tests)
     stored_notifications_as,
 )
 from tests.support.servers import LiveServer, PostgresServer, RedisServer
+from tests.support.tokens import user_token
 
 # --------------------------------------------------------------------------- secrets
 
@@ -80,8 +80,7 @@ def prod_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str
 
 
 def make_token(sub: str, *, exp_in: float = 3600, secret: str = JWT_SECRET) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": sub, "iat": now, "exp": now + int(exp_in)}, secret, "HS256")
+    return user_token(secret, sub, exp_in=exp_in)
 
 
 def publisher_headers(secret: str = SHOP_SECRET) -> dict[str, str]:

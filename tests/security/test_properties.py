@@ -19,15 +19,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import json
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import jwt
 import orjson
 import pytest
 from channels.db import database_sync_to_async
@@ -43,6 +40,7 @@ from notifications.ratelimit import publisher_limiter
 from tests.api.conftest import JWT_SECRET, ME_URL, PUBLISH_URL, READ_URL, SHOP_SECRET, UNREAD_URL
 from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
+from tests.support.tokens import hs256_only, user_token
 
 PROPS = settings(
     deadline=None,
@@ -197,8 +195,7 @@ def counts() -> tuple[int, int, int]:
 
 
 def token(user: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, JWT_SECRET, "HS256")
+    return user_token(JWT_SECRET, user)
 
 
 @pytest.fixture
@@ -429,15 +426,7 @@ def websocket_app_() -> Any:
 
 @pytest.fixture
 def ws_settings(settings: Any) -> Any:
-    settings.NOTIFY_JWT = dataclasses.replace(
-        settings.NOTIFY_JWT,
-        algorithms=("HS256",),
-        secret=JWT_SECRET,
-        public_key=None,
-        audience=None,
-        issuer=None,
-        leeway=0.0,
-    )
+    settings.NOTIFY_JWT = hs256_only(settings.NOTIFY_JWT, JWT_SECRET)
     settings.NOTIFY_ALLOWED_ORIGINS = None
     settings.NOTIFY_WS_FRAME_RATE = (100000.0, 200000.0)
     settings.NOTIFY_WS_MAX_FRAME_BYTES = 64 * 1024

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
@@ -15,3 +18,14 @@ def migrate(target: list[tuple[str, str]]) -> None:
 def latest() -> list[tuple[str, str]]:
     """The newest migration of the notifications app (where the tests leave it)."""
     return MigrationExecutor(connection).loader.graph.leaf_nodes("notifications")
+
+
+@contextlib.contextmanager
+def migrated_to(target: list[tuple[str, str]]) -> Iterator[None]:
+    """The database at ``target`` inside, at :func:`latest` again after (even
+    when the test fails: the next test expects the newest schema)."""
+    migrate(target)
+    try:
+        yield
+    finally:
+        migrate(latest())

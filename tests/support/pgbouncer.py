@@ -16,20 +16,24 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import psycopg
 
 from tests.support.postgres_server import PostgresServer
-from tests.support.processes import LOCALHOST, _log_tail, _shutdown, _spawn, free_port
+from tests.support.processes import (
+    LOCALHOST,
+    Closing,
+    _shutdown,
+    _spawn,
+    free_port,
+    wait_until_ready,
+)
 
 EXECUTABLE = "/usr/sbin/pgbouncer"
 
 
-class PgBouncer:
+class PgBouncer(Closing):
     def __init__(self, postgres: PostgresServer, *, pool_size: int = 40) -> None:
         exe = EXECUTABLE if os.path.exists(EXECUTABLE) else shutil.which("pgbouncer")
         if exe is None:
@@ -87,31 +91,28 @@ class PgBouncer:
         except OSError:
             return ""
 
-    def _wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited:\n{_log_tail(self.log_path)}")
-            try:
-                with psycopg.connect(
-                    host=LOCALHOST,
-                    port=self.port,
-                    user=self.user,
-                    dbname=self.postgres.dbname,
-                    connect_timeout=2,
-                    autocommit=True,
-                ) as conn:
-                    conn.execute("SELECT 1")
-                return
-            except psycopg.OperationalError as exc:
-                last = str(exc)
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"pgbouncer did not answer ({last}):\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.1)
+    def _wait_ready(self) -> None:
+        wait_until_ready(
+            self._answers_select,
+            what="pgbouncer",
+            goal="answer",
+            timeout=20.0,
+            retry_on=(psycopg.OperationalError,),
+            proc=self._proc,
+            log_path=self.log_path,
+            interval=0.1,
+        )
+
+    def _answers_select(self) -> None:
+        with psycopg.connect(
+            host=LOCALHOST,
+            port=self.port,
+            user=self.user,
+            dbname=self.postgres.dbname,
+            connect_timeout=2,
+            autocommit=True,
+        ) as conn:
+            conn.execute("SELECT 1")
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
@@ -119,14 +120,3 @@ class PgBouncer:
             with contextlib.suppress(Exception):
                 _shutdown(proc, signal.SIGTERM, 10.0)  # immediate shutdown
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -8,7 +8,6 @@ import re
 import shutil
 import signal
 import tempfile
-import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -204,34 +203,22 @@ class PostgresServer(ManagedServer):
         ]  # fmt: skip
         for key, value in self.settings.items():
             args += ["-c", f"{key}={value}"]
-        self._proc = proc = _spawn(
+        self._proc = _spawn(
             args, log_path=self.log_path, env=self._env(), cwd=self.tmp_dir, run_as=self._run_as
         )
-        deadline = time.monotonic() + self.startup_timeout
-        last_error = "not tried"
-        while True:
-            if proc.poll() is not None:
-                self._proc = None
-                raise RuntimeError(
-                    f"postgres exited with code {proc.returncode} on port {self.port}:\n"
-                    f"{_log_tail(self.log_path)}"
-                )
-            try:
-                with self.connect("postgres") as conn:
-                    conn.execute("SELECT 1")
-                break
-            except psycopg.OperationalError as exc:
-                last_error = str(exc).strip()
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"postgres on port {self.port} did not accept connections within "
-                    f"{self.startup_timeout}s ({last_error}):\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
+        self._wait_ready(
+            self._answers_select,
+            what=f"postgres on port {self.port}",
+            goal="accept connections",
+            retry_on=(psycopg.OperationalError,),
+        )
         if not self._db_created:
             self.create_database(self.dbname)
             self._db_created = True
+
+    def _answers_select(self) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute("SELECT 1")
 
     def create_database(self, name: str | None = None) -> str:
         """CREATE DATABASE (owned by ``user``; a random name if none given); returns its URL."""

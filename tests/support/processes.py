@@ -15,7 +15,8 @@ import signal
 import socket
 import stat
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -67,6 +68,45 @@ def _log_tail(path: Path, lines: int = 80) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until_ready(
+    probe: Callable[[], str | None],
+    *,
+    what: str,
+    goal: str,
+    timeout: float,
+    retry_on: tuple[type[Exception], ...] = (),
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+    interval: float = 0.05,
+) -> None:
+    """Call ``probe`` every ``interval`` s until it returns None (ready).
+
+    A string it returns, or an exception of ``retry_on`` it raises, says why
+    not yet. RuntimeError if ``proc`` exits first, or once ``timeout`` s have
+    passed ("``what`` did not ``goal``" and the last reason), each with the
+    tail of ``log_path``: what a failed start needs to be understood.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}{_tail(log_path)}")
+        try:
+            reason = probe()
+        except retry_on as exc:
+            reason = f"{type(exc).__name__}: {str(exc).strip()}"
+        if reason is None:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{what} did not {goal} within {timeout}s ({reason}){_tail(log_path)}"
+            )
+        time.sleep(interval)
+
+
+def _tail(log_path: Path | None) -> str:
+    return f":\n{_log_tail(log_path)}" if log_path is not None else ""
 
 
 def _spawn(
@@ -145,13 +185,31 @@ def _world_traversable(path: Path) -> bool:
     return True
 
 
-class ManagedServer:
+class Closing:
+    """``with`` support for what has a ``close()``: it is closed on the way out."""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ManagedServer(Closing):
     """What every server shares: one child process, a temp dir holding its log,
     registration for the exit-time cleanup, and ``with`` support.
 
-    A subclass sets ``url``, ``tmp_dir`` and ``log_path``, then calls
-    :meth:`_autostart` last in its constructor, and implements ``start`` and
-    ``stop``.
+    A subclass sets ``url``, ``tmp_dir``, ``log_path`` and ``startup_timeout``,
+    then calls :meth:`_autostart` last in its constructor, and implements
+    ``start`` (spawn, then :meth:`_wait_ready`) and ``stop``.
     """
 
     _closed: bool = False
@@ -159,12 +217,42 @@ class ManagedServer:
     url: str
     tmp_dir: Path
     log_path: Path
+    startup_timeout: float
 
     def start(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def stop(self, timeout: float = 15.0) -> object:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _wait_ready(
+        self,
+        probe: Callable[[], str | None],
+        *,
+        what: str,
+        goal: str,
+        retry_on: tuple[type[Exception], ...],
+        interval: float = 0.05,
+    ) -> None:
+        """:func:`wait_until_ready` on the process just spawned, within
+        ``startup_timeout``; a server that never gets ready is not left running."""
+        try:
+            wait_until_ready(
+                probe,
+                what=what,
+                goal=goal,
+                timeout=self.startup_timeout,
+                retry_on=retry_on,
+                proc=self._proc,
+                log_path=self.log_path,
+                interval=interval,
+            )
+        except RuntimeError:
+            self._abandon_start()
+            raise
+
+    def _abandon_start(self) -> None:
+        self.stop()
 
     def _autostart(self, autostart: bool) -> None:
         _register(self)
@@ -207,14 +295,6 @@ class ManagedServer:
         if not self.is_running:
             self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check_open(self) -> None:
         if self._closed:

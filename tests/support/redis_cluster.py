@@ -14,14 +14,13 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.support.processes import Closing, wait_until_ready
 from tests.support.servers import LOCALHOST, RedisServer, free_port
 
 # The Redis topologies the multi-process suites run on (see redis_env).
@@ -55,7 +54,7 @@ class Node:
         return f"{LOCALHOST}:{self.server.port}"
 
 
-class RedisCluster:
+class RedisCluster(Closing):
     """``url`` is any one node (what ``REDIS_CLUSTER_URL`` names)."""
 
     def __init__(self, *, masters: int = 3, replicas_per_master: int = 1) -> None:
@@ -94,17 +93,6 @@ class RedisCluster:
             raise RuntimeError(
                 f"redis-cli --cluster create failed:\n{result.stdout}\n{result.stderr}"
             )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         for server in self.servers:
@@ -145,29 +133,33 @@ class RedisCluster:
     def wait_healthy(self, *, expected_masters: int = 3, timeout: float = 60.0) -> None:
         """Every running node says cluster_state:ok and sees ``expected_masters``
         masters, and every running replica is in sync with its master."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
-            try:
-                states = []
-                for server in self.running():
-                    with self.client_of(server) as client:
-                        info = client.cluster("INFO")
-                        replication = client.info("replication")
-                        states.append(
-                            info["cluster_state"] == "ok"
-                            and int(info["cluster_slots_ok"]) == 16384
-                            and int(info["cluster_size"]) == expected_masters
-                            and replication.get("master_link_status", "up") == "up"
-                        )
-                        last = f"{info} {replication}"
-                if states and all(states):
-                    return
-            except redis.RedisError as exc:
-                last = repr(exc)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the cluster did not become healthy: {last}")
-            time.sleep(0.2)
+        wait_until_ready(
+            lambda: self._unhealthy(expected_masters),
+            what="the cluster",
+            goal="become healthy",
+            timeout=timeout,
+            retry_on=(redis.RedisError,),
+            interval=0.2,
+        )
+
+    def _unhealthy(self, expected_masters: int) -> str | None:
+        """What a running node says that is not healthy yet; None if none does."""
+        running = self.running()
+        if not running:
+            return "no node is running"
+        for server in running:
+            with self.client_of(server) as client:
+                info = client.cluster("INFO")
+                replication = client.info("replication")
+            healthy = (
+                info["cluster_state"] == "ok"
+                and int(info["cluster_slots_ok"]) == 16384
+                and int(info["cluster_size"]) == expected_masters
+                and replication.get("master_link_status", "up") == "up"
+            )
+            if not healthy:
+                return f"port {server.port}: {info} {replication}"
+        return None
 
     # ------------------------------------------------------------------ faults
 
@@ -180,13 +172,16 @@ class RedisCluster:
 
     def wait_failover(self, slot: int, dead: Node, timeout: float = 60.0) -> Node:
         """Wait until another master owns ``slot`` and the cluster is ok again."""
-        deadline = time.monotonic() + timeout
-        while (owner := self.owner_of(slot)) == dead:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no replica took over slot {slot} from {dead}")
-            time.sleep(0.2)
-        self.wait_healthy(timeout=max(1.0, deadline - time.monotonic()))
-        return owner
+        started = time.monotonic()
+        wait_until_ready(
+            lambda: f"{dead.address} still owns it" if self.owner_of(slot) == dead else None,
+            what=f"slot {slot}",
+            goal="move to a replica",
+            timeout=timeout,
+            interval=0.2,
+        )
+        self.wait_healthy(timeout=max(1.0, timeout - (time.monotonic() - started)))
+        return self.owner_of(slot)
 
     def migrate_slot(self, slot: int, target: Node) -> None:
         """Move ``slot`` and its keys to ``target``, as ``redis-cli --cluster reshard`` does."""

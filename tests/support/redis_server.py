@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from redis.retry import Retry
 from tests.support.processes import (
     LOCALHOST,
     ManagedServer,
-    _log_tail,
     _shutdown,
     _spawn,
     free_port,
@@ -89,35 +87,24 @@ class RedisServer(ManagedServer):
             "--loglevel", "notice",
             *self.extra_args,
         ]  # fmt: skip
-        self._proc = proc = _spawn(args, log_path=self.log_path, cwd=self.tmp_dir)
-        deadline = time.monotonic() + self.startup_timeout
-        last_error = "not tried"
-        while True:
-            if proc.poll() is not None:
-                self._proc = None
-                raise RuntimeError(
-                    f"redis-server exited with code {proc.returncode} on port {self.port}:\n"
-                    f"{_log_tail(self.log_path)}"
-                )
-            try:
-                with redis.Redis(
-                    host=self.host,
-                    port=self.port,
-                    socket_connect_timeout=0.5,
-                    socket_timeout=1,
-                    retry=Retry(NoBackoff(), 0),
-                ) as client:
-                    if client.ping():
-                        return
-            except redis.RedisError as exc:
-                last_error = repr(exc)
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"redis-server on port {self.port} did not answer PING within "
-                    f"{self.startup_timeout}s ({last_error}):\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
+        self._proc = _spawn(args, log_path=self.log_path, cwd=self.tmp_dir)
+        self._wait_ready(
+            self._answers_ping,
+            what=f"redis-server on port {self.port}",
+            goal="answer PING",
+            retry_on=(redis.RedisError,),
+        )
+
+    def _answers_ping(self) -> str | None:
+        # Short timeouts of its own: a server still starting is asked again soon.
+        with redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_connect_timeout=0.5,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+        ) as client:
+            return None if client.ping() else "PING not answered"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the server down (SIGTERM, SIGKILL after ``timeout``). No-op if not running."""

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -168,31 +167,19 @@ class LiveServer(ManagedServer):
             "--port", str(self.port),
             *self.uvicorn_args,
         ]  # fmt: skip
-        self._proc = proc = _spawn(args, log_path=self.log_path, env=self.env, cwd=self.cwd)
-        deadline = time.monotonic() + self.startup_timeout
-        last_error = "not tried"
+        self._proc = _spawn(args, log_path=self.log_path, env=self.env, cwd=self.cwd)
         health_url = self.url + self.health_path
         with httpx.Client(timeout=2.0, trust_env=False) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"uvicorn exited with code {proc.returncode} before {health_url} "
-                        f"answered:\n{_log_tail(self.log_path)}"
-                    )
-                try:
-                    response = client.get(health_url)
-                    if response.status_code == 200:
-                        return
-                    last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-                except httpx.HTTPError as exc:
-                    last_error = repr(exc)
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(
-                        f"{health_url} did not answer 200 within {self.startup_timeout}s "
-                        f"({last_error}):\n{_log_tail(self.log_path)}"
-                    )
-                time.sleep(0.1)
+            self._wait_ready(
+                lambda: _answers_200(client, health_url),
+                what=f"uvicorn ({health_url})",
+                goal="answer 200",
+                retry_on=(httpx.HTTPError,),
+                interval=0.1,
+            )
+
+    def _abandon_start(self) -> None:
+        self.kill()  # hung: no graceful shutdown to wait for
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (graceful), wait up to ``timeout`` s, then SIGKILL. Returns the exit code."""
@@ -223,6 +210,13 @@ class LiveServer(ManagedServer):
         """Stop if still running, then start again on the same port (no re-migrate)."""
         self.stop()
         self.start()
+
+
+def _answers_200(client: httpx.Client, url: str) -> str | None:
+    response = client.get(url)
+    if response.status_code == 200:
+        return None
+    return f"HTTP {response.status_code}: {response.text[:200]}"
 
 
 class LiveServerFactory(Protocol):

@@ -124,6 +124,9 @@ export class NotifyClient {
     this._seen = new Map(); // id -> read (bool), insertion order, bounded
     this._maxTracked = 5000;
     this._unread = null;
+    // Moves of the count by frames (ready, notification, read): a REST count
+    // asked before one of them may not include it (unreadCount).
+    this._unreadMoves = 0;
     this._token = null;
 
     this._ws = null;
@@ -529,7 +532,10 @@ export class NotifyClient {
     if (checkLast && this._lastId !== null && compareIds(id, this._lastId) <= 0) return false;
     this._remember(id, n.read_at != null);
     if (this._lastId === null || compareIds(id, this._lastId) > 0) this._lastId = id;
-    if (countUnread && n.read_at == null && this._unread !== null) this._setUnread(this._unread + 1);
+    if (countUnread && n.read_at == null && this._unread !== null) {
+      this._unreadMoves += 1;
+      this._setUnread(this._unread + 1);
+    }
     this._emit("notification", n);
     return true;
   }
@@ -561,6 +567,7 @@ export class NotifyClient {
     }
     if (typeof frame.unread === "number") {
       this._unread = null; // force an emit even when equal: a fresh authoritative count
+      this._unreadMoves += 1;
       this._setUnread(frame.unread);
     }
     this._setStatus("open");
@@ -583,7 +590,10 @@ export class NotifyClient {
         changed.push(id);
       }
     }
-    if (this._unread !== null && decrement) this._setUnread(this._unread - decrement);
+    if (this._unread !== null && decrement) {
+      if (fromServer) this._unreadMoves += 1;
+      this._setUnread(this._unread - decrement);
+    }
     if (changed.length) this._emit("read", changed);
     return changed;
   }
@@ -675,9 +685,16 @@ export class NotifyClient {
 
   /** GET /api/v1/me/notifications/unread-count; also updates the tracked count. */
   async unreadCount() {
+    const moves = this._unreadMoves;
     const answer = await this._api("GET", `${ME}/unread-count`);
     const count = Number(answer?.unread ?? 0);
-    this._setUnread(count);
+    if (this._unreadMoves === moves) {
+      this._setUnread(count);
+    } else {
+      // A frame moved the count while this answer was on its way, and the
+      // server may have counted before it: keep the frames' count, ask again.
+      this._scheduleUnreadRefresh();
+    }
     return count;
   }
 
