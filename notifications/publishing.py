@@ -111,10 +111,9 @@ def _publish_plain(publications: Sequence[Publication]) -> list[PublishResult]:
     PostgreSQL (all of its data-modifying CTEs or none), and with
     ``synchronous_commit`` on (PostgreSQL's default; docs/architecture.md,
     "Publishing") its implicit commit is flushed to the WAL before the
-    server answers it: the rows are
-    durable before the pushes start and before any 202, as with the
-    transaction. A failure stores nothing, and the group committer retries
-    each request alone."""
+    server answers it: the rows are durable before the pushes start and
+    before any 202, as with the transaction. A failure stores nothing, and
+    the group committer retries each request alone."""
     from notifications import pg_writes  # psycopg: PostgreSQL deployments only
 
     now = timezone.now()
