@@ -1,6 +1,9 @@
 """Where a ``since`` replay's time goes on the server: EXPLAIN (ANALYZE,
 BUFFERS, TIMING OFF) of the statement the service runs (wire_sql) for
 random users of a database ``bench.storage`` filled (docs/scaling.md).
+The service runs it inside ``notify_wire_page`` (migration 0007), which
+keeps its plan per connection; EXPLAIN of the inline text plans it every
+time, so its planning time is what the function saves.
 
     .venv/bin/python -m bench.storage --rows 20000000 --database-url URL
     .venv/bin/python -m bench.storage_plan --database-url URL --users 20
