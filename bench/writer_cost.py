@@ -4,7 +4,10 @@
 
 Commits single-recipient groups in a row the way the writer thread does
 (``notifications_publish_many`` inside the writer's connection wrapper, no
-HTTP, no Redis, pushes not sent) and prints the process's CPU per group
+HTTP, no Redis, pushes not sent; with ``--entry rated`` what the writer
+thread runs per group, ``notifications_publish_rated``: the rate limit on
+local buckets, then the plain group's one statement in autocommit where the
+tree has it, else the transaction) and prints the process's CPU per group
 (``time.process_time``: every thread, psycopg's pool threads included),
 the writer thread's own (``time.thread_time``) and the wall time, in ms, one
 JSON object per run. At 500 POSTs/s each POST commits in a group of one, so
@@ -32,8 +35,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
-def _setup(database_url: str) -> Callable[[], object]:
+def _setup(database_url: str, entry: str) -> Callable[[], object]:
     os.environ.update(
+        NOTIFY_PUBLISH_RATE="1000000/s",  # --entry rated: never limited
         DATABASE_URL=database_url,
         DJANGO_SETTINGS_MODULE="service.settings",
         DEBUG="0",  # DEBUG's query log would be measured too
@@ -48,8 +52,8 @@ def _setup(database_url: str) -> Callable[[], object]:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from notifications import db, delivery
-    from notifications.publishing import Publication, notifications_publish_many
+    from notifications import db, delivery, publishing
+    from notifications.publishing import Publication
 
     delivery.push_notifications = lambda *_a, **_k: None
     wrap: Any = getattr(db, "with_kept_connection", db.with_fresh_connections)
@@ -65,7 +69,9 @@ def _setup(database_url: str) -> Callable[[], object]:
             body="Parcel 1Z999 left the warehouse",
             data={"order": n, "carrier": "ups"},
         )
-        return notifications_publish_many(publications=[publication])
+        if entry == "rated":
+            return publishing.notifications_publish_rated(publications=[publication])
+        return publishing.notifications_publish_many(publications=[publication])
 
     commit: Callable[[], object] = wrap(group)
     return commit
@@ -77,6 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--tree", type=Path, default=None, help="another checkout's code")
+    parser.add_argument(
+        "--entry",
+        choices=("many", "rated"),
+        default="many",
+        help="many: the transaction itself; rated: the writer thread's whole group",
+    )
     args = parser.parse_args(argv)
     from tests.support.servers import PostgresServer
 
@@ -84,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, str(args.tree.resolve()))
 
     with PostgresServer(durable=True) as server:
-        commit = _setup(server.url)
+        commit = _setup(server.url, args.entry)
         print(json.dumps({"writer": commit.__qualname__}), flush=True)
         for _ in range(args.warmup):
             commit()

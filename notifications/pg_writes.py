@@ -144,10 +144,12 @@ def allocate_and_insert(
 
     With the transaction's ``BEGIN`` and ``COMMIT``, three round trips per
     group where the counters and the rows as statements of their own took
-    four. Not in psycopg's pipeline mode, which would send the ``BEGIN`` with
-    it: psycopg 3.3 waits for a pipeline's results by polling for read or
-    write, and a socket is always writable, so the writer thread spun through
-    the round trip (measured: docs/performance.md, "Cost per notification").
+    four; one for a plain group, which sends it alone in autocommit
+    (publishing._publish_plain). Not in psycopg's pipeline mode, which
+    would send the ``BEGIN`` with it: psycopg 3.3 waits for a pipeline's
+    results by polling for read or write, and a socket is always writable,
+    so the writer thread spun through the round trip (measured:
+    docs/performance.md, "Cost per notification").
     """
     params = {
         "counters": _json(

@@ -2,8 +2,11 @@
 
 ``notifications_publish_rated`` is what the group committer runs on its
 writer thread for each group (services.notifications_publish_async): each
-publisher's rate limit, then ``notifications_publish_many``, one transaction
-for every request admitted.
+publisher's rate limit, then the writes of every request admitted. A plain
+group on PostgreSQL (no idempotency key, no Web Push owed, up to
+``pg_writes.COMBINED_MAX_ROWS`` rows) is one statement in autocommit
+(``_publish_plain``); any other group is one transaction
+(``notifications_publish_many``).
 """
 
 from __future__ import annotations
@@ -14,21 +17,19 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import orjson
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from notifications import delivery
+from notifications import delivery, idempotency
 from notifications.errors import IdempotencyConflict, RateLimited
-from notifications.models import IdempotencyRecord, insert_notifications
+from notifications.models import insert_notifications
 from notifications.push import services as push_services
 from notifications.ratelimit import publisher_limiter
 from notifications.rendering import NotificationDict, wire_fields, with_id
 
-IDEMPOTENCY_TTL = timedelta(hours=24)
 _SEQ_CHUNK = 500
 
 
@@ -78,24 +79,84 @@ def notifications_publish_many(
     for index, _publication, users, event_id in accepted:
         outcomes[index] = PublishResult(event_id=event_id, recipients=len(users))
     last_ids = _store(wanted, [(stored, backs) for _shared, stored, backs in planned])
-    pushes: list[tuple[str, NotificationDict]] = []
-    owed: list[tuple[str, NotificationDict, str]] = []  # Web Push, by mode
-    for (shared, _stored, backs), (_index, publication, _users, _event) in zip(
-        planned, accepted, strict=True
-    ):
-        for user, back in backs:
-            pushes.append((user, with_id(last_ids[user] - back, shared)))
-            owed.append((user, pushes[-1][1], publication.push))
-    push_services.record_owed(owed, committed_at=now)  # same transaction: durable debt
+    stored = _stored_rows(accepted, planned, last_ids)
+    push_services.record_owed(stored, committed_at=now)  # same transaction: durable debt
+    pushes = [(user, notification) for user, notification, _mode in stored]
     if pushes:
         transaction.on_commit(lambda: delivery.push_notifications(pushes, committed_at=time.time()))
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _is_plain(publications: Sequence[Publication]) -> bool:
+    """Whether the group's writes are pg_writes' one statement and nothing
+    else: PostgreSQL, no idempotency key to claim, no Web Push to owe, at
+    most ``COMBINED_MAX_ROWS`` rows, and no transaction of the caller's open
+    (its commit, not this statement's, would make the rows durable)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    if any(publication.idempotency_key is not None for publication in publications):
+        return False
+    if push_services.may_owe(publication.push for publication in publications):
+        return False
+    from notifications import pg_writes  # psycopg: PostgreSQL deployments only
+
+    rows = sum(len(set(publication.recipients)) for publication in publications)
+    return rows <= pg_writes.COMBINED_MAX_ROWS
+
+
+def _publish_plain(publications: Sequence[Publication]) -> list[PublishResult]:
+    """A plain group (``_is_plain``): its counters, events and rows in one
+    statement in autocommit, one round trip where ``BEGIN``, the statement
+    and ``COMMIT`` took three. A single statement is atomic by itself in
+    PostgreSQL (all of its data-modifying CTEs or none), and with
+    ``synchronous_commit`` on (PostgreSQL's default; docs/architecture.md,
+    "Publishing") its implicit commit is flushed to the WAL before the
+    server answers it: the rows are durable before the pushes start and
+    before any 202, as with the transaction. A failure stores nothing, and
+    the group committer retries each request alone."""
+    from notifications import pg_writes  # psycopg: PostgreSQL deployments only
+
+    now = timezone.now()
+    accepted = [
+        (index, publication, list(dict.fromkeys(publication.recipients)), uuid.uuid4())
+        for index, publication in enumerate(publications)
+    ]
+    wanted, planned = _plan(accepted, now)
+    ordered = sorted(wanted)
+    last_ids = dict(
+        pg_writes.allocate_and_insert(
+            ordered,
+            [wanted[user] for user in ordered],
+            [(stored, backs) for _shared, stored, backs in planned],
+        )
+    )
+    pushes = [(user, n) for user, n, _mode in _stored_rows(accepted, planned, last_ids)]
+    if pushes:  # committed: what on_commit does after the transaction
+        delivery.push_notifications(pushes, committed_at=time.time())
+    return [
+        PublishResult(event_id=event_id, recipients=len(users))
+        for _index, _publication, users, event_id in accepted
+    ]
 
 
 _Accepted = tuple[int, Publication, list[str], uuid.UUID]
 # Per publication: its wire fields, its event row, and its rows as (user,
 # rows of that user after it in the group).
 _Planned = tuple[NotificationDict, dict[str, Any], list[tuple[str, int]]]
+
+
+def _stored_rows(
+    accepted: list[_Accepted], planned: list[_Planned], last_ids: dict[str, int]
+) -> list[tuple[str, NotificationDict, str]]:
+    """Each stored row as (user, its notification with its id, its Web Push
+    mode), in the group's order."""
+    return [
+        (user, with_id(last_ids[user] - back, shared), publication.push)
+        for (_index, publication, _users, _event), (shared, _stored, backs) in zip(
+            accepted, planned, strict=True
+        )
+        for user, back in backs
+    ]
 
 
 def _claim_all(
@@ -116,7 +177,7 @@ def _claim_all(
         event_id = uuid.uuid4()
         if publication.idempotency_key is not None:
             try:
-                earlier = _idempotency_claim(
+                earlier = idempotency.claim(
                     source=publication.source,
                     key=publication.idempotency_key,
                     request_hash=publication.request_hash,
@@ -128,7 +189,9 @@ def _claim_all(
                 outcomes[index] = conflict
                 continue
             if earlier is not None:
-                outcomes[index] = earlier
+                outcomes[index] = PublishResult(
+                    event_id=earlier[0], recipients=earlier[1], replayed=True
+                )
                 continue
         accepted.append((index, publication, users, event_id))
     accepted.sort(key=lambda item: item[0])  # ids follow arrival order
@@ -163,8 +226,8 @@ PublishOutcome = PublishResult | IdempotencyConflict | RateLimited
 
 def notifications_publish_rated(*, publications: Sequence[Publication]) -> list[PublishOutcome]:
     """Each publisher's rate limits (one call per publisher for the whole
-    group: a request and its recipients each, in order), then one transaction
-    for those admitted."""
+    group: a request and its recipients each, in order), then the writes of
+    those admitted: one statement for a plain group, else one transaction."""
     by_source: dict[str, list[int]] = {}
     for index, publication in enumerate(publications):
         by_source.setdefault(publication.source, []).append(index)
@@ -180,50 +243,15 @@ def notifications_publish_rated(*, publications: Sequence[Publication]) -> list[
                 outcomes[index] = RateLimited(retry_after=retry)
     admitted.sort()
     if admitted:
-        stored = notifications_publish_many(publications=[publications[i] for i in admitted])
+        group = [publications[i] for i in admitted]
+        stored: Sequence[PublishResult | IdempotencyConflict]
+        if _is_plain(group):
+            stored = _publish_plain(group)
+        else:
+            stored = notifications_publish_many(publications=group)
         for index, outcome in zip(admitted, stored, strict=True):
             outcomes[index] = outcome
     return [outcome for outcome in outcomes if outcome is not None]
-
-
-def _idempotency_claim(
-    *,
-    source: str,
-    key: str,
-    request_hash: str,
-    event_id: uuid.UUID,
-    recipients: int,
-    now: Any,
-) -> PublishResult | None:
-    """Claim the key for this request, or return the first request's answer.
-
-    The insert takes the unique index entry; a concurrent duplicate blocks on
-    it until the first commits (then sees its record) or rolls back (then wins).
-    """
-    try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.create(
-                source=source,
-                key=key,
-                request_hash=request_hash,
-                event_id=event_id,
-                recipients=recipients,
-                created_at=now,
-            )
-        return None
-    except IntegrityError:
-        record = IdempotencyRecord.objects.select_for_update().get(source=source, key=key)
-    if record.created_at < now - IDEMPOTENCY_TTL:
-        # Expired: the key starts a new life with this request.
-        record.request_hash = request_hash
-        record.event_id = event_id
-        record.recipients = recipients
-        record.created_at = now
-        record.save()
-        return None
-    if record.request_hash != request_hash:
-        raise IdempotencyConflict()
-    return PublishResult(event_id=record.event_id, recipients=record.recipients, replayed=True)
 
 
 def _store(

@@ -2,6 +2,8 @@
 
 Each service is one transaction; pushes are scheduled with
 ``transaction.on_commit`` so nothing is announced that could still roll back.
+(A plain publish group on PostgreSQL is one statement in autocommit, which
+commits by itself; its pushes start when it returns: publishing._publish_plain.)
 
 Publishing has one path: requests wait on the event loop and one writer
 thread commits whatever is queued at that moment, with each publisher's rate
@@ -25,9 +27,9 @@ from notifications import delivery, partitions, recipients_pg
 from notifications.db import with_kept_connection
 from notifications.errors import NotificationNotFound
 from notifications.group_commit import AsyncGroupCommitter
+from notifications.idempotency import IDEMPOTENCY_TTL
 from notifications.models import IdempotencyRecord, Notification, NotificationEvent, UserSequence
 from notifications.publishing import (
-    IDEMPOTENCY_TTL,
     Publication,
     PublishOutcome,
     PublishResult,

@@ -3,7 +3,7 @@ outbox rows the publishing transaction owes (``record_owed``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -74,6 +74,13 @@ def preferences_set(*, user_id: str, muted_types: Sequence[str]) -> list[str]:
         user_id=user_id, defaults={"muted_types": muted, "updated_at": timezone.now()}
     )
     return muted
+
+
+def may_owe(modes: Iterable[str]) -> bool:
+    """Whether publications with these push modes can owe Web Pushes: Web
+    Push is on and one of them is not ``never`` (``record_owed`` then looks
+    for the recipients' subscriptions in the publishing transaction)."""
+    return settings.NOTIFY_PUSH is not None and any(mode != "never" for mode in modes)
 
 
 def record_owed(
