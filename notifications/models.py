@@ -224,3 +224,36 @@ def _field(name: str) -> models.Field[Any, Any]:
     field = Notification._meta.get_field(name)
     assert isinstance(field, models.Field)
     return field
+
+
+# Counters per statement on SQLite's path (its parameter limit).
+_SEQ_CHUNK = 500
+
+
+def allocate_ids(wanted: Mapping[str, int]) -> dict[str, int]:
+    """Add each user's count to their counter in this transaction; user -> new last id.
+
+    Rows are locked in sorted order, so concurrent multi-recipient publishes
+    cannot deadlock on each other's counters. SQLite's path, in chunks of
+    ``VALUES`` (its parameter limit); PostgreSQL's is pg_writes'.
+    """
+    ordered = sorted(wanted)
+    if not ordered:
+        return {}
+    result: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(ordered), _SEQ_CHUNK):
+            chunk = ordered[start : start + _SEQ_CHUNK]
+            values = ", ".join(["(%s, %s, 0)"] * len(chunk))
+            params: list[Any] = []
+            for user in chunk:
+                params += [user, wanted[user]]
+            cursor.execute(
+                "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "  # noqa: S608 - placeholders only
+                f"VALUES {values} "
+                "ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + excluded.last_id "
+                "RETURNING user_id, last_id",
+                params,
+            )
+            result.update(cursor.fetchall())
+    return result

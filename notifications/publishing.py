@@ -25,12 +25,10 @@ from django.utils import timezone
 
 from notifications import delivery, idempotency
 from notifications.errors import IdempotencyConflict, RateLimited
-from notifications.models import insert_notifications
+from notifications.models import allocate_ids, insert_notifications
 from notifications.push import services as push_services
 from notifications.ratelimit import publisher_limiter
 from notifications.rendering import NotificationDict, wire_fields, with_id
-
-_SEQ_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -270,7 +268,7 @@ def _store(
         if sum(counts) <= pg_writes.COMBINED_MAX_ROWS:
             return dict(pg_writes.allocate_and_insert(ordered, counts, publications))
         return dict(pg_writes.allocate_and_copy(ordered, counts, publications))
-    last_ids = _allocate_ids(wanted)
+    last_ids = allocate_ids(wanted)
     insert_notifications(
         [
             (stored, [(user, last_ids[user] - back) for user, back in backs])
@@ -278,32 +276,3 @@ def _store(
         ]
     )
     return last_ids
-
-
-def _allocate_ids(wanted: Counter[str]) -> dict[str, int]:
-    """Add each user's count to their counter in this transaction; user -> new last id.
-
-    Rows are locked in sorted order, so concurrent multi-recipient publishes
-    cannot deadlock on each other's counters. SQLite's path, in chunks of
-    ``VALUES`` (its parameter limit); PostgreSQL's is pg_writes'.
-    """
-    ordered = sorted(wanted)
-    if not ordered:
-        return {}
-    result: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(ordered), _SEQ_CHUNK):
-            chunk = ordered[start : start + _SEQ_CHUNK]
-            values = ", ".join(["(%s, %s, 0)"] * len(chunk))
-            params: list[Any] = []
-            for user in chunk:
-                params += [user, wanted[user]]
-            cursor.execute(
-                "INSERT INTO notify_user_sequence (user_id, last_id, purged_through) "  # noqa: S608 - placeholders only
-                f"VALUES {values} "
-                "ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + excluded.last_id "
-                "RETURNING user_id, last_id",
-                params,
-            )
-            result.update(cursor.fetchall())
-    return result
