@@ -39,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_django(args.database_url)
     from notifications import selectors
+    from service import lifecycle
 
     baseline = _load(Path(args.baseline) / "notifications" / "selectors.py")
     # Its statements too: the selectors call wire_sql, which the import above
     # resolved to this tree's module.
     vars(baseline)["wire_sql"] = _load(Path(args.baseline) / "notifications" / "wire_sql.py")
     sides = {"baseline": baseline, "tree": selectors}
+    lifecycle.tune_gc()  # as a server process after start-up (bench.storage)
     result = {
         name: compare(sides, name, args.samples, args.users)
         for name in ("since_500", "first_page_50")
