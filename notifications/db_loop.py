@@ -18,17 +18,27 @@ first read of each event loop and closed at shutdown (``close``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from django.conf import settings
-from django.db import connections
-from psycopg import AsyncClientCursor, AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from django.db import OperationalError, connections
+from psycopg import AsyncClientCursor, AsyncConnection, AsyncCursor
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 # Reads on the loop are one short statement each: a few connections serve
 # a storm of thousands of handshakes.
 LOOP_POOL_MAX = 4
 POSTGRESQL = "django.db.backends.postgresql"
+
+
+class ConnectionLost(OperationalError):
+    """No answer from the server for a statement: its connection broke while
+    it ran (whether it committed is unknown, so it must not be sent again as
+    if it had not), or no connection could be had within the pool's timeout.
+    Django's ``OperationalError``: the API answers 503 (api/errors.py)."""
+
 
 _pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool[AsyncConnection[Any]]] = {}
 
@@ -104,6 +114,29 @@ async def fetch_all(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     async with pool.connection() as conn, conn.cursor() as cursor:
         await cursor.execute(sql, params)
         rows: list[tuple[Any, ...]] = await cursor.fetchall()
+    return rows
+
+
+async def fetch_all_bound(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``%(name)s`` placeholders) bound on the server
+    (a plain psycopg cursor, as notifications/pg_writes.py binds in the
+    writer thread), unnamed, so PgBouncer in transaction mode takes it. The
+    connection is in autocommit: the statement commits by itself. Raises
+    psycopg's error if the server refused the statement, ``ConnectionLost``
+    if it never answered."""
+    pool = await _pool()
+    try:
+        async with pool.connection() as conn:
+            try:
+                async with AsyncCursor(conn) as cursor:
+                    await cursor.execute(sql, params, prepare=False)
+                    rows: list[tuple[Any, ...]] = await cursor.fetchall()
+            except psycopg.Error as exc:
+                if conn.broken:  # the pool drops it; the next statement reconnects
+                    raise ConnectionLost(f"connection lost: {type(exc).__name__}") from exc
+                raise
+    except PoolTimeout as exc:
+        raise ConnectionLost("no connection within the pool's timeout") from exc
     return rows
 
 
