@@ -201,6 +201,10 @@ class LoopGroupCommitter(Generic[In, Out]):
         """Requests queued and not yet taken into a group."""
         return self._lines.waiting()
 
+    def busy(self) -> bool:
+        """Whether a group is in flight or waiting."""
+        return self._drain_task is not None
+
     async def idle(self) -> None:
         """Return once no group is in flight or waiting (a shutdown's wait)."""
         while self._drain_task is not None:

@@ -159,15 +159,16 @@ def allocate_and_insert(
 
 
 async def allocate_and_insert_on_loop(
+    conn: db_loop.KeptConnection,
     users: Sequence[str],
     counts: Sequence[int],
     publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
 ) -> list[tuple[str, int]]:
-    """``allocate_and_insert`` on the event loop's own connection
+    """``allocate_and_insert`` on the event loop's own connection ``conn``
     (notifications/db_loop.py), in autocommit: the statement alone, committed
     by itself. Raises Django's database errors, as the thread's does."""
     with _django_errors():
-        rows = await db_loop.fetch_all_bound(_PUBLISH, _publish_params(users, counts, publications))
+        rows = await conn.fetch_all(_PUBLISH, _publish_params(users, counts, publications))
     return [(user, last) for user, last, _key in rows]
 
 

@@ -143,19 +143,18 @@ class PublisherLimiter:
 
     async def admit_async(self, source: str, sizes: list[int]) -> tuple[list[bool], float]:
         """``admit`` from the event loop: the shared bucket's script on this
-        loop's own async client (the same script, the same keys)."""
+        loop's own async client (the same script, the same keys), one
+        connection: a loop's publish groups call it one at a time."""
         cfg = redis_clients.configured()
         if cfg is None:
             return self.admit(source, sizes)  # local buckets: no I/O
         loop = asyncio.get_running_loop()
         script = self._loop_scripts.get(loop)
         if script is None:
-            self._loop_scripts = {
-                lp: s for lp, s in self._loop_scripts.items() if not lp.is_closed()
-            }
-            script = self._loop_scripts[loop] = redis_clients.async_client(cfg).register_script(
-                _ADMIT_LUA
-            )
+            for closed in [lp for lp in self._loop_scripts if lp.is_closed()]:
+                del self._loop_scripts[closed]
+            client = redis_clients.async_single_client(cfg)
+            script = self._loop_scripts[loop] = client.register_script(_ADMIT_LUA)
         keys, args = _script_call(source, sizes)
         try:
             answer = await script(keys=keys, args=args)
@@ -163,6 +162,12 @@ class PublisherLimiter:
             logger.warning("rate limiter unreachable; allowing", exc_info=True)
             return [True] * len(sizes), 0.0
         return [int(flag) == 1 for flag in answer[:-1]], float(answer[-1])
+
+    async def close_async(self) -> None:
+        """Close this loop's client (the ASGI shutdown)."""
+        script = self._loop_scripts.pop(asyncio.get_running_loop(), None)
+        if script is not None:
+            await script.registered_client.aclose()
 
     def _admit_redis(
         self, cfg: RedisSettings, source: str, sizes: list[int]

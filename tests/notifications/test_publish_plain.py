@@ -248,7 +248,7 @@ def waiting(path: str) -> int:
     """Requests queued on ``path``'s committer, not yet in a group."""
     if path == "writer":
         return services._writer.waiting()
-    committer = publish_loop._committers.get(asyncio.get_running_loop())
+    committer = publish_loop.committer()
     return 0 if committer is None else committer.waiting()
 
 
