@@ -1,4 +1,5 @@
-"""PostgreSQL reads on the event loop itself (psycopg's async connections).
+"""PostgreSQL on the event loop itself (psycopg's async connections): the
+streams' opening reads, and the plain publish groups' one statement.
 
 A reconnect storm reads each socket's opening (its sequence, unread count
 and first replay page) once per handshake. Run in a worker thread
@@ -13,6 +14,11 @@ The connections are built from Django's own settings for the database
 statements off as Django keeps them for PgBouncer), with client-side
 binding as Django binds. The pool is small (``pool_size``), opened at the
 first read of each event loop and closed at shutdown (``close``).
+
+A loop's plain publish groups (notifications/publish_loop.py), one in
+flight at a time, keep one connection of their own instead
+(``KeptConnection``, server-side binding as the writer thread's
+pg_writes): no pool checkout per group.
 """
 
 from __future__ import annotations

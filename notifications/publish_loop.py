@@ -19,8 +19,9 @@ import logging
 from collections.abc import Sequence
 
 from notifications import db_loop, pg_writes
+from notifications.admission import Admission
 from notifications.group_commit import LoopGroupCommitter
-from notifications.publishing import Admission, PlainGroup, Publication, PublishOutcome
+from notifications.publishing import PlainGroup, Publication, PublishOutcome
 from notifications.push import services as push_services
 from notifications.ratelimit import publisher_limiter
 

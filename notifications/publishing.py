@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications import delivery, idempotency
+from notifications.admission import Admission
 from notifications.errors import IdempotencyConflict, RateLimited
 from notifications.models import allocate_ids, insert_notifications
 from notifications.push import services as push_services
@@ -244,44 +245,6 @@ def notifications_publish_rated(*, publications: Sequence[Publication]) -> list[
         else:
             admission.stored(notifications_publish_many(publications=group))
     return admission.outcomes()
-
-
-class Admission:
-    """A group's rate limits: one call per publisher with its publishes'
-    recipient counts, in order (``calls``); the publications admitted
-    (``group``); each request's outcome in the group's order."""
-
-    def __init__(self, publications: Sequence[Publication]) -> None:
-        self._publications = publications
-        self._by_source: dict[str, list[int]] = {}
-        for index, publication in enumerate(publications):
-            self._by_source.setdefault(publication.source, []).append(index)
-        self._outcomes: list[PublishOutcome | None] = [None] * len(publications)
-        self._admitted: list[int] = []
-
-    def calls(self) -> list[tuple[str, list[int]]]:
-        return [
-            (source, [len(set(self._publications[i].recipients)) for i in indexes])
-            for source, indexes in self._by_source.items()
-        ]
-
-    def answer(self, source: str, flags: Sequence[bool], retry: float) -> None:
-        for index, ok in zip(self._by_source[source], flags, strict=True):
-            if ok:
-                self._admitted.append(index)
-            else:
-                self._outcomes[index] = RateLimited(retry_after=retry)
-
-    def group(self) -> list[Publication]:
-        self._admitted.sort()
-        return [self._publications[i] for i in self._admitted]
-
-    def stored(self, outcomes: Sequence[PublishResult | IdempotencyConflict]) -> None:
-        for index, outcome in zip(self._admitted, outcomes, strict=True):
-            self._outcomes[index] = outcome
-
-    def outcomes(self) -> list[PublishOutcome]:
-        return [outcome for outcome in self._outcomes if outcome is not None]
 
 
 def _store(

@@ -229,6 +229,7 @@ async def test_a_publish_in_progress_counts_as_a_live_request() -> None:
     await until(lambda: state.live_requests == before + 1, "the publish to be counted")
     upload.go.set()
     await served
+    await publish_loop.close()  # the ASGI shutdown's: this test's loop closes next
     assert state.live_requests == before
     assert upload.sent[0]["status"] == 202
 

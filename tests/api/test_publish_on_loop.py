@@ -149,7 +149,8 @@ async def test_a_lost_connection_is_503_for_its_group_and_the_next_request_recon
         answers = [await alone]
         second = await statement_waiting(other_than=first)  # b and c: one statement
         await sync_to_async(_terminate)(second)
-        answers += await asyncio.gather(*pair)
+        async with asyncio.timeout(60):  # retried one by one, each would wait on the lock
+            answers += await asyncio.gather(*pair)
         lock.release.set()
     for answer in answers:
         assert answer.status_code == 503
