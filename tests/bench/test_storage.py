@@ -14,11 +14,12 @@ from tests.support.servers import REPO_ROOT
 
 pytestmark = pytest.mark.bench
 
+SMALL = ["--rows", "20000", "--rows-per-user", "100", "--samples", "20", "--legacy-rows", "0"]
+
 
 def test_storage_measures_reads_and_publishes_while_a_day_is_purged() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.storage", "--rows", "20000", "--rows-per-user", "100"]
-        + ["--samples", "20", "--legacy-rows", "0"],
+        [sys.executable, "-m", "bench.storage", *SMALL],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
