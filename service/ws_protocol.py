@@ -240,7 +240,7 @@ def release_http_protocol(http: Any) -> None:
     (docs/performance.md, "Handshakes, fourth round"). Nothing reads the
     parser after the upgrade: uvicorn's ``data_received`` returns."""
     if isinstance(http, HttpToolsProtocol):
-        http.parser = None
+        http.parser = None  # type: ignore[assignment]  # as its connection_lost does
 
 
 def text_frame_header(length: int) -> bytes:
