@@ -68,6 +68,11 @@ class NotificationConsumer:
                     return
         finally:
             self.session.release()
+            # The session and this consumer (its transport) hold each other:
+            # let reference counting free both, and the protocol they hold,
+            # when the socket's task ends, rather than the collector's next
+            # full collection (docs/performance.md, "Handshakes, fourth round").
+            del self.session
 
     async def _connect(self, scope: dict[str, Any]) -> None:
         subprotocol = scope.get("notify_subprotocol")

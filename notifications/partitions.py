@@ -31,6 +31,8 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
+from notifications import recipients_pg
+
 logger = logging.getLogger(__name__)
 
 _RECIPIENTS = "notify_recipient"
@@ -158,9 +160,8 @@ def _record_purged(partition: str) -> int:
         cursor.execute(
             "WITH top AS (SELECT user_key, max(seq) AS seq, count(*) AS n "  # noqa: S608
             f"FROM {partition} GROUP BY user_key), "
-            "moved AS (UPDATE notify_user_sequence u SET purged_through = top.seq FROM top "
-            "WHERE u.key = top.user_key AND u.purged_through < top.seq) "
-            "SELECT coalesce(sum(n), 0) FROM top"
+            + recipients_pg.RAISE_PURGED_THROUGH
+            + "SELECT coalesce(sum(n), 0) FROM top"
         )
         row = cursor.fetchone()
     return int(row[0]) if row else 0

@@ -29,17 +29,32 @@ _MARK = (
     f"UPDATE notify_recipient SET read_at = %s WHERE user_key = {_KEY} "  # noqa: S608
     "AND read_at IS NULL {seqs} RETURNING seq"
 )
+# A purge's CTEs after ``top`` (user_key, seq): each user's purged_through
+# raised to ``top.seq``. The counter rows are locked first, all of them, in
+# user_id order: the order a publish locks its users' rows in (pg_writes,
+# ``ORDER BY u``). Locked in the join's order instead, a purge and a publish
+# to two of the same users could each hold the row the other waited for,
+# and PostgreSQL cancelled one of them: publishes failed while a day was
+# purged (docs/scaling.md, "Publishing while a day is purged"). The sort
+# takes all of ``top`` before the first lock, so publishes wait only for the
+# update itself, never for the aggregate.
+RAISE_PURGED_THROUGH = (
+    "locked AS MATERIALIZED (SELECT u.key, top.seq FROM notify_user_sequence u "
+    "JOIN top ON u.key = top.user_key WHERE u.purged_through < top.seq "
+    "ORDER BY u.user_id FOR UPDATE OF u), "
+    "moved AS (UPDATE notify_user_sequence u SET purged_through = locked.seq FROM locked "
+    "WHERE u.key = locked.key AND u.purged_through < locked.seq) "
+)
 # One batch of the rows of days before the cutoff that no dropped day
 # partition held (the default partition's): each user's highest id goes
 # into purged_through in the same statement as the delete.
 _PURGE = (
-    "WITH gone AS (DELETE FROM notify_recipient r WHERE (r.user_key, r.seq) IN ("
+    "WITH gone AS (DELETE FROM notify_recipient r WHERE (r.user_key, r.seq) IN ("  # noqa: S608 - constant texts
     "SELECT user_key, seq FROM notify_recipient WHERE day < %s LIMIT %s) AND r.day < %s "
     "RETURNING r.user_key, r.seq), "
     "top AS (SELECT user_key, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_key), "
-    "moved AS (UPDATE notify_user_sequence u SET purged_through = top.seq FROM top "
-    "WHERE u.key = top.user_key AND u.purged_through < top.seq) "
-    "SELECT coalesce(sum(n), 0) FROM top"
+    + RAISE_PURGED_THROUGH
+    + "SELECT coalesce(sum(n), 0) FROM top"
 )
 _LATEST = (
     "SELECT seq, event_ref, day, read_at FROM notify_recipient "  # noqa: S608

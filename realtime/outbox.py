@@ -100,6 +100,12 @@ class Outbox:
         is queued behind the writer meanwhile."""
         if self._closed:
             return
+        if self._outbox is None and self.transport.write_now(frame):
+            # Nothing queued and the transport took it without waiting (the
+            # WebSocket's corked write), as ``transport.write`` would have:
+            # a replay of ten costs no timeout, message or coroutine per frame.
+            state.live_frames += 1
+            return
         try:
             async with asyncio.timeout(SEND_TIMEOUT):
                 if self._writer is not None:

@@ -43,6 +43,7 @@ import struct
 from typing import Any
 
 from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.server import ServerState
 from websockets.exceptions import InvalidState
@@ -194,6 +195,12 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
 
     # -- handshake -----------------------------------------------------------
 
+    def connection_made(self, transport: Any) -> None:
+        # uvicorn's HTTP protocol hands the connection over from inside its
+        # ``data_received`` and is still the transport's protocol here.
+        release_http_protocol(transport.get_protocol())
+        super().connection_made(transport)
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = self.__dict__.get("scope")
@@ -221,6 +228,19 @@ class LeanWebSocketProtocol(GuardedWebSocketProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_transport()
+
+
+def release_http_protocol(http: Any) -> None:
+    """Let the HTTP protocol that upgraded a connection go when its upgrade
+    returns. httptools' parser holds bound methods of the protocol that holds
+    it, and only ``connection_lost`` (never called once the transport has a
+    new protocol) breaks the cycle: each upgrade left the protocol, its
+    parser, scope and headers (about 20 objects) to the collector, which a
+    reconnect storm made run its full collections over every open socket
+    (docs/performance.md, "Handshakes, fourth round"). Nothing reads the
+    parser after the upgrade: uvicorn's ``data_received`` returns."""
+    if isinstance(http, HttpToolsProtocol):
+        http.parser = None  # type: ignore[assignment]  # as its connection_lost does
 
 
 def text_frame_header(length: int) -> bytes:

@@ -5,9 +5,14 @@ the purge drops whole days while keeping ``purged_through`` (and so
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -117,6 +122,73 @@ def test_purged_through_never_goes_back() -> None:
     )
     notifications_purge(older_than_days=35)
     assert sequence_state(user_id="di").purged_through == 7
+
+
+@contextmanager
+def other_connection() -> Iterator[psycopg.Connection[Any]]:
+    """A second session on the test database, in a transaction of its own."""
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        yield other
+        other.rollback()
+
+
+def wait_for_lock_wait(watcher: psycopg.Connection[Any], *, timeout: float = 30.0) -> None:
+    """Until some session waits for a row or table lock (the purge, here)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+        watcher.rollback()
+        if found and found[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the purge never waited for the held row")
+
+
+@pytest.mark.parametrize("home", ["day partition", "default partition"])
+def test_the_purge_locks_counter_rows_in_the_order_publishes_do(home: str) -> None:
+    """A publish locks its users' counter rows in user_id order (pg_writes);
+    a purge that took them in another order deadlocked with publishes to
+    the same users, and PostgreSQL cancelled one of the two. Here the first
+    user in user_id order is held by another session: a purge that locks in
+    that order waits for it holding no other user's row."""
+    old = today() - timedelta(days=40)
+    at = old + timedelta(hours=1)
+    if home == "day partition":
+        partitions.ensure_partitions(first=old.date(), days=1)
+    else:
+        at = today() - timedelta(days=400)  # no day partition: the default one
+    # The counter rows (and keys) are made in the reverse of user_id order.
+    users = [f"lock-{letter}" for letter in "zyxwvutsrqpa"]
+    for user in users:
+        store(rows(user, range(1, 3), at))
+    UserSequence.objects.filter(user_id__in=users).update(last_id=2)
+    failures: list[BaseException] = []
+
+    def purge() -> None:
+        try:
+            notifications_purge(older_than_days=35)
+        except BaseException as error:  # raised in the test's thread below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    with other_connection() as holder, other_connection() as prober:
+        holder.execute("SELECT 1 FROM notify_user_sequence WHERE user_id = 'lock-a' FOR UPDATE")
+        purging = threading.Thread(target=purge)
+        purging.start()
+        wait_for_lock_wait(prober)
+        # Every other user's row is free: the purge waits on the first one.
+        for user in users[:-1]:
+            prober.execute(
+                "SELECT 1 FROM notify_user_sequence WHERE user_id = %s FOR UPDATE NOWAIT", [user]
+            )
+        prober.rollback()
+        holder.rollback()
+        purging.join(timeout=60)
+    assert not purging.is_alive() and not failures
+    assert {user: sequence_state(user_id=user).purged_through for user in users} == dict.fromkeys(
+        users, 2
+    )
 
 
 def index_oids(partition: str) -> dict[str, int]:
