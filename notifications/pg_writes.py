@@ -27,7 +27,9 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection
+from django.db import connection, connections
+
+from notifications import db_loop
 
 # A new user's row takes the next user key (notifications/user_keys.py);
 # ``coalesce`` is lazy, so an existing user's upsert reads its key and draws
@@ -151,7 +153,45 @@ def allocate_and_insert(
     so the writer thread spun through the round trip (measured:
     docs/performance.md, "Cost per notification").
     """
-    params = {
+    with _cursor() as cursor:
+        cursor.execute(_PUBLISH, _publish_params(users, counts, publications), prepare=False)
+        return [(user, last) for user, last, _key in cursor.fetchall()]
+
+
+async def allocate_and_insert_on_loop(
+    conn: db_loop.KeptConnection,
+    users: Sequence[str],
+    counts: Sequence[int],
+    publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
+) -> list[tuple[str, int]]:
+    """``allocate_and_insert`` on the event loop's own connection ``conn``
+    (notifications/db_loop.py), in autocommit: the statement alone, committed
+    by itself. Raises Django's database errors, as the thread's does."""
+    with _django_errors():
+        rows = await conn.fetch_all(_PUBLISH, _publish_params(users, counts, publications))
+    return [(user, last) for user, last, _key in rows]
+
+
+@contextmanager
+def _django_errors() -> Iterator[None]:
+    """psycopg's errors as Django's (``OperationalError`` and the like), for
+    statements sent outside Django's connections."""
+    global _errors_wrapper
+    if _errors_wrapper is None:
+        _errors_wrapper = connections.create_connection("default")
+    with _errors_wrapper.wrap_database_errors:
+        yield
+
+
+_errors_wrapper: Any = None
+
+
+def _publish_params(
+    users: Sequence[str],
+    counts: Sequence[int],
+    publications: Sequence[tuple[Mapping[str, Any], Sequence[tuple[str, int]]]],
+) -> dict[str, str]:
+    return {
         "counters": _json(
             [{"u": user, "c": count} for user, count in zip(users, counts, strict=True)]
         ),
@@ -177,9 +217,6 @@ def allocate_and_insert(
             ]
         ),
     }
-    with _cursor() as cursor:
-        cursor.execute(_PUBLISH, params, prepare=False)
-        return [(user, last) for user, last, _key in cursor.fetchall()]
 
 
 def _json(value: Any) -> str:

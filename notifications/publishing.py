@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications import delivery, idempotency
+from notifications.admission import Admission
 from notifications.errors import IdempotencyConflict, RateLimited
 from notifications.models import allocate_ids, insert_notifications
 from notifications.push import services as push_services
@@ -114,27 +115,35 @@ def _publish_plain(publications: Sequence[Publication]) -> list[PublishResult]:
     the group committer retries each request alone."""
     from notifications import pg_writes  # psycopg: PostgreSQL deployments only
 
-    now = timezone.now()
-    accepted = [
-        (index, publication, list(dict.fromkeys(publication.recipients)), uuid.uuid4())
-        for index, publication in enumerate(publications)
-    ]
-    wanted, planned = _plan(accepted, now)
-    ordered = sorted(wanted)
-    last_ids = dict(
-        pg_writes.allocate_and_insert(
-            ordered,
-            [wanted[user] for user in ordered],
-            [(stored, backs) for _shared, stored, backs in planned],
-        )
-    )
-    pushes = [(user, n) for user, n, _mode in _stored_rows(accepted, planned, last_ids)]
-    if pushes:  # committed: what on_commit does after the transaction
-        delivery.push_notifications(pushes, committed_at=time.time())
-    return [
-        PublishResult(event_id=event_id, recipients=len(users))
-        for _index, _publication, users, event_id in accepted
-    ]
+    group = PlainGroup(publications)
+    return group.committed(pg_writes.allocate_and_insert(group.users, group.counts, group.rows))
+
+
+class PlainGroup:
+    """A plain group's writes planned (``rows``, each user's row ``counts``),
+    and after its one statement (``committed``) its pushes and results."""
+
+    def __init__(self, publications: Sequence[Publication]) -> None:
+        self._accepted = [
+            (index, publication, list(dict.fromkeys(publication.recipients)), uuid.uuid4())
+            for index, publication in enumerate(publications)
+        ]
+        wanted, self._planned = _plan(self._accepted, timezone.now())
+        self.users = sorted(wanted)
+        self.counts = [wanted[user] for user in self.users]
+        self.rows = [(stored, backs) for _shared, stored, backs in self._planned]
+
+    def committed(self, last_ids: Sequence[tuple[str, int]]) -> list[PublishResult]:
+        """Pushes started (the statement committed: what on_commit does after
+        a transaction), and each publication's result."""
+        rows = _stored_rows(self._accepted, self._planned, dict(last_ids))
+        if rows:
+            pushes = [(user, notification) for user, notification, _mode in rows]
+            delivery.push_notifications(pushes, committed_at=time.time())
+        return [
+            PublishResult(event_id=event_id, recipients=len(users))
+            for _index, _publication, users, event_id in self._accepted
+        ]
 
 
 _Accepted = tuple[int, Publication, list[str], uuid.UUID]
@@ -226,30 +235,16 @@ def notifications_publish_rated(*, publications: Sequence[Publication]) -> list[
     """Each publisher's rate limits (one call per publisher for the whole
     group: a request and its recipients each, in order), then the writes of
     those admitted: one statement for a plain group, else one transaction."""
-    by_source: dict[str, list[int]] = {}
-    for index, publication in enumerate(publications):
-        by_source.setdefault(publication.source, []).append(index)
-    outcomes: list[PublishOutcome | None] = [None] * len(publications)
-    admitted: list[int] = []
-    for source, indexes in by_source.items():
-        sizes = [len(set(publications[i].recipients)) for i in indexes]
-        flags, retry = publisher_limiter.admit(source, sizes)
-        for index, ok in zip(indexes, flags, strict=True):
-            if ok:
-                admitted.append(index)
-            else:
-                outcomes[index] = RateLimited(retry_after=retry)
-    admitted.sort()
-    if admitted:
-        group = [publications[i] for i in admitted]
-        stored: Sequence[PublishResult | IdempotencyConflict]
+    admission = Admission(publications)
+    for source, sizes in admission.calls():
+        admission.answer(source, *publisher_limiter.admit(source, sizes))
+    group = admission.group()
+    if group:
         if _is_plain(group):
-            stored = _publish_plain(group)
+            admission.stored(_publish_plain(group))
         else:
-            stored = notifications_publish_many(publications=group)
-        for index, outcome in zip(admitted, stored, strict=True):
-            outcomes[index] = outcome
-    return [outcome for outcome in outcomes if outcome is not None]
+            admission.stored(notifications_publish_many(publications=group))
+    return admission.outcomes()
 
 
 def _store(

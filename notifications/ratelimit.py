@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -119,6 +120,7 @@ class PublisherLimiter:
         self._lock = threading.Lock()
         self._redis: Any = None
         self._script: Any = None
+        self._loop_scripts: dict[asyncio.AbstractEventLoop, Any] = {}
 
     def check(self, source: str, recipients: int = 1) -> None:
         """Raise RateLimited when one publish of ``recipients`` is over the limits."""
@@ -132,36 +134,67 @@ class PublisherLimiter:
         rates = (settings.NOTIFY_PUBLISH_RATE, settings.NOTIFY_PUBLISH_RECIPIENT_RATE)
         cfg = redis_clients.configured()
         if cfg is not None:
-            return self._admit_redis(cfg, source, rates, sizes)
+            return self._admit_redis(cfg, source, sizes)
         with self._lock:
             buckets = self._local.get(source)
             if buckets is None:
                 buckets = self._local[source] = (TokenBucket(*rates[0]), TokenBucket(*rates[1]))
             return _admit_local(*buckets, sizes)
 
+    async def admit_async(self, source: str, sizes: list[int]) -> tuple[list[bool], float]:
+        """``admit`` from the event loop: the shared bucket's script on this
+        loop's own async client (the same script, the same keys), one
+        connection: a loop's publish groups call it one at a time."""
+        cfg = redis_clients.configured()
+        if cfg is None:
+            return self.admit(source, sizes)  # local buckets: no I/O
+        loop = asyncio.get_running_loop()
+        script = self._loop_scripts.get(loop)
+        if script is None:
+            for closed in [lp for lp in self._loop_scripts if lp.is_closed()]:
+                del self._loop_scripts[closed]
+            client = redis_clients.async_single_client(cfg)
+            script = self._loop_scripts[loop] = client.register_script(_ADMIT_LUA)
+        keys, args = _script_call(source, sizes)
+        try:
+            answer = await script(keys=keys, args=args)
+        except redis.RedisError:
+            logger.warning("rate limiter unreachable; allowing", exc_info=True)
+            return [True] * len(sizes), 0.0
+        return [int(flag) == 1 for flag in answer[:-1]], float(answer[-1])
+
+    async def close_async(self) -> None:
+        """Close this loop's client (the ASGI shutdown)."""
+        script = self._loop_scripts.pop(asyncio.get_running_loop(), None)
+        if script is not None:
+            await script.registered_client.aclose()
+
     def _admit_redis(
-        self,
-        cfg: RedisSettings,
-        source: str,
-        rates: tuple[tuple[float, float], tuple[float, float]],
-        sizes: list[int],
+        self, cfg: RedisSettings, source: str, sizes: list[int]
     ) -> tuple[list[bool], float]:
         if self._script is None:
             self._redis = redis_clients.sync_client(cfg)
             self._script = self._redis.register_script(_ADMIT_LUA)
-        (rate, burst), (recipient_rate, recipient_burst) = rates
+        keys, args = _script_call(source, sizes)
         try:
-            # One hash slot for both keys (Redis Cluster): the {source} tag.
-            answer = self._script(
-                keys=[f"notify:rate:{{{source}}}", f"notify:rate:{{{source}}}:recipients"],
-                args=[rate, burst, recipient_rate, recipient_burst, *sizes],
-            )
+            answer = self._script(keys=keys, args=args)
         except redis.RedisError:
             # Fail open: storage is the truth and it is up; a Redis outage
             # must not turn publishes into errors.
             logger.warning("rate limiter unreachable; allowing", exc_info=True)
             return [True] * len(sizes), 0.0
         return [int(flag) == 1 for flag in answer[:-1]], float(answer[-1])
+
+
+def _script_call(source: str, sizes: list[int]) -> tuple[list[str], list[float]]:
+    """``_ADMIT_LUA``'s keys and arguments for ``source``'s publishes."""
+    (rate, burst), (recipient_rate, recipient_burst) = (
+        settings.NOTIFY_PUBLISH_RATE,
+        settings.NOTIFY_PUBLISH_RECIPIENT_RATE,
+    )
+    # One hash slot for both keys (Redis Cluster): the {source} tag.
+    keys = [f"notify:rate:{{{source}}}", f"notify:rate:{{{source}}}:recipients"]
+    return keys, [rate, burst, recipient_rate, recipient_burst, *sizes]
 
 
 publisher_limiter = PublisherLimiter()

@@ -51,6 +51,15 @@ def sync_client(cfg: RedisSettings) -> Any:
     return redis.Redis.from_url(cfg.urls[0], **_TIMEOUTS)
 
 
+def async_single_client(cfg: RedisSettings) -> Any:
+    """``async_client`` for a caller with one command in flight at a time (a
+    loop's publish groups): one connection, no pool to check it out of per
+    command. Sentinel and cluster: ``async_client``."""
+    if cfg.cluster_url or cfg.sentinels:
+        return async_client(cfg)
+    return aioredis.Redis.from_url(cfg.urls[0], single_connection_client=True, **_TIMEOUTS)
+
+
 def async_client(cfg: RedisSettings) -> Any:
     """A redis.asyncio.Redis, or a cluster client (the same commands)."""
     if cfg.cluster_url:

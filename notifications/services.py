@@ -5,10 +5,13 @@ Each service is one transaction; pushes are scheduled with
 (A plain publish group on PostgreSQL is one statement in autocommit, which
 commits by itself; its pushes start when it returns: publishing._publish_plain.)
 
-Publishing has one path: requests wait on the event loop and one writer
-thread commits whatever is queued at that moment, with each publisher's rate
-limit (notifications/group_commit.py, notifications/publishing.py). The HTTP
-API, the demo page and the synchronous ``notifications_publish`` all take it.
+Publishing: requests wait on the event loop and one writer thread commits
+whatever is queued at that moment, with each publisher's rate limit
+(notifications/group_commit.py, notifications/publishing.py). On PostgreSQL
+a plain publication from an event loop (the HTTP API, the demo page) commits
+instead in a group on that loop's own connection
+(notifications/publish_loop.py); the synchronous ``notifications_publish``
+always takes the writer.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.utils import timezone
 
-from notifications import delivery, partitions, recipients_pg
+from notifications import delivery, partitions, publish_loop, recipients_pg
 from notifications.db import with_kept_connection
 from notifications.errors import NotificationNotFound
 from notifications.group_commit import AsyncGroupCommitter
@@ -51,9 +54,21 @@ _writer: AsyncGroupCommitter[Publication, PublishOutcome] = AsyncGroupCommitter(
 async def notifications_publish_async(*, publication: Publication) -> PublishResult:
     """Publish from the event loop: rate limit, commit (shared with whatever
     else is waiting), push after commit. Raises RateLimited, IdempotencyConflict
-    or a database error."""
+    or a database error. On PostgreSQL a plain publication commits in a group
+    on this loop's own connection (notifications/publish_loop.py); any other
+    takes the writer thread."""
+    if not publish_loop.eligible(publication):
+        return await _through_writer(publication)
     delivery.bind_loop(asyncio.get_running_loop())
-    outcome = await _writer.submit(publication)
+    return _result(await publish_loop.submit(publication))
+
+
+async def _through_writer(publication: Publication) -> PublishResult:
+    delivery.bind_loop(asyncio.get_running_loop())
+    return _result(await _writer.submit(publication))
+
+
+def _result(outcome: PublishOutcome) -> PublishResult:
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
@@ -72,8 +87,11 @@ def notifications_publish(
     push: str = "auto",
 ) -> PublishResult:
     """``notifications_publish_async`` for synchronous callers (tools, tests):
-    the same writer, rate limit and commit. Not from a thread that runs an
-    event loop (await ``notifications_publish_async`` there)."""
+    the same rate limit and commit, always by the writer thread, which keeps
+    its connection (the loop ``async_to_sync`` runs lasts one call: a
+    connection of its own would be opened and dropped per call). Not from a
+    thread that runs an event loop (await ``notifications_publish_async``
+    there)."""
     publication = Publication(
         source=source,
         recipients=recipients,
@@ -85,7 +103,7 @@ def notifications_publish(
         request_hash=request_hash,
         push=push,
     )
-    result: PublishResult = async_to_sync(notifications_publish_async)(publication=publication)
+    result: PublishResult = async_to_sync(_through_writer)(publication)
     return result
 
 

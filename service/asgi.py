@@ -21,9 +21,9 @@ from api import publish_asgi  # noqa: E402
 from notifications import (  # noqa: E402
     channel_layer,
     cluster_layer,
-    db_loop,
     delivery,
     presence,
+    publish_loop,
 )
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from notifications.push import runtime as push_runtime  # noqa: E402
@@ -107,7 +107,7 @@ async def _shutdown() -> None:
     await push_runtime.stop(grace=settings.NOTIFY_DRAIN_SECONDS)
     for task in list(state.background):
         task.cancel()
-    await db_loop.close()
+    await publish_loop.close()  # groups in flight commit, then the loop's connections close
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # This worker's live gauges (open sockets) stop counting.
         from prometheus_client import multiprocess

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 
-from notifications import services
+from notifications import publish_loop, services
 from notifications.runtime import state
 from service.asgi import application
 from service.middleware import SECURITY_HEADERS
@@ -36,6 +36,7 @@ async def asgi() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=application)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+    await publish_loop.close()  # the ASGI shutdown's: this test's loop closes next
 
 
 def _bearer(secret: str) -> dict[str, str]:
@@ -174,8 +175,13 @@ async def test_a_bug_is_a_logged_json_500_and_stores_nothing(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    # A bug in the writer thread's work, where every publish is stored.
+    async def broken_on_loop(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    # A bug in the work of whichever stores this publish: the writer thread
+    # or (PostgreSQL, a plain group) the event loop.
     monkeypatch.setattr(services, "notifications_publish_rated", broken)
+    monkeypatch.setattr(publish_loop, "_commit", broken_on_loop)
     with caplog.at_level(logging.ERROR, logger="api.publish_asgi"):
         response = await asgi.post(
             PUBLISH_URL, content=orjson.dumps(VALID), headers={**_bearer(SHOP_SECRET), **JSON}
@@ -223,6 +229,7 @@ async def test_a_publish_in_progress_counts_as_a_live_request() -> None:
     await until(lambda: state.live_requests == before + 1, "the publish to be counted")
     upload.go.set()
     await served
+    await publish_loop.close()  # the ASGI shutdown's: this test's loop closes next
     assert state.live_requests == before
     assert upload.sent[0]["status"] == 202
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from notifications.group_commit import AsyncGroupCommitter
+from notifications.group_commit import AsyncGroupCommitter, LoopGroupCommitter
 
 # --------------------------------------------------------------------------- async
 
@@ -142,3 +142,80 @@ async def test_async_cancelled_waiter_leaves_the_others_alone() -> None:
     assert await asyncio.wait_for(first, 30) == "ok1"
     assert await asyncio.wait_for(third, 30) == "ok3"
     assert [2] in commit.groups or any(2 in group for group in commit.groups)  # still committed
+
+
+# --------------------------------------------------------------------------- on the loop
+
+
+class LoopCommit:
+    """A coroutine commit on the loop whose first group waits for the test."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def __call__(self, items: Sequence[int]) -> list[str]:
+        if not self.groups:
+            self.entered.set()
+            await self.gate.wait()
+        self.groups.append(list(items))
+        if any(item < 0 for item in items):
+            raise ValueError("bad item") if min(items) > -100 else ConnectionError("no answer")
+        return [f"ok{item}" for item in items]
+
+
+def loop_committer(commit: LoopCommit) -> LoopGroupCommitter[int, str]:
+    return LoopGroupCommitter(
+        commit,
+        size_of=lambda _: 1,
+        retry_alone=lambda error: not isinstance(error, ConnectionError),
+    )
+
+
+async def queued_behind_the_first(
+    commit: LoopCommit, committer: LoopGroupCommitter[int, str], items: list[int]
+) -> list[asyncio.Future[str]]:
+    first = asyncio.ensure_future(committer.submit(0))
+    await commit.entered.wait()
+    rest = [asyncio.ensure_future(committer.submit(item)) for item in items]
+    while committer.waiting() < len(items):
+        await asyncio.sleep(0)
+    return [first, *rest]
+
+
+async def test_on_the_loop_a_refused_group_is_retried_one_request_at_a_time() -> None:
+    commit = LoopCommit()
+    committer = loop_committer(commit)
+    waiting = await queued_behind_the_first(commit, committer, [1, -2, 3])
+    commit.gate.set()
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    assert outcomes[:2] == ["ok0", "ok1"] and outcomes[3] == "ok3"
+    assert isinstance(outcomes[2], ValueError)
+    assert commit.groups == [[0], [1, -2, 3], [1], [-2], [3]]
+
+
+async def test_on_the_loop_a_group_without_an_answer_fails_whole_and_is_not_retried() -> None:
+    # It may have committed: sending its requests again could store them twice.
+    commit = LoopCommit()
+    committer = loop_committer(commit)
+    waiting = await queued_behind_the_first(commit, committer, [1, -200, 3])
+    commit.gate.set()
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    assert outcomes[0] == "ok0"
+    assert all(isinstance(o, ConnectionError) for o in outcomes[1:])
+    assert commit.groups == [[0], [1, -200, 3]]
+    assert await committer.submit(4) == "ok4"  # the next group goes on
+
+
+async def test_on_the_loop_a_cancelled_request_leaves_its_group_committing() -> None:
+    commit = LoopCommit()
+    committer = loop_committer(commit)
+    first, queued = await queued_behind_the_first(commit, committer, [1])
+    first.cancel()
+    queued.cancel()
+    assert committer.busy()
+    commit.gate.set()
+    await committer.idle()
+    assert commit.groups == [[0], [1]]  # both committed, nobody waiting for them
+    assert not committer.busy()

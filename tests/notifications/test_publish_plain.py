@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.db import DatabaseError, connection, transaction
 
-from notifications import delivery, publishing, selectors, services
+from notifications import delivery, publish_loop, publishing, selectors, services
 from notifications.models import NotificationEvent, UserSequence
 from notifications.push import services as push_services
 from notifications.push.config import PushSettings
@@ -244,33 +244,48 @@ async def until(condition: Any) -> None:
             await asyncio.sleep(0.01)
 
 
+def waiting(path: str) -> int:
+    """Requests queued on ``path``'s committer, not yet in a group."""
+    if path == "writer":
+        return services._writer.waiting()
+    committer = publish_loop.committer()
+    return 0 if committer is None else committer.waiting()
+
+
+def publisher(path: str) -> Any:
+    """The writer thread's way in (the synchronous callers'), or the event
+    loop's (the publish API's)."""
+    if path == "writer":
+        return services._through_writer
+    return lambda p: services.notifications_publish_async(publication=p)
+
+
 @pytest.mark.usefixtures("postgres_only")
-def test_a_failing_plain_group_fails_one_request_alone(pushed: Recorder) -> None:
+@pytest.mark.parametrize("path", ["writer", "loop"])
+def test_a_failing_plain_group_fails_one_request_alone(pushed: Recorder, path: str) -> None:
     # "gate" is held by another transaction, so the two requests queue behind
     # its group and go together in the next one; PostgreSQL refuses the NUL
     # of the second, which fails that group's one statement: nothing of it
     # stays, and each request is retried alone.
     services.notifications_publish(source="shop", recipients=["gate"], type="open")
     pushed.pushes.clear()
-    writer = services._writer
     good = publishing.Publication(source="shop", recipients=["good", "gate"], type="good")
     bad = publishing.Publication(source="shop", recipients=["bad", "good"], type="bad\x00")
+    publish = publisher(path)
 
     async def scenario() -> list[Any]:
         first = asyncio.ensure_future(
-            services.notifications_publish_async(
-                publication=publishing.Publication(source="shop", recipients=["gate"], type="g")
-            )
+            publish(publishing.Publication(source="shop", recipients=["gate"], type="g"))
         )
         await asyncio.sleep(0)  # its task's first step: queued
-        await until(lambda: writer.waiting() == 0)  # the writer holds it, waiting on the lock
-        rest = [
-            asyncio.ensure_future(services.notifications_publish_async(publication=p))
-            for p in (good, bad)
-        ]
-        await until(lambda: writer.waiting() == 2)
+        await until(lambda: waiting(path) == 0)  # its group holds it, waiting on the lock
+        rest = [asyncio.ensure_future(publish(p)) for p in (good, bad)]
+        await until(lambda: waiting(path) == 2)
         lock.release.set()
-        return await asyncio.gather(first, *rest, return_exceptions=True)
+        try:
+            return await asyncio.gather(first, *rest, return_exceptions=True)
+        finally:
+            await publish_loop.close()
 
     with RowLock("gate") as lock:
         outcomes = asyncio.run(scenario())

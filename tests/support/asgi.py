@@ -148,6 +148,11 @@ def serving_loop() -> Iterator[asyncio.AbstractEventLoop]:
     try:
         yield loop
     finally:
+        # What the ASGI shutdown does: publish groups committed, the loop's
+        # own PostgreSQL connections closed (they cannot outlive the loop).
+        from notifications import publish_loop
+
+        asyncio.run_coroutine_threadsafe(publish_loop.close(), loop).result(timeout=60)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
