@@ -134,7 +134,11 @@ def day_of(suffix: str) -> date:
 
 def drop_expired(*, before: date) -> int:
     """Drop the day partitions that end on or before ``before`` (UTC
-    midnight); returns the recipient rows they held."""
+    midnight) and ended at least ``SETTLED`` ago; returns the recipient rows
+    they held."""
+    for leftover in _detached_leftovers():
+        _drop_detached(leftover)
+    before = min(before, (datetime.now(UTC) - SETTLED).date())
     removed = 0
     # A day's recipient rows before its events: no row is left without its event.
     order = sorted(
@@ -151,20 +155,33 @@ def drop_expired(*, before: date) -> int:
     return removed
 
 
+# A row's day is its event's, taken when its publish began: once a day has
+# been over this long, no publish still writes it (a statement is cut off
+# long before), so its rows are final.
+SETTLED = timedelta(hours=1)
+# Users whose purged_through one transaction raises: a publish to one of them
+# waits for one batch's update at most, not for the whole day's.
+PURGED_BATCH = 500
+
+
 def _record_purged(partition: str) -> int:
     """Each user's highest id in the partition becomes their purged_through
     (before the rows go, so a replay from below it is never called complete).
-    The partition is locked against writes first: no row can join it after."""
+    The aggregate is taken with the partition locked against writes; the
+    day is settled (``drop_expired``), so no row joins it afterwards, and
+    the users are then raised batch by batch, each batch its own transaction
+    (docs/scaling.md, "Publishing while a day is purged"). Holds about 100
+    bytes a user of the day in memory."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {partition} IN SHARE MODE")
         cursor.execute(
-            "WITH top AS (SELECT user_key, max(seq) AS seq, count(*) AS n "  # noqa: S608
-            f"FROM {partition} GROUP BY user_key), "
-            + recipients_pg.RAISE_PURGED_THROUGH
-            + "SELECT coalesce(sum(n), 0) FROM top"
+            f"SELECT user_key, max(seq), count(*) FROM {partition} GROUP BY user_key"  # noqa: S608
         )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
+        tops: list[tuple[int, int, int]] = cursor.fetchall()
+    for start in range(0, len(tops), PURGED_BATCH):
+        batch = tops[start : start + PURGED_BATCH]
+        recipients_pg.raise_purged_through([key for key, *_ in batch], [s for _k, s, _n in batch])
+    return sum(n for *_, n in tops)
 
 
 def _detach_and_drop(table: str, partition: str) -> None:
@@ -174,10 +191,32 @@ def _detach_and_drop(table: str, partition: str) -> None:
         found = cursor.fetchone()
         if found is None or found[0] is None:
             return
-        # Detaching is a catalog change: the parent's lock is held for
-        # milliseconds, and the drop then touches the detached table only.
+        # Detaching is a catalog change; the parent's lock, which every
+        # publish's insert waits for, lasts until this transaction ends.
         cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {partition}")
-        cursor.execute(f"DROP TABLE {partition}")
+    # So the drop (unlinking a day's files) has a transaction of its own.
+    _drop_detached(partition)
+
+
+def _drop_detached(partition: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {partition}")
+
+
+def _detached_leftovers() -> list[str]:
+    """Day tables no longer attached to their parent: a purge stopped
+    between a detach and its drop (their rows are already accounted for in
+    purged_through, which is recorded before the detach)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' "
+            "AND c.relnamespace = current_schema()::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) "
+            "AND c.relname LIKE ANY(%s)",
+            [[f"{table}_p%" for table in TABLES]],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    return [name for name in names if _is_day_table(name)]
 
 
 def compact_closed(*, today: date | None = None) -> list[str]:
@@ -235,12 +274,12 @@ def _partitions() -> dict[str, date]:
             [list(TABLES)],
         )
         names = [row[0] for row in cursor.fetchall()]
-    found: dict[str, date] = {}
-    for name in names:
-        stem, _sep, suffix = name.rpartition("_p")
-        if stem in TABLES and len(suffix) == 8 and suffix.isdigit():
-            found[name] = day_of(suffix)
-    return found
+    return {name: day_of(name.rpartition("_p")[2]) for name in names if _is_day_table(name)}
+
+
+def _is_day_table(name: str) -> bool:
+    stem, _sep, suffix = name.rpartition("_p")
+    return stem in TABLES and len(suffix) == 8 and suffix.isdigit()
 
 
 def _midnight(day: date) -> datetime:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 _KEY = "(SELECT key FROM notify_user_sequence WHERE user_id = %s)"
 
@@ -45,6 +45,21 @@ RAISE_PURGED_THROUGH = (
     "moved AS (UPDATE notify_user_sequence u SET purged_through = locked.seq FROM locked "
     "WHERE u.key = locked.key AND u.purged_through < locked.seq) "
 )
+# purged_through raised for given users (partitions._record_purged's batches).
+_RAISE = (
+    "WITH top AS (SELECT * FROM unnest(%s::integer[], %s::bigint[]) AS t(user_key, seq)), "  # noqa: S608
+    + RAISE_PURGED_THROUGH
+    + "SELECT 1"
+)
+
+
+def raise_purged_through(keys: Sequence[int], seqs: Sequence[int]) -> None:
+    """Each of ``keys``' purged_through raised to its ``seqs`` (never lowered),
+    in a transaction of its own."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RAISE, [list(keys), list(seqs)])
+
+
 # One batch of the rows of days before the cutoff that no dropped day
 # partition held (the default partition's): each user's highest id goes
 # into purged_through in the same statement as the delete.

@@ -113,6 +113,49 @@ def test_purge_drops_whole_days_and_keeps_purged_through_right() -> None:
     assert NotificationEvent.objects.filter(created_at__lt=old + timedelta(days=1)).count() == 0
 
 
+def test_a_day_left_detached_by_a_stopped_purge_is_dropped_by_the_next() -> None:
+    """The drop has a transaction of its own, after the detach's (which
+    holds the parent's lock): a purge stopped between the two leaves a
+    detached day, which the next purge drops."""
+    old = today() - timedelta(days=40)
+    partitions.ensure_partitions(first=old.date(), days=1)
+    store(rows("el", range(1, 3), old))
+    name = partitions.partition_name("notify_recipient", old.date())
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE notify_recipient DETACH PARTITION {name}")
+        cursor.execute("CREATE TABLE notify_recipient_pnotaday (x int)")  # not a day's
+    notifications_purge(older_than_days=35)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regclass(%s), to_regclass('notify_recipient_pnotaday')::text", [name]
+        )
+        assert cursor.fetchone() == (None, "notify_recipient_pnotaday")
+        cursor.execute("DROP TABLE notify_recipient_pnotaday")
+
+
+def test_a_day_is_dropped_only_once_it_has_settled() -> None:
+    """However short the retention, a day's partition stays until the day
+    has been over for ``SETTLED``: a publish that began before midnight may
+    still be writing its rows there, and the purge counts a day's rows
+    (purged_through) once, before dropping it."""
+    day = today().date()
+    partitions.ensure_partitions(first=day, days=1)
+    store(rows("fay", range(1, 2), today() + timedelta(minutes=1)))
+    days = set(partitions._partitions().values())
+    try:
+        partitions.drop_expired(before=day + timedelta(days=2))
+    finally:  # the days before today it dropped, for the other tests
+        for gone in sorted(days - set(partitions._partitions().values())):
+            partitions.ensure_partitions(first=gone, days=1)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regclass(%s)::text", [partitions.partition_name("notify_recipient", day)]
+        )
+        assert cursor.fetchone() == (partitions.partition_name("notify_recipient", day),)
+    assert [(r.user_id, r.seq) for r in stored()] == [("fay", 1)]
+
+
 def test_purged_through_never_goes_back() -> None:
     old = today() - timedelta(days=40)
     partitions.ensure_partitions(first=old.date(), days=1)
