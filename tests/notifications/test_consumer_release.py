@@ -10,11 +10,10 @@ full collection (docs/performance.md, "Handshakes, fourth round")."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from channels.testing import WebsocketCommunicator
 from notifications.consumers import NotificationConsumer
 from realtime.engine import StreamSession
 from service.asgi import websocket_app
+from tests.support.collector import collector_off
 from tests.support.tokens import hs256_only, user_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,17 +46,6 @@ async def fresh_layer() -> AsyncIterator[None]:
     await layer.flush()
     yield
     await layer.flush()
-
-
-@contextlib.contextmanager
-def collector_off() -> Iterator[None]:
-    """Only reference counting frees anything meanwhile."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def alive() -> list[object]:

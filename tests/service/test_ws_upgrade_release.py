@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.asyncio.client import connect
 
+from tests.support.collector import collector_off
 from tests.support.inprocess_uvicorn import started
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
@@ -49,17 +50,6 @@ async def serving() -> AsyncIterator[str]:
     )
     async with started(config) as (_server, port):
         yield f"ws://127.0.0.1:{port}/"
-
-
-@contextlib.contextmanager
-def collector_off() -> Iterator[None]:
-    """Only reference counting frees anything meanwhile."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def http_protocols() -> list[HttpToolsProtocol]:
