@@ -15,13 +15,16 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
+from notifications import publish_loop
 from notifications.models import IdempotencyRecord, UserSequence
 from notifications.ratelimit import publisher_limiter
+from service.asgi import application
 from tests.support import rows as stored_rows
 from tests.support.asgi import AsgiClient, serving_loop
 from tests.support.keys import api_keys_setting, api_keys_spec
@@ -142,3 +145,12 @@ def publish(publisher_client: AsgiClient) -> Callable[..., Any]:
         return publisher_client.post(PUBLISH_URL, body, format="json", headers=headers or None)
 
     return do
+
+
+@pytest.fixture
+async def asgi() -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of ``service.asgi.application`` on the test's loop."""
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+    await publish_loop.close()  # the ASGI shutdown's: this test's loop closes next

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -29,14 +28,6 @@ from tests.push.liveload import until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 VALID = {"recipients": ["42", "43", "42"], "type": "order.shipped", "data": {"n": 1}}
-
-
-@pytest.fixture
-async def asgi() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=application)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
-    await publish_loop.close()  # the ASGI shutdown's: this test's loop closes next
 
 
 def _bearer(secret: str) -> dict[str, str]:

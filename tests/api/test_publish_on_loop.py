@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from psycopg import pq
 from notifications import db_loop, publish_loop, services
 from notifications.models import UserSequence
 from notifications.redis_clients import RedisSettings
-from service.asgi import application
 from tests.api.conftest import PUBLISH_URL, SHOP_SECRET, counts, sequences
 from tests.notifications.test_publish_plain import RowLock
 from tests.support.servers import RedisServer
@@ -41,14 +40,6 @@ UNREACHABLE = "Storage is unreachable; nothing was stored. Retry later."  # api/
 def postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("SQLite commits every publish in the writer thread")
-
-
-@pytest.fixture
-async def asgi() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=application)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
-    await publish_loop.close()  # the ASGI shutdown's: this test's loop closes next
 
 
 async def post(asgi: httpx.AsyncClient, *recipients: str, type: str = "t") -> httpx.Response:
