@@ -13,16 +13,15 @@ from __future__ import annotations
 import gc
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from notifications.consumers import NotificationConsumer
 from realtime.engine import StreamSession
 from service.asgi import websocket_app
+from tests.notifications.test_consumers import fresh_layer  # noqa: F401 (autouse: a flushed layer)
 from tests.support.collector import collector_off
 from tests.support.tokens import hs256_only, user_token
 
@@ -38,14 +37,6 @@ def ws_settings(settings: Any) -> Any:
     settings.NOTIFY_JWT = hs256_only(settings.NOTIFY_JWT, JWT_SECRET)
     settings.NOTIFY_ALLOWED_ORIGINS = None
     return settings
-
-
-@pytest.fixture(autouse=True)
-async def fresh_layer() -> AsyncIterator[None]:
-    layer = get_channel_layer()
-    await layer.flush()
-    yield
-    await layer.flush()
 
 
 def alive() -> list[object]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from websockets.asyncio.client import connect
 from notifications.consumers import SEND_NOW_KEY, NotificationConsumer
 from realtime import frames
 from realtime.outbox import Outbox
-from tests.support.inprocess_uvicorn import started
+from tests.support.inprocess_uvicorn import small_buffer_socket, started
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 FRAMES = 400
@@ -97,10 +96,7 @@ async def serving() -> AsyncIterator[int]:
 
 async def test_a_replay_larger_than_every_buffer_arrives_whole_and_in_order() -> None:
     async with serving() as port:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        sock = await small_buffer_socket(port)
         async with connect(
             f"ws://127.0.0.1:{port}/", sock=sock, max_size=None, max_queue=1, compression=None
         ) as ws:

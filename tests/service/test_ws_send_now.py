@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from service.ws_protocol import SEND_NOW_KEY, text_frame_header
-from tests.support.inprocess_uvicorn import started
+from tests.support.inprocess_uvicorn import small_buffer_socket, started
 
 LEAN_WS = "service.ws_protocol:LeanWebSocketProtocol"
 # Payload lengths around the header's three forms (7-bit, 16-bit, 64-bit).
@@ -86,10 +85,7 @@ async def test_nothing_is_written_now_after_the_close() -> None:
 
 async def test_a_client_that_does_not_read_gets_no_more_frames_written_now() -> None:
     async with serving() as port:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        sock = await small_buffer_socket(port)
         # asyncio's reader stops reading once its buffer holds 128 KiB.
         reader, writer = await asyncio.open_connection(sock=sock)
         writer.write(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -23,3 +24,14 @@ async def started(config: uvicorn.Config) -> AsyncIterator[tuple[uvicorn.Server,
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+async def small_buffer_socket(port: int) -> socket.socket:
+    """A non-blocking socket connected to ``port`` with a 4 KiB receive
+    buffer: a client whose reads fill up at once, so the server's writes
+    back up (a slow or paused reader)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
