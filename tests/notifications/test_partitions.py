@@ -113,6 +113,45 @@ def test_purge_drops_whole_days_and_keeps_purged_through_right() -> None:
     assert NotificationEvent.objects.filter(created_at__lt=old + timedelta(days=1)).count() == 0
 
 
+def test_the_purge_raises_purged_through_batch_by_batch() -> None:
+    """A publish to one of a day's users waits for that user's batch at
+    most: each batch commits on its own. With the last user's row held by
+    another session, the purge waits there, and every user of the batches
+    before it is already raised, for every session to see."""
+    old = today() - timedelta(days=40)
+    partitions.ensure_partitions(first=old.date(), days=1)
+    users = [f"batch-{n:04d}" for n in range(partitions.PURGED_BATCH + 1)]
+    store(row for user in users for row in rows(user, range(1, 3), old))
+    UserSequence.objects.filter(user_id__in=users).update(last_id=2)
+    last = users[-1]  # the highest key: stored last, in the last batch
+    failures: list[BaseException] = []
+
+    def purge() -> None:
+        try:
+            notifications_purge(older_than_days=35)
+        except BaseException as error:  # raised in the test's thread below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    with other_connection() as holder, other_connection() as prober:
+        holder.execute("SELECT 1 FROM notify_user_sequence WHERE user_id = %s FOR UPDATE", [last])
+        purging = threading.Thread(target=purge)
+        purging.start()
+        wait_for_lock_wait(prober)
+        raised = prober.execute(
+            "SELECT count(*) FROM notify_user_sequence WHERE user_id = ANY(%s) "
+            "AND purged_through = 2",
+            [users[:-1]],
+        ).fetchone()
+        prober.rollback()
+        holder.rollback()
+        purging.join(timeout=60)
+    assert raised == (partitions.PURGED_BATCH,)
+    assert not purging.is_alive() and not failures
+    assert sequence_state(user_id=last).purged_through == 2
+
+
 def test_a_day_left_detached_by_a_stopped_purge_is_dropped_by_the_next() -> None:
     """The drop has a transaction of its own, after the detach's (which
     holds the parent's lock): a purge stopped between the two leaves a
